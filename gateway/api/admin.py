@@ -1,0 +1,97 @@
+"""The admin API under /admin/v1: tenant key management, guarded by the admin token."""
+
+from __future__ import annotations
+
+import hmac
+from typing import TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gateway.api.problems import invalid_body
+from gateway.api.requests import json_object, services
+from gateway.errors import Unauthenticated
+from gateway.keys import KeyRecord, KeySpec, NewKeySpec, Token
+
+
+class RotateSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    grace_seconds: float = Field(default=0, ge=0, le=30 * 24 * 3600)
+
+
+_Spec = TypeVar("_Spec", bound=BaseModel)
+
+
+def _authorize(request: Request) -> None:
+    expected = services(request).settings.admin_token
+    if expected is None:
+        raise Unauthenticated("The admin API is disabled: no admin token is configured")
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() not in ("bearer", "token") or not hmac.compare_digest(given.strip(), expected.get_secret_value()):
+        raise Unauthenticated("You did not pass a valid admin token")
+
+
+async def _parse(request: Request, model: type[_Spec]) -> _Spec:
+    try:
+        return model.model_validate(await json_object(request, required=model is RotateSpec))
+    except ValidationError as exc:
+        raise invalid_body(exc) from None
+
+
+def _with_token(record: KeyRecord, token: Token, status: int) -> Response:
+    return JSONResponse({"key": record.public(), "token": str(token)}, status_code=status)
+
+
+async def create_key(request: Request) -> Response:
+    _authorize(request)
+    record, token = await services(request).keys.create(await _parse(request, NewKeySpec))
+    return _with_token(record, token, 201)
+
+
+async def list_keys(request: Request) -> Response:
+    _authorize(request)
+    records = await services(request).keys.list(request.query_params.get("tenant"))
+    return JSONResponse({"results": [r.public() for r in records]})
+
+
+async def get_key(request: Request) -> Response:
+    _authorize(request)
+    return JSONResponse((await services(request).keys.get(request.path_params["key_id"])).public())
+
+
+async def update_key(request: Request) -> Response:
+    _authorize(request)
+    record = await services(request).keys.update(request.path_params["key_id"], await _parse(request, KeySpec))
+    return JSONResponse(record.public())
+
+
+async def disable_key(request: Request) -> Response:
+    _authorize(request)
+    return JSONResponse((await services(request).keys.disable(request.path_params["key_id"])).public())
+
+
+async def delete_key(request: Request) -> Response:
+    _authorize(request)
+    await services(request).keys.delete(request.path_params["key_id"])
+    return Response(status_code=204)
+
+
+async def rotate_key(request: Request) -> Response:
+    _authorize(request)
+    spec = await _parse(request, RotateSpec)
+    record, token = await services(request).keys.rotate(request.path_params["key_id"], spec.grace_seconds)
+    return _with_token(record, token, 200)
+
+
+routes = [
+    Route("/keys", create_key, methods=["POST"]),
+    Route("/keys", list_keys, methods=["GET"]),
+    Route("/keys/{key_id}", get_key, methods=["GET"]),
+    Route("/keys/{key_id}", update_key, methods=["PATCH"]),
+    Route("/keys/{key_id}", delete_key, methods=["DELETE"]),
+    Route("/keys/{key_id}/disable", disable_key, methods=["POST"]),
+    Route("/keys/{key_id}/rotate", rotate_key, methods=["POST"]),
+]

@@ -1,0 +1,102 @@
+"""Model, version and account endpoints, answered from the catalog and the caller's key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gateway.api.requests import api_root, caller, services
+from gateway.catalog import Resolved
+from gateway.config import ModelConfig
+from gateway.errors import NotFound
+from gateway.keys import KeyRecord
+from gateway.predictions import timestamp
+from gateway.schemas import PERMISSIVE_SCHEMA
+
+
+async def get_model(request: Request) -> Response:
+    key = await caller(request, "read")
+    model = _visible_model(key, request)
+    latest = services(request).catalog.version(model.name, model.versions[0].id)
+    return JSONResponse(await _model_json(request, model, latest))
+
+
+async def list_versions(request: Request) -> Response:
+    key = await caller(request, "read")
+    model = _visible_model(key, request)
+    catalog = services(request).catalog
+    versions = [await _version_json(request, catalog.version(model.name, v.id)) for v in model.versions if key.allows(model.name, v.id)]
+    return JSONResponse({"next": None, "previous": None, "results": versions})
+
+
+async def get_version(request: Request) -> Response:
+    key = await caller(request, "read")
+    model = _visible_model(key, request)
+    version_id = request.path_params["version_id"]
+    if not key.allows(model.name, version_id):
+        raise NotFound(f"Version {version_id} of model {model.name} not found")
+    return JSONResponse(await _version_json(request, services(request).catalog.version(model.name, version_id)))
+
+
+async def list_models(request: Request) -> Response:
+    key = await caller(request, "read")
+    catalog = services(request).catalog
+    visible = [m for m in catalog.models() if key.allows(m.name, m.versions[0].id)]
+    results = [await _model_json(request, m, catalog.version(m.name, m.versions[0].id)) for m in visible]
+    return JSONResponse({"next": None, "previous": None, "results": results})
+
+
+async def get_account(request: Request) -> Response:
+    key = await caller(request, "read")
+    return JSONResponse(
+        {"type": "organization", "username": key.tenant, "name": key.tenant, "github_url": None, "avatar_url": None}
+    )
+
+
+def _visible_model(key: KeyRecord, request: Request) -> ModelConfig:
+    name = f"{request.path_params['owner']}/{request.path_params['name']}"
+    model = services(request).catalog.model(name)
+    if not any(key.allows(name, v.id) for v in model.versions):
+        raise NotFound(f"Model {name} not found")
+    return model
+
+
+async def _model_json(request: Request, model: ModelConfig, latest: Resolved) -> dict[str, Any]:
+    owner, name = model.name.split("/")
+    return {
+        "url": f"{api_root(request)}/models/{model.name}",
+        "owner": owner,
+        "name": name,
+        "description": model.description,
+        "visibility": model.visibility,
+        "github_url": None,
+        "paper_url": None,
+        "license_url": None,
+        "run_count": 0,
+        "cover_image_url": None,
+        "default_example": None,
+        "latest_version": await _version_json(request, latest),
+        "is_official": False,
+    }
+
+
+async def _version_json(request: Request, resolved: Resolved) -> dict[str, Any]:
+    document = await services(request).schemas.document(resolved)
+    return {
+        "id": resolved.version.id,
+        "created_at": timestamp(resolved.version.created_at.timestamp()),
+        "cog_version": resolved.version.cog_version,
+        "openapi_schema": document or PERMISSIVE_SCHEMA,
+    }
+
+
+routes = [
+    Route("/models", list_models, methods=["GET"]),
+    Route("/models/{owner}/{name}", get_model, methods=["GET"]),
+    Route("/models/{owner}/{name}/versions", list_versions, methods=["GET"]),
+    Route("/models/{owner}/{name}/versions/{version_id}", get_version, methods=["GET"]),
+    Route("/account", get_account, methods=["GET"]),
+]

@@ -1,0 +1,154 @@
+"""Prediction endpoints: create (three ways), get, list, cancel."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gateway.api.requests import api_root, caller, json_object, services
+from gateway.catalog import Catalog, Resolved
+from gateway.errors import BadRequest, InvalidInput
+from gateway.predictions import CreateOptions
+from gateway.store import StoredPrediction
+
+_BODY_FIELDS = {"version", "input", "webhook", "webhook_events_filter", "webhook_completed", "stream"}
+_WEBHOOK_EVENTS = {"start", "output", "logs", "completed"}
+
+
+def prediction_json(record: StoredPrediction, root: str) -> dict[str, Any]:
+    """The public prediction object: the stored document plus absolute URLs on this gateway."""
+    url = f"{root}/predictions/{record.id}"
+    return {**record.doc, "urls": {"get": url, "cancel": f"{url}/cancel", "web": url}}
+
+
+async def create_prediction(request: Request) -> Response:
+    return await _create(request, lambda catalog, body: catalog.resolve_version(body["version"]), version_required=True)
+
+
+async def create_model_prediction(request: Request) -> Response:
+    return await _create(request, lambda catalog, _: catalog.resolve_model(_path_name(request)), version_required=False)
+
+
+async def create_deployment_prediction(request: Request) -> Response:
+    return await _create(request, lambda catalog, _: catalog.resolve_deployment(_path_name(request)), version_required=False)
+
+
+async def get_prediction(request: Request) -> Response:
+    key = await caller(request, "read")
+    record = await services(request).predictions.get(key, request.path_params["prediction_id"])
+    return JSONResponse(prediction_json(record, api_root(request)))
+
+
+async def cancel_prediction(request: Request) -> Response:
+    key = await caller(request, "predict")
+    record = await services(request).predictions.cancel(key, request.path_params["prediction_id"])
+    return JSONResponse(prediction_json(record, api_root(request)))
+
+
+async def list_predictions(request: Request) -> Response:
+    key = await caller(request, "read")
+    query = request.query_params
+    after, before = _instant(query.get("created_after")), _instant(query.get("created_before"))
+    page = await services(request).predictions.list(key, query.get("cursor"), after, before)
+    root = api_root(request)
+    return JSONResponse(
+        {
+            "next": _page_url(root, page.next_cursor, query),
+            "previous": _page_url(root, page.previous_cursor, query),
+            "results": [prediction_json(p, root) for p in page.predictions],
+        }
+    )
+
+
+async def _create(request: Request, resolve: Callable[[Catalog, dict[str, Any]], Resolved], *, version_required: bool) -> Response:
+    key = await caller(request, "predict")
+    body = await json_object(request)
+    options = _create_options(body, version_required=version_required)
+    resolved = resolve(services(request).catalog, body)
+    record = await services(request).predictions.create(key, resolved, options)
+    created = prediction_json(record, api_root(request))
+    return JSONResponse(created, status_code=201, headers={"Location": created["urls"]["get"]})
+
+
+def _path_name(request: Request) -> str:
+    return f"{request.path_params['owner']}/{request.path_params['name']}"
+
+
+def _create_options(body: dict[str, Any], *, version_required: bool) -> CreateOptions:
+    """Check the top-level body the way Replicate does (additionalProperties: false) and pick out the options."""
+    allowed = _BODY_FIELDS if version_required else _BODY_FIELDS - {"version"}
+    problems = [_problem("required", "(root)", f"{f} is required") for f in ("version", "input") if f in allowed and f not in body]
+    problems += [
+        _problem("additional_property_not_allowed", "(root)", f"Additional property {name} is not allowed")
+        for name in body
+        if name not in allowed
+    ]
+    problems += _type_problems(body)
+    if problems:
+        raise InvalidInput(problems)
+    return CreateOptions(
+        input=body["input"],
+        webhook=body.get("webhook") or body.get("webhook_completed"),
+        webhook_events_filter=body.get("webhook_events_filter") or (["completed"] if body.get("webhook_completed") else None),
+    )
+
+
+def _type_problems(body: dict[str, Any]) -> list[dict[str, str]]:
+    expected = {"version": str, "input": dict, "webhook": str, "webhook_completed": str, "webhook_events_filter": list, "stream": bool}
+    names = {str: "string", dict: "object", list: "array", bool: "boolean"}
+    problems = [
+        _problem("invalid_type", name, f"Invalid type. Expected: {names[kind]}, given: {_json_type(body[name])}")
+        for name, kind in expected.items()
+        if body.get(name) is not None and not isinstance(body[name], kind)
+    ]
+    events = body.get("webhook_events_filter")
+    if isinstance(events, list) and not set(events) <= _WEBHOOK_EVENTS:
+        allowed = ", ".join(f'"{e}"' for e in sorted(_WEBHOOK_EVENTS))
+        problems.append(_problem("enum", "webhook_events_filter", f"webhook_events_filter must be one of the following: {allowed}"))
+    for name in ("webhook", "webhook_completed"):
+        if isinstance(body.get(name), str) and body[name] and not body[name].startswith(("https://", "http://")):
+            problems.append(_problem("format", name, "Does not match format 'uri'"))
+    return problems
+
+
+def _problem(kind: str, field: str, description: str) -> dict[str, str]:
+    return {"type": kind, "field": field, "description": description}
+
+
+def _json_type(value: Any) -> str:
+    return {str: "string", dict: "object", list: "array", bool: "boolean", int: "integer", float: "number"}.get(
+        type(value), "null"
+    )
+
+
+def _instant(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(f"{value!r} is not an ISO 8601 date-time") from None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def _page_url(root: str, cursor: str | None, query: Any) -> str | None:
+    if cursor is None:
+        return None
+    params = {k: v for k, v in query.items() if k in ("created_after", "created_before")}
+    return f"{root}/predictions?{urlencode({**params, 'cursor': cursor})}"
+
+
+routes = [
+    Route("/predictions", create_prediction, methods=["POST"]),
+    Route("/predictions", list_predictions, methods=["GET"]),
+    Route("/predictions/{prediction_id}", get_prediction, methods=["GET"]),
+    Route("/predictions/{prediction_id}/cancel", cancel_prediction, methods=["POST"]),
+    Route("/models/{owner}/{name}/predictions", create_model_prediction, methods=["POST"]),
+    Route("/deployments/{owner}/{name}/predictions", create_deployment_prediction, methods=["POST"]),
+]

@@ -1,0 +1,40 @@
+"""Request helpers shared by the endpoints: JSON bodies, the caller's key, absolute URLs."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+
+from gateway.errors import BadRequest
+from gateway.keys import KeyRecord, Scope
+from gateway.services import Services
+
+
+def services(request: Request) -> Services:
+    return request.state.services  # type: ignore[no-any-return]
+
+
+async def caller(request: Request, scope: Scope) -> KeyRecord:
+    return await services(request).auth.authenticate(request.headers.get("authorization"), scope)
+
+
+async def json_object(request: Request, *, required: bool = True) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw.strip() and not required:
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise BadRequest(f"The request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadRequest("The request body must be a JSON object")
+    return body
+
+
+def api_root(request: Request) -> str:
+    """The absolute URL of the API prefix this request came in on (`…/v1` or `…/replicate/v1`)."""
+    public = services(request).settings.public_base_url
+    origin = public.rstrip("/") if public else f"{request.url.scheme}://{request.url.netloc}"
+    return origin + request.scope.get("root_path", "")

@@ -1,0 +1,21 @@
+"""The receiver upstreams call back: it checks the capability token, then re-reads the prediction upstream."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.api.requests import services
+from gateway.errors import NotFound
+
+
+async def upstream_webhook(request: Request) -> Response:
+    prediction_id = request.path_params["prediction_id"]
+    if not services(request).upstream_hooks.verify(prediction_id, request.query_params.get("token", "")):
+        raise NotFound("The requested resource does not exist")
+    await services(request).predictions.refresh_by_id(prediction_id)
+    return Response(status_code=204)
+
+
+routes = [Route("/webhooks/upstream/{prediction_id}", upstream_webhook, methods=["POST"])]

@@ -1,0 +1,124 @@
+"""Resolution of public model references to catalog entries and upstream routes; input aliases and defaults."""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.config import CatalogConfig, DeploymentConfig, ModelConfig, ProviderConfig, RouteConfig, VersionConfig
+from gateway.errors import InvalidInput, InvalidVersion, NotFound
+
+_VERSION_REF = re.compile(r"^(?:(?P<model>[^/:\s]+/[^/:\s]+):)?(?P<id>[0-9a-f]{64})$")
+
+
+class TargetKind(enum.Enum):
+    """What a route names upstream: a version id, an `owner/name` model, or a deployment."""
+
+    VERSION = "version"
+    MODEL = "model"
+    DEPLOYMENT = "deployment"
+
+
+@dataclass(frozen=True)
+class Route:
+    provider: str
+    kind: TargetKind
+    target: str
+
+    @classmethod
+    def from_config(cls, route: RouteConfig) -> Route:
+        for kind in TargetKind:
+            target = getattr(route, kind.value)
+            if target is not None:
+                return cls(route.provider, kind, target)
+        raise AssertionError("RouteConfig guarantees one target")
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A public version ready to run: its model, version, optional deployment and ordered routes."""
+
+    model: ModelConfig
+    version: VersionConfig
+    routes: tuple[Route, ...]
+    deployment: str | None = None
+
+    def prepare_input(self, given: dict[str, Any]) -> dict[str, Any]:
+        """Rename aliased fields to their real names, then fill in the catalog's defaults."""
+        prepared = _apply_aliases(given, self.model.aliases)
+        for name, value in self.model.defaults.items():
+            prepared.setdefault(name, value)
+        return prepared
+
+
+class Catalog:
+    """Read-only index over the catalog configuration."""
+
+    def __init__(self, config: CatalogConfig) -> None:
+        self.providers: dict[str, ProviderConfig] = dict(config.providers)
+        self._models = {m.name: m for m in config.models}
+        self._versions = {v.id: (m, v) for m in config.models for v in m.versions}
+        self._deployments = {d.name: d for d in config.deployments}
+
+    def models(self) -> list[ModelConfig]:
+        return list(self._models.values())
+
+    def resolve_version(self, ref: str) -> Resolved:
+        """`<64 hex>` or `owner/name:<64 hex>` → Resolved; anything else is Replicate's 422."""
+        match = _VERSION_REF.match(ref.strip()) if isinstance(ref, str) else None
+        found = self._versions.get(match["id"]) if match else None
+        if found is None or (match and match["model"] and match["model"] != found[0].name):
+            raise InvalidVersion()
+        model, version = found
+        return Resolved(model, version, _routes(version.routes))
+
+    def resolve_model(self, name: str) -> Resolved:
+        """The latest version of `owner/name`."""
+        model = self.model(name)
+        version = model.versions[0]
+        return Resolved(model, version, _routes(version.routes))
+
+    def resolve_deployment(self, name: str) -> Resolved:
+        deployment = self._deployments.get(name)
+        if deployment is None:
+            raise NotFound(f"Deployment {name} not found")
+        return self._deployment_target(deployment)
+
+    def model(self, name: str) -> ModelConfig:
+        model = self._models.get(name)
+        if model is None:
+            raise NotFound(f"Model {name} not found")
+        return model
+
+    def version(self, name: str, version_id: str) -> Resolved:
+        resolved = self._versions.get(version_id)
+        if resolved is None or resolved[0].name != name:
+            raise NotFound(f"Version {version_id} of model {name} not found")
+        return Resolved(resolved[0], resolved[1], _routes(resolved[1].routes))
+
+    def _deployment_target(self, deployment: DeploymentConfig) -> Resolved:
+        model = self._models[deployment.model]
+        version = next((v for v in model.versions if v.id == deployment.version), model.versions[0])
+        routes = deployment.routes or version.routes
+        return Resolved(model, version, _routes(routes), deployment=deployment.name)
+
+
+def _routes(routes: list[RouteConfig]) -> tuple[Route, ...]:
+    return tuple(Route.from_config(r) for r in routes)
+
+
+def _apply_aliases(given: dict[str, Any], aliases: dict[str, str]) -> dict[str, Any]:
+    prepared: dict[str, Any] = {}
+    conflicts = []
+    for name, value in given.items():
+        real = aliases.get(name, name)
+        if real != name and real in given:
+            conflicts.append(
+                {"type": "alias_conflict", "field": f"input.{name}", "description": f"{name} is an alias of {real}; send only one of them"}
+            )
+        prepared[real] = value
+    if conflicts:
+        raise InvalidInput(conflicts)
+    return prepared

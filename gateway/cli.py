@@ -1,0 +1,188 @@
+"""Command line: `gateway serve` and `gateway keys …`. A thin shell over the services."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import sys
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from pydantic import SecretStr, ValidationError
+
+from gateway.api.app import create_app
+from gateway.catalog import Catalog
+from gateway.config import Settings, load_catalog
+from gateway.embedded_redis import EmbeddedRedis, running_url
+from gateway.errors import ConfigError, GatewayError
+from gateway.keys import KeyRecord, KeyService, KeySpec, NewKeySpec, Token
+from gateway.store import KeyStore, connect
+
+logger = logging.getLogger("gateway")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+        args.run(settings, args)
+    except (ConfigError, ValidationError) as exc:
+        sys.exit(f"gateway: configuration error:\n{exc}")
+    except GatewayError as exc:
+        sys.exit(f"gateway: {exc.detail}")
+
+
+def serve(settings: Settings, args: argparse.Namespace | None = None) -> None:
+    """Run the gateway until interrupted, with an embedded Redis when no URL is configured."""
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    catalog = Catalog(load_catalog(settings.catalog))
+    settings = _with_admin_token(settings)
+    with _redis(settings) as settings:
+        app = create_app(settings, catalog)
+        print(f"gateway: listening on http://{settings.host}:{settings.port} (Replicate API at /v1 and /replicate/v1)", flush=True)
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, timeout_graceful_shutdown=30)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {name: getattr(args, name) for name in ("host", "port", "catalog", "redis_url", "data_dir") if getattr(args, name, None)}
+    return Settings(**overrides)
+
+
+@contextlib.contextmanager
+def _redis(settings: Settings, *, reuse_running: bool = False) -> Iterator[Settings]:
+    """Settings with a usable Redis URL: the configured one, a running embedded server's, or a new embedded one."""
+    if settings.redis_url:
+        yield settings
+        return
+    redis_dir = settings.data_dir / "redis"
+    url = running_url(redis_dir) if reuse_running else None
+    if url:
+        yield settings.model_copy(update={"redis_url": url})
+        return
+    with EmbeddedRedis(redis_dir) as server:
+        print(f"gateway: started the embedded Redis server (data in {redis_dir})", flush=True)
+        yield settings.model_copy(update={"redis_url": server.url})
+
+
+def _with_admin_token(settings: Settings) -> Settings:
+    """Without GATEWAY_ADMIN_TOKEN, use (or create) one kept in the data directory, readable by its owner only."""
+    if settings.admin_token is not None:
+        return settings
+    path = settings.data_dir / "admin_token"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(32))
+        print(f"gateway: created an admin token in {path}: {path.read_text()}", flush=True)
+    return settings.model_copy(update={"admin_token": SecretStr(path.read_text().strip())})
+
+
+# --- keys --------------------------------------------------------------------------------------
+
+
+def _run_keys(operation: Callable[[KeyService, argparse.Namespace], Awaitable[Any]]) -> Callable[[Settings, argparse.Namespace], None]:
+    def run(settings: Settings, args: argparse.Namespace) -> None:
+        async def call(url: str) -> Any:
+            redis = connect(url)
+            try:
+                return await operation(KeyService(KeyStore(redis)), args)
+            finally:
+                await redis.aclose()
+
+        with _redis(settings, reuse_running=True) as resolved:
+            print(json.dumps(asyncio.run(call(str(resolved.redis_url))), indent=2))
+
+    return run
+
+
+def _shown(result: KeyRecord | tuple[KeyRecord, Token]) -> dict[str, Any]:
+    if isinstance(result, tuple):
+        return {"key": result[0].public(), "token": str(result[1])}
+    return result.public()
+
+
+def _spec_fields(args: argparse.Namespace) -> dict[str, Any]:
+    fields = {"tenant": args.tenant, "name": args.name, "expires_at": args.expires_at}
+    if args.models:
+        fields["models"] = args.models.split(",")
+    if args.scopes:
+        fields["scopes"] = args.scopes.split(",")
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+async def _create(service: KeyService, args: argparse.Namespace) -> Any:
+    return _shown(await service.create(NewKeySpec(**_spec_fields(args))))
+
+
+async def _list(service: KeyService, args: argparse.Namespace) -> Any:
+    return [r.public() for r in await service.list(args.tenant)]
+
+
+async def _show(service: KeyService, args: argparse.Namespace) -> Any:
+    return _shown(await service.get(args.key_id))
+
+
+async def _update(service: KeyService, args: argparse.Namespace) -> Any:
+    return _shown(await service.update(args.key_id, KeySpec(**_spec_fields(args))))
+
+
+async def _disable(service: KeyService, args: argparse.Namespace) -> Any:
+    return _shown(await service.disable(args.key_id))
+
+
+async def _rotate(service: KeyService, args: argparse.Namespace) -> Any:
+    return _shown(await service.rotate(args.key_id, args.grace_seconds))
+
+
+async def _delete(service: KeyService, args: argparse.Namespace) -> Any:
+    await service.delete(args.key_id)
+    return {"deleted": args.key_id}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description="Replicate-compatible aggregation gateway")
+    parser.add_argument("--catalog", type=Path, help="catalog file (env GATEWAY_CATALOG)")
+    parser.add_argument("--redis-url", help="Redis URL; without one an embedded server is used (env GATEWAY_REDIS_URL)")
+    parser.add_argument("--data-dir", type=Path, help="data directory for the embedded Redis and tokens (env GATEWAY_DATA_DIR)")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve_cmd = commands.add_parser("serve", help="run the gateway")
+    serve_cmd.add_argument("--host", help="bind address (env GATEWAY_HOST, default 127.0.0.1)")
+    serve_cmd.add_argument("--port", type=int, help="port (env GATEWAY_PORT, default 8000)")
+    serve_cmd.set_defaults(run=serve)
+
+    keys = commands.add_parser("keys", help="manage tenant API keys").add_subparsers(required=True, metavar="ACTION")
+    create = keys.add_parser("create", help="create a key; its token is printed once")
+    create.add_argument("--tenant", required=True)
+    _key_fields(create)
+    create.set_defaults(run=_run_keys(_create))
+    listing = keys.add_parser("list", help="list keys")
+    listing.add_argument("--tenant")
+    listing.set_defaults(run=_run_keys(_list))
+    update = keys.add_parser("update", help="change a key's fields")
+    update.add_argument("key_id")
+    update.add_argument("--tenant")
+    _key_fields(update)
+    update.set_defaults(run=_run_keys(_update))
+    for action, operation in (("show", _show), ("disable", _disable), ("delete", _delete)):
+        command = keys.add_parser(action, help=f"{action} a key")
+        command.add_argument("key_id")
+        command.set_defaults(run=_run_keys(operation))
+    rotate = keys.add_parser("rotate", help="new secret for the same key id")
+    rotate.add_argument("key_id")
+    rotate.add_argument("--grace-seconds", type=float, default=0, help="how long the old secret keeps working")
+    rotate.set_defaults(run=_run_keys(_rotate))
+    return parser
+
+
+def _key_fields(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--name")
+    command.add_argument("--models", help="comma-separated allow-list: owner/name, owner/name:version, wildcards")
+    command.add_argument("--scopes", help="comma-separated: predict,read")
+    command.add_argument("--expires-at", type=float, help="Unix time after which the key stops working")

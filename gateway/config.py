@@ -1,0 +1,237 @@
+"""Typed settings (environment `GATEWAY_*`, `.env`) and loading of the catalog file."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from gateway.errors import ConfigError
+
+DEFAULT_CATALOG = Path("config/catalog.toml")
+DEFAULT_DATA_DIR = Path("data")
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+DEFAULT_RETENTION_SECONDS = 30 * 24 * 3600
+DEFAULT_REFRESH_AFTER_SECONDS = 1.0
+DEFAULT_KEY_CACHE_SECONDS = 2.0
+DEFAULT_UPSTREAM_TIMEOUT_SECONDS = 30.0
+DEFAULT_COG_VERSION = "0.9.4"
+
+_VERSION_ID = re.compile(r"^[0-9a-f]{64}$")
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _owner_name(value: str) -> str:
+    if not _MODEL_NAME.match(value):
+        raise ValueError(f"{value!r} is not an owner/name")
+    return value
+
+
+OwnerName = Annotated[str, AfterValidator(_owner_name)]
+
+
+class Settings(BaseSettings):
+    """Process settings, read once by the CLI and handed to `create_app`."""
+
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_file=".env", extra="ignore")
+
+    redis_url: str | None = Field(default=None, validation_alias=AliasChoices("GATEWAY_REDIS_URL", "REDIS_URL"))
+    data_dir: Path = DEFAULT_DATA_DIR
+    catalog: Path = DEFAULT_CATALOG
+    host: str = "127.0.0.1"
+    port: int = 8000
+    admin_token: SecretStr | None = None
+    public_base_url: str | None = None
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, gt=0)
+    prediction_retention_seconds: int = Field(default=DEFAULT_RETENTION_SECONDS, gt=0)
+    refresh_after_seconds: float = Field(default=DEFAULT_REFRESH_AFTER_SECONDS, ge=0)
+    key_cache_seconds: float = Field(default=DEFAULT_KEY_CACHE_SECONDS, ge=0, le=5)
+    allow_private_input_urls: bool = False
+    log_level: str = "info"
+
+
+# --- catalog file ---------------------------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProviderConfig(_Strict):
+    kind: Literal["replicate", "cog"]
+    base_url: str
+    token_env: list[str] = []
+    timeout: float = Field(default=DEFAULT_UPSTREAM_TIMEOUT_SECONDS, gt=0)
+    max_connections: int = Field(default=100, gt=0)
+    tokens: tuple[SecretStr, ...] = Field(default=(), exclude=True)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+(/\S*)?$", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("token_env")
+    @classmethod
+    def _env_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+                raise ValueError(f"{name!r} is not an environment variable name (put the secret in the environment)")
+        return value
+
+
+class RouteConfig(_Strict):
+    """Where a public version runs: a provider plus exactly one upstream target."""
+
+    provider: str
+    version: str | None = None
+    model: OwnerName | None = None
+    deployment: OwnerName | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> RouteConfig:
+        targets = [t for t in (self.version, self.model, self.deployment) if t is not None]
+        if len(targets) != 1:
+            raise ValueError("a route needs exactly one of version, model or deployment")
+        return self
+
+
+class VersionConfig(_Strict):
+    id: str
+    created_at: datetime = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    cog_version: str = DEFAULT_COG_VERSION
+    schema_file: str | None = Field(default=None, alias="schema")
+    openapi_schema: dict[str, Any] | None = Field(default=None, exclude=True)
+    routes: list[RouteConfig] = Field(min_length=1)
+
+    @field_validator("id")
+    @classmethod
+    def _hex_id(cls, value: str) -> str:
+        if not _VERSION_ID.match(value):
+            raise ValueError("must be 64 lowercase hex characters")
+        return value
+
+
+class PriceConfig(_Strict):
+    per_prediction: Decimal = Decimal(0)
+    per_second: Decimal = Decimal(0)
+
+
+class ModelConfig(_Strict):
+    name: OwnerName
+    description: str | None = None
+    visibility: Literal["public", "private"] = "public"
+    aliases: dict[str, str] = {}
+    defaults: dict[str, Any] = {}
+    price: PriceConfig = PriceConfig()
+    versions: list[VersionConfig] = Field(min_length=1, description="newest first")
+
+
+class DeploymentConfig(_Strict):
+    name: OwnerName
+    model: OwnerName
+    version: str | None = None
+    routes: list[RouteConfig] = []
+
+
+class CatalogConfig(_Strict):
+    providers: dict[str, ProviderConfig]
+    models: list[ModelConfig] = []
+    deployments: list[DeploymentConfig] = []
+
+    @model_validator(mode="after")
+    def _references(self) -> CatalogConfig:
+        _check_references(self)
+        return self
+
+
+def load_catalog(path: Path, environ: Mapping[str, str] | None = None) -> CatalogConfig:
+    """Parse and check the catalog file; every problem raises ConfigError naming file, field and problem."""
+    environ = os.environ if environ is None else environ
+    raw = _read_toml(path)
+    try:
+        catalog = CatalogConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe_validation(path, exc)) from None
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return _with_secrets_and_schemas(catalog, path, environ)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: catalog file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _check_references(catalog: CatalogConfig) -> None:
+    models = {m.name: m for m in catalog.models}
+    if len(models) != len(catalog.models):
+        raise ValueError("models: a model name is declared twice")
+    for i, model in enumerate(catalog.models):
+        for j, version in enumerate(model.versions):
+            _check_routes(catalog, version.routes, f"models[{i}].versions[{j}].routes")
+    for i, deployment in enumerate(catalog.deployments):
+        target = models.get(deployment.model)
+        if target is None:
+            raise ValueError(f"deployments[{i}].model: unknown model {deployment.model!r}")
+        if deployment.version and deployment.version not in {v.id for v in target.versions}:
+            raise ValueError(f"deployments[{i}].version: {deployment.model} has no version {deployment.version}")
+        _check_routes(catalog, deployment.routes, f"deployments[{i}].routes")
+
+
+def _check_routes(catalog: CatalogConfig, routes: list[RouteConfig], where: str) -> None:
+    for k, route in enumerate(routes):
+        if route.provider not in catalog.providers:
+            raise ValueError(f"{where}[{k}].provider: unknown provider {route.provider!r}")
+
+
+def _with_secrets_and_schemas(catalog: CatalogConfig, path: Path, environ: Mapping[str, str]) -> CatalogConfig:
+    providers = {
+        name: p.model_copy(update={"tokens": tuple(SecretStr(environ[e]) for e in p.token_env if environ.get(e))})
+        for name, p in catalog.providers.items()
+    }
+    models = []
+    for i, model in enumerate(catalog.models):
+        versions = []
+        for j, version in enumerate(model.versions):
+            schema = None
+            if version.schema_file is not None:
+                schema = _read_schema(path.parent / version.schema_file, f"{path}: models[{i}].versions[{j}].schema")
+            versions.append(version.model_copy(update={"openapi_schema": schema}))
+        models.append(model.model_copy(update={"versions": versions}))
+    return catalog.model_copy(update={"providers": providers, "models": models})
+
+
+def _read_schema(schema_path: Path, where: str) -> dict[str, Any]:
+    try:
+        schema = json.loads(schema_path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: schema file {schema_path} not found") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{where}: {schema_path} is not valid JSON: {exc}") from None
+    if not isinstance(schema.get("components", {}).get("schemas", {}).get("Input"), dict):
+        raise ConfigError(f"{where}: {schema_path} has no components.schemas.Input (an OpenAPI document is expected)")
+    return schema
+
+
+def _describe_validation(path: Path, exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"]).lstrip(".")
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"{path}: {field or '(top level)'}: {message}")
+    return "\n".join(problems)

@@ -1,0 +1,151 @@
+"""The gateway's error hierarchy; only `api/` turns these into HTTP responses.
+
+GatewayError (status, title, detail)
+ ├── BadRequest                400
+ ├── Unauthenticated           401
+ ├── Forbidden                 403
+ ├── NotFound                  404
+ ├── MethodNotAllowed          405
+ ├── Conflict                  409
+ ├── PayloadTooLarge           413
+ ├── InvalidInput              422 (+ invalid_fields)
+ │    └── InvalidVersion       422 "Invalid version or not permitted"
+ ├── RateLimited               429 (+ retry_after)
+ └── UpstreamError             502
+      ├── UpstreamUnavailable  503 (+ retry_after)
+      └── UpstreamTimeout      504
+StoreError                     503 (Redis unreachable or failing)
+ConfigError                    raised at start-up only, never over HTTP
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class GatewayError(Exception):
+    status: int = 500
+    title: str = "Internal server error"
+
+    def __init__(self, detail: str, *, title: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if title is not None:
+            self.title = title
+
+    def problem(self) -> dict[str, Any]:
+        """The RFC 7807 body, in Replicate's shape."""
+        return {"title": self.title, "detail": self.detail, "status": self.status}
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class BadRequest(GatewayError):
+    status = 400
+    title = "Bad request"
+
+
+class Unauthenticated(GatewayError):
+    status = 401
+    title = "Unauthenticated"
+
+    def __init__(self, detail: str = "You did not pass a valid authentication token") -> None:
+        super().__init__(detail)
+
+
+class Forbidden(GatewayError):
+    status = 403
+    title = "Forbidden"
+
+
+class NotFound(GatewayError):
+    status = 404
+    title = "Not found"
+
+
+class MethodNotAllowed(GatewayError):
+    status = 405
+    title = "Method not allowed"
+
+
+class Conflict(GatewayError):
+    status = 409
+    title = "Conflict"
+
+
+class PayloadTooLarge(GatewayError):
+    status = 413
+    title = "Payload too large"
+
+
+class InvalidInput(GatewayError):
+    """422 with Replicate's `invalid_fields`: each {type, field, description}."""
+
+    status = 422
+    title = "Input validation failed"
+
+    def __init__(self, invalid_fields: list[dict[str, str]], *, title: str | None = None) -> None:
+        super().__init__(_describe(invalid_fields), title=title)
+        self.invalid_fields = invalid_fields
+
+    def problem(self) -> dict[str, Any]:
+        return {**super().problem(), "invalid_fields": self.invalid_fields}
+
+
+class InvalidVersion(GatewayError):
+    status = 422
+    title = "Invalid version or not permitted"
+
+    def __init__(
+        self,
+        detail: str = "The specified version does not exist (or perhaps you don't have permission to use it?)",
+    ) -> None:
+        super().__init__(detail)
+
+
+class _Retryable(GatewayError):
+    def __init__(self, detail: str, *, retry_after: int | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {} if self.retry_after is None else {"Retry-After": str(self.retry_after)}
+
+
+class RateLimited(_Retryable):
+    status = 429
+    title = "Too many requests"
+
+
+class UpstreamError(GatewayError):
+    status = 502
+    title = "Bad gateway"
+
+
+class UpstreamUnavailable(_Retryable, UpstreamError):
+    status = 503
+    title = "Service unavailable"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    title = "Gateway timeout"
+
+
+class StoreError(GatewayError):
+    status = 503
+    title = "Service unavailable"
+
+
+class ConfigError(Exception):
+    """A bad setting or catalog entry; the message names the file, the field and the problem."""
+
+
+def _describe(invalid_fields: list[dict[str, str]]) -> str:
+    lines = []
+    for item in invalid_fields:
+        field = item["field"]
+        prefix = "" if field in ("", "(root)") else f"{field}: "
+        lines.append(f"- {prefix}{item['description']}\n")
+    return "".join(lines)

@@ -1,0 +1,264 @@
+"""Create, read, list and cancel predictions. Every state change goes through the store's compare-and-set."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from gateway.catalog import Catalog, Resolved
+from gateway.errors import BadRequest, GatewayError, InvalidVersion, NotFound, UpstreamUnavailable
+from gateway.keys import KeyRecord
+from gateway.providers import CreateRequest, Provider, UpstreamPrediction
+from gateway.schemas import Schemas
+from gateway.state import Status
+from gateway.store import PredictionStore, StoredPrediction
+from gateway.store.predictions import IndexEntry
+
+logger = logging.getLogger(__name__)
+PAGE_SIZE = 100
+
+
+def new_prediction_id() -> str:
+    """26 lowercase base32 characters, like Replicate's (and Cog's recommendation)."""
+    return base64.b32encode(secrets.token_bytes(16)).decode().lower().rstrip("=")
+
+
+def timestamp(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class CreateOptions:
+    """What a create request asks for besides the version: the input and delivery preferences."""
+
+    input: dict[str, Any]
+    webhook: str | None = None
+    webhook_events_filter: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    predictions: list[StoredPrediction]
+    next_cursor: str | None
+    previous_cursor: str | None
+
+
+class Predictions:
+    def __init__(
+        self,
+        catalog: Catalog,
+        store: PredictionStore,
+        schemas: Schemas,
+        providers: dict[str, Provider],
+        *,
+        refresh_after: float,
+        webhook_url: Callable[[str], str | None],
+    ) -> None:
+        self._catalog = catalog
+        self._store = store
+        self._schemas = schemas
+        self._providers = providers
+        self._refresh_after = refresh_after
+        self._webhook_url = webhook_url
+        self._refreshing: dict[str, asyncio.Task[StoredPrediction]] = {}
+
+    async def create(self, key: KeyRecord, resolved: Resolved, options: CreateOptions) -> StoredPrediction:
+        """Record first, then dispatch upstream: two store round trips, and no upstream run without a record."""
+        if not key.allows(resolved.model.name, resolved.version.id):
+            raise InvalidVersion()
+        prepared = resolved.prepare_input(options.input)
+        validator = await self._schemas.validator(resolved)
+        validator.validate(prepared)
+        record = _new_record(key, resolved, prepared, options)
+        await self._store.insert(record)
+        try:
+            upstream = await self._dispatch(record, resolved, prepared)
+        except Exception:
+            await self._store.delete(record.id, record.tenant)
+            raise
+        return await self._apply(record, upstream)
+
+    async def get(self, key: KeyRecord, prediction_id: str) -> StoredPrediction:
+        """From Redis; a stale, unfinished record is refreshed from the upstream once for all concurrent readers."""
+        record = await self._owned(key, prediction_id)
+        if self._stale(record):
+            record = await self.refresh(record)
+        return record
+
+    async def refresh_by_id(self, prediction_id: str) -> None:
+        """Re-read an unfinished prediction from its upstream now (an upstream said it changed)."""
+        record = await self._store.get(prediction_id)
+        if record is not None and not record.status.terminal and record.upstream_id:
+            await self.refresh(record)
+
+    async def refresh(self, record: StoredPrediction) -> StoredPrediction:
+        task = self._refreshing.get(record.id)
+        if task is None:
+            task = asyncio.create_task(self._refresh(record))
+            self._refreshing[record.id] = task
+            task.add_done_callback(lambda _: self._refreshing.pop(record.id, None))
+        return await asyncio.shield(task)
+
+    async def list(
+        self, key: KeyRecord, cursor: str | None, created_after: float | None, created_before: float | None
+    ) -> Page:
+        """The tenant's predictions, newest first, a page at a time; the time bounds are exclusive."""
+        floor = f"({created_after * 1000:.3f}" if created_after is not None else "-inf"
+        ceiling = f"({created_before * 1000:.3f}" if created_before is not None else "+inf"
+        if cursor is None:
+            entries = await self._store.older(key.tenant, None, ceiling, floor, PAGE_SIZE + 1)
+            return await self._page(entries[:PAGE_SIZE], more_older=len(entries) > PAGE_SIZE, more_newer=False)
+        direction, edge = _decode_cursor(cursor)
+        if direction == "next":
+            entries = await self._store.older(key.tenant, edge, ceiling, floor, PAGE_SIZE + 1)
+            return await self._page(entries[:PAGE_SIZE], more_older=len(entries) > PAGE_SIZE, more_newer=True)
+        entries = await self._store.newer(key.tenant, edge, ceiling, PAGE_SIZE + 1)
+        return await self._page(entries[:PAGE_SIZE][::-1], more_older=True, more_newer=len(entries) > PAGE_SIZE)
+
+    async def cancel(self, key: KeyRecord, prediction_id: str) -> StoredPrediction:
+        record = await self._owned(key, prediction_id)
+        if record.status.terminal:
+            return record
+        provider = self._providers.get(record.provider)
+        upstream = None
+        if record.upstream_id and provider is not None and provider.capabilities.cancel:
+            upstream = await provider.cancel(record.upstream_id)
+        if upstream is None or not upstream.status.terminal:
+            upstream = UpstreamPrediction(id=record.upstream_id, status=Status.CANCELED)
+        return await self._apply(record, upstream)
+
+    async def _page(self, entries: list[IndexEntry], *, more_older: bool, more_newer: bool) -> Page:
+        records = await self._store.load(entries)
+        return Page(
+            records,
+            _encode_cursor("next", entries[-1]) if more_older and entries else None,
+            _encode_cursor("previous", entries[0]) if more_newer and entries else None,
+        )
+
+    async def _owned(self, key: KeyRecord, prediction_id: str) -> StoredPrediction:
+        record = await self._store.get(prediction_id)
+        if record is None or record.tenant != key.tenant:
+            raise NotFound("The requested prediction does not exist")
+        return record
+
+    def _stale(self, record: StoredPrediction) -> bool:
+        provider = self._providers.get(record.provider)
+        return (
+            not record.status.terminal
+            and bool(record.upstream_id)
+            and provider is not None
+            and provider.capabilities.get_by_id
+            and time.time() - record.refreshed_at >= self._refresh_after
+        )
+
+    async def _refresh(self, record: StoredPrediction) -> StoredPrediction:
+        try:
+            upstream = await self._providers[record.provider].get(record.upstream_id)
+        except GatewayError as exc:
+            logger.warning("refresh of prediction %s failed: %s", record.id, exc.detail)
+            return record
+        return await self._apply(record, upstream)
+
+    async def _dispatch(self, record: StoredPrediction, resolved: Resolved, prepared: dict[str, Any]) -> UpstreamPrediction:
+        route = resolved.routes[0]
+        provider = self._providers.get(route.provider)
+        if provider is None:
+            raise UpstreamUnavailable("The upstream provider for this model is not available")
+        request = CreateRequest(record.id, resolved.model.name, route, prepared, self._webhook_url(record.id))
+        return await provider.create(request)
+
+    async def _apply(self, record: StoredPrediction, upstream: UpstreamPrediction) -> StoredPrediction:
+        now = time.time()
+        doc = _merged(record.doc, upstream, now)
+        status = Status(doc["status"])
+        if await self._store.apply(record.id, status, doc, now, upstream.id):
+            return StoredPrediction(**{**record.__dict__, "status": status, "doc": doc, "upstream_id": upstream.id, "refreshed_at": now})
+        current = await self._store.get(record.id)  # another writer moved it on first
+        return current or record
+
+
+def _new_record(key: KeyRecord, resolved: Resolved, prepared: dict[str, Any], options: CreateOptions) -> StoredPrediction:
+    now = time.time()
+    prediction_id = new_prediction_id()
+    doc: dict[str, Any] = {
+        "id": prediction_id,
+        "model": resolved.model.name,
+        "version": resolved.version.id,
+        "input": dict(sorted(prepared.items())),
+        "output": None,
+        "logs": "",
+        "error": None,
+        "status": Status.STARTING.value,
+        "created_at": timestamp(now),
+        "started_at": None,
+        "completed_at": None,
+        "data_removed": False,
+        "source": "api",
+    }
+    if resolved.deployment:
+        doc["deployment"] = resolved.deployment
+    if options.webhook:
+        doc["webhook"] = options.webhook
+        doc["webhook_events_filter"] = options.webhook_events_filter or ["start", "output", "logs", "completed"]
+    return StoredPrediction(
+        id=prediction_id,
+        tenant=key.tenant,
+        key_id=key.key_id,
+        provider=resolved.routes[0].provider,
+        upstream_id="",
+        status=Status.STARTING,
+        doc=doc,
+        created_ms=int(now * 1000),
+        refreshed_at=now,
+    )
+
+
+def _merged(doc: dict[str, Any], upstream: UpstreamPrediction, now: float) -> dict[str, Any]:
+    """The public document updated with what the upstream reported; ids, model and version stay ours."""
+    merged = {**doc, "status": upstream.status.value, "output": upstream.output, "error": upstream.error}
+    if upstream.logs is not None:
+        merged["logs"] = upstream.logs
+    if upstream.status is not Status.STARTING:
+        merged["started_at"] = doc.get("started_at") or _normalised(upstream.started_at) or timestamp(now)
+    if upstream.status.terminal:
+        merged["completed_at"] = _normalised(upstream.completed_at) or timestamp(now)
+        created = datetime.fromisoformat(doc["created_at"].replace("Z", "+00:00")).timestamp()
+        merged["metrics"] = {**(upstream.metrics or {}), "total_time": round(now - created, 6)}
+    elif upstream.metrics:
+        merged["metrics"] = upstream.metrics
+    return merged
+
+
+def _normalised(value: str | None) -> str | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return timestamp(parsed.timestamp())
+
+
+def _encode_cursor(direction: str, entry: IndexEntry) -> str:
+    raw = json.dumps({"d": direction, "t": entry.created_ms, "i": entry.id}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[str, IndexEntry]:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        direction, entry = data["d"], IndexEntry(str(data["i"]), int(data["t"]))
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise BadRequest("The cursor is not valid; use the next or previous URL as given") from None
+    if direction not in ("next", "previous"):
+        raise BadRequest("The cursor is not valid; use the next or previous URL as given")
+    return direction, entry

@@ -1,0 +1,63 @@
+"""The contract every upstream adapter implements, and the shapes that cross it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.catalog import Route
+from gateway.state import Status
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a kind of upstream can do; `predictions` consults this instead of catching 'unsupported' errors."""
+
+    get_by_id: bool = True
+    cancel: bool = True
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    prediction_id: str
+    model: str
+    route: Route
+    input: dict[str, Any]
+    webhook: str | None = None
+
+
+@dataclass(frozen=True)
+class UpstreamPrediction:
+    """An upstream's view of a prediction, already translated to Replicate's vocabulary."""
+
+    id: str
+    status: Status
+    output: Any = None
+    logs: str | None = None
+    error: Any = None
+    metrics: dict[str, Any] | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Provider:
+    """One upstream. Subclasses implement the calls their `capabilities` allow."""
+
+    capabilities = Capabilities()
+
+    async def create(self, request: CreateRequest) -> UpstreamPrediction:
+        raise NotImplementedError
+
+    async def get(self, upstream_id: str) -> UpstreamPrediction:
+        raise NotImplementedError
+
+    async def cancel(self, upstream_id: str) -> UpstreamPrediction | None:
+        raise NotImplementedError
+
+    async def version_schema(self, model: str, route: Route) -> dict[str, Any] | None:
+        """The OpenAPI document of the version a route runs, or None when the upstream cannot tell."""
+        return None
+
+    async def aclose(self) -> None:
+        pass

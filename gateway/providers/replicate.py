@@ -1,0 +1,131 @@
+"""Replicate and Replicate-compatible aggregators: the same protocol under any base URL and path prefix."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from gateway.catalog import Route, TargetKind
+from gateway.config import ProviderConfig
+from gateway.errors import GatewayError, InvalidInput, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from gateway.providers.base import CreateRequest, Provider, UpstreamPrediction
+from gateway.providers.client import UpstreamClient, UpstreamResponse
+from gateway.state import parse_status
+
+_WEBHOOK_EVENTS = ["start", "output", "logs", "completed"]
+_RESETS_IN = re.compile(r"(?:in|resets in) ~?(\d+)\s*s")
+
+
+class ReplicateProvider(Provider):
+    def __init__(self, name: str, config: ProviderConfig, client: UpstreamClient) -> None:
+        self.name = name
+        self._base = config.base_url
+        self._tokens = [t.get_secret_value() for t in config.tokens]
+        self._token_index = 0
+        self._client = client
+
+    async def create(self, request: CreateRequest) -> UpstreamPrediction:
+        path, body = _create_call(request)
+        response = await self._request("POST", path, body)
+        return _from_upstream(response.json())
+
+    async def get(self, upstream_id: str) -> UpstreamPrediction:
+        return _from_upstream((await self._request("GET", f"/predictions/{upstream_id}")).json())
+
+    async def cancel(self, upstream_id: str) -> UpstreamPrediction | None:
+        return _from_upstream((await self._request("POST", f"/predictions/{upstream_id}/cancel")).json())
+
+    async def version_schema(self, model: str, route: Route) -> dict[str, Any] | None:
+        if route.kind is TargetKind.VERSION:
+            version = (await self._request("GET", f"/models/{model}/versions/{route.target}")).json()
+        elif route.kind is TargetKind.MODEL:
+            version = (await self._request("GET", f"/models/{route.target}")).json().get("latest_version") or {}
+        else:
+            return None
+        schema = version.get("openapi_schema")
+        return schema if isinstance(schema, dict) else None
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _request(self, method: str, path: str, body: Any = None) -> UpstreamResponse:
+        """Send with the current token; on 429, move to the next token and try each once."""
+        if not self._tokens:
+            raise UpstreamUnavailable("The upstream provider for this model has no credentials configured")
+        for _ in range(len(self._tokens)):
+            headers = {"Authorization": f"Bearer {self._tokens[self._token_index]}", "Content-Type": "application/json"}
+            response = await self._client.request(method, self._base + path, headers=headers, json_body=body)
+            if response.status != 429:
+                break
+            self._token_index = (self._token_index + 1) % len(self._tokens)
+        if response.status >= 400:
+            raise _error(response)
+        return response
+
+
+def _create_call(request: CreateRequest) -> tuple[str, dict[str, Any]]:
+    body: dict[str, Any] = {"input": request.input}
+    if request.webhook:
+        body.update(webhook=request.webhook, webhook_events_filter=_WEBHOOK_EVENTS)
+    target = request.route.target
+    if request.route.kind is TargetKind.VERSION:
+        return "/predictions", {"version": target, **body}
+    if request.route.kind is TargetKind.MODEL:
+        return f"/models/{target}/predictions", body
+    return f"/deployments/{target}/predictions", body
+
+
+def _from_upstream(data: Any) -> UpstreamPrediction:
+    if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+        raise UpstreamError("The upstream provider sent a prediction without an id")
+    try:
+        status = parse_status(data.get("status"))
+    except ValueError as exc:
+        raise UpstreamError(f"The upstream provider sent an {exc}") from None
+    return UpstreamPrediction(
+        id=data["id"],
+        status=status,
+        output=data.get("output"),
+        logs=data.get("logs"),
+        error=data.get("error"),
+        metrics=data.get("metrics"),
+        started_at=data.get("started_at"),
+        completed_at=data.get("completed_at"),
+    )
+
+
+def _error(response: UpstreamResponse) -> GatewayError:
+    """Map an upstream error status to the gateway's error; upstream detail is kept only where it is the tenant's."""
+    status = response.status
+    if status == 422:
+        fields = _problem(response).get("invalid_fields")
+        if isinstance(fields, list) and fields:
+            return InvalidInput([{k: str(v) for k, v in f.items()} for f in fields if isinstance(f, dict)])
+        return UpstreamError("The upstream provider rejected the prediction as invalid")
+    if status == 429:
+        return UpstreamUnavailable("The upstream provider is rate limiting the gateway; retry shortly", retry_after=_retry_after(response))
+    if status in (401, 403):
+        return UpstreamError("The upstream provider rejected the gateway's credentials")
+    if status == 404:
+        return UpstreamError("The upstream provider does not know the requested model, version or prediction")
+    if status == 503:
+        return UpstreamUnavailable("The upstream provider is temporarily unavailable", retry_after=_retry_after(response))
+    if status == 504:
+        return UpstreamTimeout("The upstream provider timed out")
+    return UpstreamError(f"The upstream provider failed with HTTP {status}")
+
+
+def _problem(response: UpstreamResponse) -> dict[str, Any]:
+    try:
+        data = response.json()
+    except UpstreamError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _retry_after(response: UpstreamResponse) -> int | None:
+    header = response.headers.get("retry-after", "")
+    if header.isdigit():
+        return int(header)
+    match = _RESETS_IN.search(str(_problem(response).get("detail", "")))
+    return int(match.group(1)) if match else None

@@ -1,0 +1,78 @@
+"""OpenAPI documents of versions: from the catalog, else fetched once from the upstream and cached in Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from gateway.catalog import Resolved
+from gateway.errors import GatewayError
+from gateway.providers import Provider
+from gateway.store import SchemaStore
+from gateway.validation import InputValidator
+
+logger = logging.getLogger(__name__)
+SCHEMA_CACHE_SECONDS = 24 * 3600
+
+# What the version endpoint shows when neither the catalog nor the upstream has a schema.
+PERMISSIVE_SCHEMA: dict[str, Any] = {
+    "openapi": "3.0.2",
+    "info": {"title": "Cog", "version": "0.1.0"},
+    "paths": {},
+    "components": {"schemas": {"Input": {"type": "object", "properties": {}}, "Output": {}}},
+}
+
+
+class Schemas:
+    def __init__(self, store: SchemaStore, providers: dict[str, Provider], *, allow_private_urls: bool) -> None:
+        self._store = store
+        self._providers = providers
+        self._allow_private_urls = allow_private_urls
+        self._documents: dict[str, dict[str, Any]] = {}
+        self._validators: dict[str, InputValidator] = {}
+        self._fetching: dict[str, asyncio.Task[dict[str, Any] | None]] = {}
+
+    async def document(self, resolved: Resolved) -> dict[str, Any] | None:
+        """The version's OpenAPI document, or None if no source has one."""
+        version_id = resolved.version.id
+        if resolved.version.openapi_schema is not None:
+            return resolved.version.openapi_schema
+        if version_id in self._documents:
+            return self._documents[version_id]
+        if version_id not in self._fetching:  # one fetch for all concurrent callers
+            self._fetching[version_id] = asyncio.create_task(self._load(resolved))
+        try:
+            document = await asyncio.shield(self._fetching[version_id])
+        finally:
+            self._fetching.pop(version_id, None)
+        if document is not None:  # a miss is retried next time: the upstream may have been down
+            self._documents[version_id] = document
+        return document
+
+    async def validator(self, resolved: Resolved) -> InputValidator | None:
+        version_id = resolved.version.id
+        if version_id not in self._validators:
+            document = await self.document(resolved)
+            if document is None:
+                return None
+            self._validators[version_id] = InputValidator(document, allow_private_urls=self._allow_private_urls)
+        return self._validators[version_id]
+
+    async def _load(self, resolved: Resolved) -> dict[str, Any] | None:
+        cached = await self._store.get(resolved.version.id)
+        if cached is not None:
+            return cached
+        for route in resolved.routes:
+            provider = self._providers.get(route.provider)
+            if provider is None:
+                continue
+            try:
+                document = await provider.version_schema(resolved.model.name, route)
+            except GatewayError as exc:
+                logger.warning("schema of %s not available from %s: %s", resolved.version.id, route.provider, exc.detail)
+                continue
+            if document is not None and isinstance(document.get("components", {}).get("schemas", {}).get("Input"), dict):
+                await self._store.put(resolved.version.id, document, SCHEMA_CACHE_SECONDS)
+                return document
+        return None

@@ -1,0 +1,173 @@
+"""Prediction records and the per-tenant index; transitions go through one compare-and-set Lua script."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from gateway.state import Status, allowed_sources
+from gateway.store.redis import mapped_errors
+
+# KEYS[1] prediction; ARGV: new status, doc, refreshed_at, upstream_id ("" = keep), allowed source statuses...
+# Returns 1 when applied, 0 when the transition is not allowed, -1 when the record does not exist.
+_APPLY = """
+local current = redis.call('HGET', KEYS[1], 'status')
+if not current then return -1 end
+for i = 5, #ARGV do
+  if ARGV[i] == current then
+    redis.call('HSET', KEYS[1], 'status', ARGV[1], 'doc', ARGV[2], 'refreshed_at', ARGV[3])
+    if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'upstream_id', ARGV[4]) end
+    return 1
+  end
+end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class StoredPrediction:
+    """One prediction as kept in Redis: the public document plus routing and ownership."""
+
+    id: str
+    tenant: str
+    key_id: str
+    provider: str
+    upstream_id: str
+    status: Status
+    doc: dict[str, Any]
+    created_ms: int
+    refreshed_at: float
+
+    def to_fields(self) -> dict[str, str]:
+        return {
+            "tenant": self.tenant,
+            "key_id": self.key_id,
+            "provider": self.provider,
+            "upstream_id": self.upstream_id,
+            "status": self.status.value,
+            "doc": _dumps(self.doc),
+            "created_ms": str(self.created_ms),
+            "refreshed_at": repr(self.refreshed_at),
+        }
+
+    @classmethod
+    def from_fields(cls, prediction_id: str, fields: dict[str, str]) -> StoredPrediction:
+        return cls(
+            id=prediction_id,
+            tenant=fields["tenant"],
+            key_id=fields["key_id"],
+            provider=fields["provider"],
+            upstream_id=fields.get("upstream_id", ""),
+            status=Status(fields["status"]),
+            doc=json.loads(fields["doc"]),
+            created_ms=int(fields["created_ms"]),
+            refreshed_at=float(fields["refreshed_at"]),
+        )
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    id: str
+    created_ms: int
+
+
+class PredictionStore:
+    def __init__(self, redis: aioredis.Redis, retention_seconds: int) -> None:
+        self._redis = redis
+        self._retention = retention_seconds
+        self._apply = redis.register_script(_APPLY)
+
+    async def insert(self, prediction: StoredPrediction) -> None:
+        """Write the record and index it for its tenant, trimming expired index entries: one round trip."""
+        index = _index_key(prediction.tenant)
+        oldest_kept = prediction.created_ms - self._retention * 1000
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hset(_key(prediction.id), mapping=prediction.to_fields())
+            pipe.expire(_key(prediction.id), self._retention)
+            pipe.zadd(index, {prediction.id: prediction.created_ms})
+            pipe.zremrangebyscore(index, "-inf", f"({oldest_kept}")
+            pipe.expire(index, self._retention)
+            with mapped_errors():
+                await pipe.execute()
+
+    async def get(self, prediction_id: str) -> StoredPrediction | None:
+        with mapped_errors():
+            fields = await self._redis.hgetall(_key(prediction_id))
+        return StoredPrediction.from_fields(prediction_id, fields) if fields else None
+
+    async def apply(
+        self, prediction_id: str, status: Status, doc: dict[str, Any], refreshed_at: float, upstream_id: str = ""
+    ) -> bool:
+        """Compare-and-set: store `doc` only if `status` may follow the current status. True when applied."""
+        args = [status.value, _dumps(doc), repr(refreshed_at), upstream_id, *(s.value for s in allowed_sources(status))]
+        with mapped_errors():
+            return int(await self._apply(keys=[_key(prediction_id)], args=args)) == 1
+
+    async def delete(self, prediction_id: str, tenant: str) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.delete(_key(prediction_id))
+            pipe.zrem(_index_key(tenant), prediction_id)
+            with mapped_errors():
+                await pipe.execute()
+
+    async def older(
+        self, tenant: str, edge: IndexEntry | None, ceiling: str, floor: str, count: int
+    ) -> list[IndexEntry]:
+        """Up to `count` entries older than `edge` (or below `ceiling`), down to `floor`; newest first.
+
+        `ceiling` and `floor` are Redis score bounds in milliseconds ("(123" exclusive, "-inf", "+inf").
+        """
+        near = edge.created_ms if edge else ceiling
+        return await self._scan(tenant, edge, count, descending=True, near=near, far=floor)
+
+    async def newer(self, tenant: str, edge: IndexEntry, ceiling: str, count: int) -> list[IndexEntry]:
+        """Up to `count` entries newer than `edge`, up to `ceiling`; oldest first."""
+        return await self._scan(tenant, edge, count, descending=False, near=edge.created_ms, far=ceiling)
+
+    async def load(self, entries: Sequence[IndexEntry]) -> list[StoredPrediction]:
+        """The records behind index entries, in order, skipping those that have expired."""
+        if not entries:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for entry in entries:
+                pipe.hgetall(_key(entry.id))
+            with mapped_errors():
+                rows = await pipe.execute()
+        return [StoredPrediction.from_fields(e.id, f) for e, f in zip(entries, rows) if f]
+
+    async def _scan(
+        self, tenant: str, edge: IndexEntry | None, count: int, *, descending: bool, near: Any, far: Any
+    ) -> list[IndexEntry]:
+        # Entries sharing the edge's millisecond are ordered by id; skip those on the edge's side of it.
+        found: list[IndexEntry] = []
+        offset = 0
+        while len(found) < count:
+            with mapped_errors():
+                if descending:
+                    batch = await self._redis.zrevrangebyscore(_index_key(tenant), near, far, offset, count, withscores=True)
+                else:
+                    batch = await self._redis.zrangebyscore(_index_key(tenant), near, far, offset, count, withscores=True)
+            for member, score in batch:
+                if edge and int(score) == edge.created_ms and (member >= edge.id if descending else member <= edge.id):
+                    continue
+                found.append(IndexEntry(member, int(score)))
+            if len(batch) < count:
+                break
+            offset += len(batch)
+        return found[:count]
+
+
+def _key(prediction_id: str) -> str:
+    return f"gw:pred:{{{prediction_id}}}"
+
+
+def _index_key(tenant: str) -> str:
+    return f"gw:tenant:{{{tenant}}}:predictions"
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)

@@ -1,0 +1,136 @@
+"""Input validation against a version's OpenAPI `Input` schema, reported as Replicate's `invalid_fields`.
+
+Replicate validates with gojsonschema; the `type` names and message wording below follow it
+(`required`, `number_lte`, `enum`, "Must be less than or equal to 4", ...).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from gateway.errors import InvalidInput
+
+_JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer", float: "number"}
+_REQUIRED = re.compile(r"^'(?P<name>.+)' is a required property$")
+_ADDITIONAL = re.compile(r"\('(?P<name>[^']+)'")
+
+
+class InputValidator:
+    """Checks prediction inputs against one OpenAPI document's `components.schemas.Input`."""
+
+    def __init__(self, openapi_schema: dict[str, Any], *, allow_private_urls: bool = False) -> None:
+        components = openapi_schema["components"]
+        self._validator = Draft202012Validator({"$ref": "#/components/schemas/Input", "components": components})
+        self._uri_fields = _uri_fields(components["schemas"]["Input"])
+        self._allow_private_urls = allow_private_urls
+
+    def validate(self, given: dict[str, Any]) -> None:
+        problems = [_describe(error) for error in self._validator.iter_errors(given)]
+        problems += list(self._unsafe_files(given))
+        if problems:
+            raise InvalidInput(problems)
+
+    def _unsafe_files(self, given: dict[str, Any]) -> Iterator[dict[str, str]]:
+        for name, value in given.items():
+            values = value if isinstance(value, list) else [value]
+            for item in values:
+                if not isinstance(item, str):
+                    continue
+                reason = unsafe_file_reason(item, uri_field=name in self._uri_fields, allow_private=self._allow_private_urls)
+                if reason:
+                    yield {"type": "unsafe_file", "field": f"input.{name}", "description": reason}
+
+
+def unsafe_file_reason(value: str, *, uri_field: bool, allow_private: bool) -> str | None:
+    """Why a string may not be handed to a model as a file, or None when it may."""
+    lowered = value.lower()
+    if lowered.startswith("file:"):
+        return "file: URIs are not accepted; upload the file or pass an https:// or data: URL"
+    if not uri_field:
+        return None
+    if lowered.startswith("data:"):
+        return None
+    scheme = urlsplit(value).scheme.lower()
+    if scheme not in ("http", "https"):
+        return "Must be an https://, http:// or data: URL (local paths are not accepted)"
+    if not allow_private and _is_private_host(urlsplit(value).hostname or ""):
+        return "URLs on private or loopback addresses are not accepted"
+    return None
+
+
+def _is_private_host(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_private or address.is_loopback or address.is_link_local or address.is_unspecified
+
+
+def _uri_fields(input_schema: dict[str, Any]) -> frozenset[str]:
+    fields = set()
+    for name, prop in input_schema.get("properties", {}).items():
+        items = prop.get("items", {}) if prop.get("type") == "array" else prop
+        if items.get("format") == "uri":
+            fields.add(name)
+    return frozenset(fields)
+
+
+def _describe(error: ValidationError) -> dict[str, str]:
+    field = ".".join(["input", *(str(p) for p in error.absolute_path)])
+    kind, description = _wording(error)
+    return {"type": kind, "field": field, "description": description}
+
+
+def _wording(error: ValidationError) -> tuple[str, str]:
+    keyword, limit = error.validator, error.validator_value
+    if keyword == "required":
+        match = _REQUIRED.match(error.message)
+        return "required", f"{match['name'] if match else error.message} is required"
+    if keyword == "type":
+        return "invalid_type", f"Invalid type. Expected: {_type_names(limit)}, given: {_json_type(error.instance)}"
+    if keyword == "enum":
+        allowed = ", ".join(json.dumps(v) for v in limit)
+        return "enum", f"{_leaf(error)} must be one of the following: {allowed}"
+    if keyword == "additionalProperties":
+        match = _ADDITIONAL.search(error.message)
+        return "additional_property_not_allowed", f"Additional property {match['name'] if match else ''} is not allowed"
+    if keyword in _BOUNDS:
+        kind, template = _BOUNDS[keyword]
+        return kind, template.format(limit)
+    return str(keyword), error.message
+
+
+_BOUNDS = {
+    "maximum": ("number_lte", "Must be less than or equal to {}"),
+    "minimum": ("number_gte", "Must be greater than or equal to {}"),
+    "exclusiveMaximum": ("number_lt", "Must be less than {}"),
+    "exclusiveMinimum": ("number_gt", "Must be greater than {}"),
+    "multipleOf": ("multiple_of", "Must be a multiple of {}"),
+    "maxLength": ("string_lte", "String length must be less than or equal to {}"),
+    "minLength": ("string_gte", "String length must be greater than or equal to {}"),
+    "maxItems": ("array_max_items", "Array must have at most {} items"),
+    "minItems": ("array_min_items", "Array must have at least {} items"),
+    "pattern": ("pattern", "Does not match pattern '{}'"),
+}
+
+
+def _leaf(error: ValidationError) -> str:
+    return str(error.absolute_path[-1]) if error.absolute_path else "input"
+
+
+def _type_names(expected: str | list[str]) -> str:
+    return "/".join(expected) if isinstance(expected, list) else expected
+
+
+def _json_type(value: Any) -> str:
+    return "null" if value is None else _JSON_TYPES.get(type(value), type(value).__name__)

@@ -1,0 +1,217 @@
+"""The emulator's catalogue and test controls: models, faults, configuration, recorded requests."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tests.emulator.predictions import Prediction, PredictionStore
+
+FAULT_ROUTES = frozenset({"create", "get", "cancel", "list", "model", "version", "account", "webhook_secret"})
+
+
+@dataclass(frozen=True)
+class EmulatedModel:
+    """A public model; its latest version is the last key of `versions` (id -> OpenAPI document)."""
+
+    owner: str
+    name: str
+    versions: dict[str, dict[str, Any]]
+    deployments: list[str] = field(default_factory=list)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.versions:
+            raise ValueError(f"model {self.full_name} needs at least one version")
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.owner}/{self.name}"
+
+    @property
+    def latest_version(self) -> str:
+        return list(self.versions)[-1]
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A misbehaviour for the next `times` requests to `route`."""
+
+    route: str
+    status: int | None = None
+    delay: float = 0.0
+    times: int = 1
+    retry_after: int | None = None
+    drop_connection: bool = False
+    body: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.route not in FAULT_ROUTES:
+            raise ValueError(f"unknown route {self.route!r}; expected one of {sorted(FAULT_ROUTES)}")
+        if self.times < 1:
+            raise ValueError("times must be at least 1")
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """A request the emulator received (control requests excluded)."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    json: Any
+
+
+@dataclass(frozen=True)
+class EmulatorConfig:
+    """Timing of new predictions and the list page size."""
+
+    start_delay: float = 0.05
+    run_seconds: float = 0.2
+    page_size: int = 100
+
+
+class EmulatorControls:
+    """Thread-safe state shared by the request handlers and the tests (as `app.state.emulator`)."""
+
+    def __init__(self, tokens: Iterable[str], models: Iterable[EmulatedModel], prefix: str) -> None:
+        self.tokens = frozenset(tokens)
+        self.models = tuple(models)
+        self.prefix = prefix
+        self.store = PredictionStore()
+        self._lock = threading.Lock()
+        self._config = EmulatorConfig()
+        self._faults: list[tuple[Fault, int]] = []
+        self._requests: list[RecordedRequest] = []
+        self._failures: list[str] = []
+        self._drop_webhooks = False
+
+    def configure(self, start_delay: float = 0.05, run_seconds: float = 0.2, page_size: int = 100) -> None:
+        """Set the timing of predictions created from now on, and the list page size."""
+        with self._lock:
+            self._config = EmulatorConfig(start_delay, run_seconds, page_size)
+
+    @property
+    def config(self) -> EmulatorConfig:
+        with self._lock:
+            return self._config
+
+    def inject(self, fault: Fault) -> None:
+        """Queue a fault; faults on the same route apply in the order injected."""
+        with self._lock:
+            self._faults.append((fault, fault.times))
+
+    def take_fault(self, route: str) -> Fault | None:
+        """The fault that applies to this request to `route`, using up one of its `times`."""
+        with self._lock:
+            for index, (fault, remaining) in enumerate(self._faults):
+                if fault.route != route:
+                    continue
+                if remaining > 1:
+                    self._faults[index] = (fault, remaining - 1)
+                else:
+                    del self._faults[index]
+                return fault
+        return None
+
+    def fail_next(self, error: str) -> None:
+        """Make the next created prediction end `failed` with `error`."""
+        with self._lock:
+            self._failures.append(error)
+
+    def take_failure(self) -> str | None:
+        with self._lock:
+            return self._failures.pop(0) if self._failures else None
+
+    def drop_webhooks(self, flag: bool) -> None:
+        """Skip (True) or resume (False) webhook delivery."""
+        with self._lock:
+            self._drop_webhooks = flag
+
+    def webhooks_dropped(self) -> bool:
+        with self._lock:
+            return self._drop_webhooks
+
+    def authorized(self, authorization: str | None) -> bool:
+        """Whether an Authorization header carries an accepted token (Bearer or Token scheme)."""
+        scheme, _, token = (authorization or "").partition(" ")
+        return scheme.lower() in {"bearer", "token"} and token.strip() in self.tokens
+
+    def record(self, request: RecordedRequest) -> None:
+        with self._lock:
+            self._requests.append(request)
+
+    def requests(self) -> list[RecordedRequest]:
+        """Requests received so far, oldest first."""
+        with self._lock:
+            return list(self._requests)
+
+    def predictions(self) -> list[Prediction]:
+        """Current state of every prediction, oldest first."""
+        return self.store.snapshots()
+
+    def reset(self) -> None:
+        """Forget predictions, requests and faults; restore the default configuration."""
+        for run in self.store.clear():
+            run.stop()
+        with self._lock:
+            self._config = EmulatorConfig()
+            self._faults.clear()
+            self._requests.clear()
+            self._failures.clear()
+            self._drop_webhooks = False
+
+
+def parse_json(raw: bytes) -> Any:
+    """A request body as JSON, or None if it is empty or malformed."""
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        return None
+
+
+def control_routes(base: str) -> list[Route]:
+    """Unauthenticated routes that drive `app.state.emulator` from another process."""
+    actions: dict[str, Callable[[EmulatorControls, dict[str, Any]], None]] = {
+        "faults": lambda controls, body: controls.inject(Fault(**body)),
+        "reset": lambda controls, body: controls.reset(),
+        "configure": lambda controls, body: controls.configure(**body),
+        "fail_next": lambda controls, body: controls.fail_next(str(body["error"])),
+        "drop_webhooks": lambda controls, body: controls.drop_webhooks(bool(body["drop"])),
+    }
+    routes = [Route(f"{base}/{name}", _control_endpoint(action), methods=["POST"]) for name, action in actions.items()]
+    return routes + [
+        Route(f"{base}/requests", _recorded_requests, methods=["GET"]),
+        Route(f"{base}/predictions", _current_predictions, methods=["GET"]),
+    ]
+
+
+def _control_endpoint(action: Callable[[EmulatorControls, dict[str, Any]], None]) -> Callable[[Request], Any]:
+    async def endpoint(request: Request) -> Response:
+        body = parse_json(await request.body())
+        try:
+            action(request.app.state.emulator, body if isinstance(body, dict) else {})
+        except (KeyError, TypeError, ValueError) as exc:
+            return JSONResponse(
+                {"title": "Bad request", "detail": str(exc), "status": 400},
+                status_code=400,
+                media_type="application/problem+json",
+            )
+        return Response(status_code=204)
+
+    return endpoint
+
+
+async def _recorded_requests(request: Request) -> Response:
+    return JSONResponse([asdict(recorded) for recorded in request.app.state.emulator.requests()])
+
+
+async def _current_predictions(request: Request) -> Response:
+    return JSONResponse(request.app.state.emulator.predictions())

@@ -1,0 +1,78 @@
+from pathlib import Path
+
+import pytest
+
+from gateway.config import Settings, load_catalog
+from gateway.errors import ConfigError
+
+GOOD_VERSION = "a" * 64
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "catalog.toml"
+    path.write_text(text)
+    return path
+
+
+PROVIDER = '[providers.up]\nkind = "replicate"\nbase_url = "https://up.example/v1"\n'
+
+
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        (
+            PROVIDER + f'[[models]]\nname = "bad name"\n[[models.versions]]\nid = "{GOOD_VERSION}"\nroutes = [{{provider = "up", version = "x"}}]\n',
+            "models[0].name: 'bad name' is not an owner/name",
+        ),
+        (
+            PROVIDER + '[[models]]\nname = "a/b"\n[[models.versions]]\nid = "XYZ"\nroutes = [{provider = "up", version = "x"}]\n',
+            "models[0].versions[0].id: must be 64 lowercase hex characters",
+        ),
+        (
+            PROVIDER + f'[[models]]\nname = "a/b"\n[[models.versions]]\nid = "{GOOD_VERSION}"\nroutes = [{{provider = "nope", version = "x"}}]\n',
+            "models[0].versions[0].routes[0].provider: unknown provider 'nope'",
+        ),
+        (
+            PROVIDER + f'[[models]]\nname = "a/b"\n[[models.versions]]\nid = "{GOOD_VERSION}"\nroutes = [{{provider = "up", version = "x", model = "a/b"}}]\n',
+            "models[0].versions[0].routes[0]: a route needs exactly one of version, model or deployment",
+        ),
+        ('[providers.up]\nkind = "replicate"\nbase_url = "ftp://x"\n', "providers.up.base_url: must be an http:// or https:// URL"),
+        ('[providers.up]\nkind = "replicate"\nbase_url = "https://x"\ntoken_env = ["r8_secret value"]\n', "providers.up.token_env"),
+        ('[providers.up]\nkind = "magic"\nbase_url = "https://x"\n', "providers.up.kind"),
+        ('[providers.up]\nkind = "replicate"\nbase_url = "https://x"\ntoken = "r8_literal"\n', "providers.up.token: Extra inputs are not permitted"),
+        ("providers = [", "not valid TOML"),
+        (PROVIDER + '[[deployments]]\nname = "a/d"\nmodel = "a/missing"\n', "deployments[0].model: unknown model 'a/missing'"),
+    ],
+)
+def test_bad_catalogs_fail_naming_file_field_and_problem(tmp_path: Path, body: str, message: str) -> None:
+    path = _write(tmp_path, body)
+    with pytest.raises(ConfigError) as caught:
+        load_catalog(path, {})
+    assert str(path) in str(caught.value)
+    assert message in str(caught.value)
+
+
+def test_missing_schema_file_and_missing_catalog_are_named(tmp_path: Path) -> None:
+    body = PROVIDER + f'[[models]]\nname = "a/b"\n[[models.versions]]\nid = "{GOOD_VERSION}"\nschema = "nope.json"\nroutes = [{{provider = "up", version = "x"}}]\n'
+    with pytest.raises(ConfigError, match=r"models\[0\]\.versions\[0\]\.schema: schema file .*nope.json not found"):
+        load_catalog(_write(tmp_path, body), {})
+    with pytest.raises(ConfigError, match="catalog file not found"):
+        load_catalog(tmp_path / "absent.toml", {})
+
+
+def test_the_shipped_catalog_loads_with_the_seed_model() -> None:
+    catalog = load_catalog(Path(__file__).parents[2] / "config" / "catalog.toml", {"REPLICATE_API_TOKEN": "r8_x"})
+    model = catalog.models[0]
+    assert model.name == "stability-ai/stable-diffusion-inpainting"
+    assert model.versions[0].id == "95b7223104132402a9ae91cc677285bc5eb997834bd2349fa486f53910fd68b3"
+    assert model.aliases == {"steps": "num_inference_steps", "cfg_scale": "guidance_scale", "sampler_name": "scheduler"}
+    assert model.versions[0].openapi_schema is not None
+
+
+def test_settings_read_the_gateway_prefix_and_redis_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATEWAY_PORT", "9001")
+    monkeypatch.setenv("REDIS_URL", "redis://example:6379/2")
+    monkeypatch.setenv("GATEWAY_ADMIN_TOKEN", "admin-secret")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert (settings.port, settings.redis_url) == (9001, "redis://example:6379/2")
+    assert "admin-secret" not in repr(settings)
