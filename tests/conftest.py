@@ -1,0 +1,185 @@
+"""Real parts for the whole suite: a Valkey server, Replicate-protocol upstreams and gateways over HTTP."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.api.app import create_app
+from gateway.catalog import Catalog
+from gateway.config import Settings, load_catalog
+from gateway.embedded_redis import EmbeddedRedis
+from tests.emulator import EmulatedModel, create_replicate_emulator
+from tests.emulator.controls import EmulatorControls
+from tests.servers import free_port, serve_in_thread
+
+ROOT = Path(__file__).parents[1]
+INPAINTING = "stability-ai/stable-diffusion-inpainting"
+INPAINTING_VERSION = "95b7223104132402a9ae91cc677285bc5eb997834bd2349fa486f53910fd68b3"
+UPSTREAM_ONLY_VERSION = "ab" * 32  # a version whose schema the gateway must fetch from the upstream
+UPSTREAM_TOKEN = "r8_upstream_secret_token"
+ADMIN_TOKEN = "admin-secret-for-tests"
+INPAINTING_SCHEMA = json.loads((ROOT / "config" / "schemas" / "stable-diffusion-inpainting.json").read_text())
+SIMPLE_SCHEMA: dict[str, Any] = {
+    "openapi": "3.0.2",
+    "info": {"title": "Cog", "version": "0.1.0"},
+    "paths": {},
+    "components": {
+        "schemas": {
+            "Input": {"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}, "repeat": {"type": "integer", "minimum": 1, "maximum": 3}}},
+            "Output": {"type": "string"},
+        }
+    },
+}
+
+TEST_CATALOG = f"""
+[providers.replicate]
+kind = "replicate"
+base_url = "{{replicate}}/v1"
+token_env = ["UPSTREAM_TOKEN"]
+timeout = 3
+
+[providers.aggregator]
+kind = "replicate"
+base_url = "{{aggregator}}/replicate/v1"
+token_env = ["UPSTREAM_TOKEN"]
+timeout = 3
+
+[[models]]
+name = "{INPAINTING}"
+aliases = {{ steps = "num_inference_steps", cfg_scale = "guidance_scale", sampler_name = "scheduler" }}
+
+[[models.versions]]
+id = "{INPAINTING_VERSION}"
+schema = "{ROOT}/config/schemas/stable-diffusion-inpainting.json"
+routes = [{{ provider = "replicate", version = "{INPAINTING_VERSION}" }}]
+
+[[models]]
+name = "acme/echo"
+defaults = {{ repeat = 1 }}
+
+[[models.versions]]
+id = "{UPSTREAM_ONLY_VERSION}"
+routes = [{{ provider = "aggregator", model = "upstream-owner/echo" }}]
+
+[[deployments]]
+name = "acme/inpaint-prod"
+model = "{INPAINTING}"
+routes = [{{ provider = "replicate", deployment = "stability-ai/inpaint-deploy" }}]
+"""
+
+
+@dataclass
+class Upstream:
+    url: str
+    controls: EmulatorControls
+
+    def requests(self, method: str, path_suffix: str) -> list[Any]:
+        return [r for r in self.controls.requests() if r.method == method and r.path.endswith(path_suffix)]
+
+
+@dataclass
+class Gateway:
+    url: str
+    settings: Settings
+    catalog: Catalog
+    admin: httpx.Client = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.admin = httpx.Client(base_url=f"{self.url}/admin/v1", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10)
+
+    def new_key(self, tenant: str | None = None, **fields: Any) -> tuple[str, dict[str, Any]]:
+        """A fresh key for a fresh (or given) tenant: (token, public record)."""
+        response = self.admin.post("/keys", json={"tenant": tenant or f"t-{uuid.uuid4().hex[:10]}", **fields})
+        assert response.status_code == 201, response.text
+        return response.json()["token"], response.json()["key"]
+
+    def client(self, token: str, prefix: str = "/v1") -> httpx.Client:
+        return httpx.Client(base_url=self.url + prefix, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with EmbeddedRedis(tmp_path_factory.mktemp("redis")) as server:
+        yield server.url
+
+
+def _emulator(prefix: str) -> Iterator[Upstream]:
+    models = [
+        EmulatedModel(owner="stability-ai", name="stable-diffusion-inpainting", versions={INPAINTING_VERSION: INPAINTING_SCHEMA}),
+        EmulatedModel(owner="stability-ai", name="inpaint-deploy-model", versions={"cd" * 32: INPAINTING_SCHEMA}, deployments=["stability-ai/inpaint-deploy"]),
+        EmulatedModel(owner="upstream-owner", name="echo", versions={"ef" * 32: SIMPLE_SCHEMA}),
+    ]
+    app = create_replicate_emulator(tokens=[UPSTREAM_TOKEN], models=models, prefix=prefix)
+    with serve_in_thread(app) as url:
+        yield Upstream(url, app.state.emulator)
+
+
+@pytest.fixture(scope="session")
+def replicate_upstream() -> Iterator[Upstream]:
+    yield from _emulator("/v1")
+
+
+@pytest.fixture(scope="session")
+def aggregator_upstream() -> Iterator[Upstream]:
+    yield from _emulator("/replicate/v1")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_upstreams(request: pytest.FixtureRequest) -> None:
+    for name in ("replicate_upstream", "aggregator_upstream"):
+        if name in request.fixturenames:
+            request.getfixturevalue(name).controls.reset()
+
+
+@pytest.fixture(scope="session")
+def catalog_path(tmp_path_factory: pytest.TempPathFactory, replicate_upstream: Upstream, aggregator_upstream: Upstream) -> Path:
+    path = tmp_path_factory.mktemp("config") / "catalog.toml"
+    path.write_text(TEST_CATALOG.replace("{replicate}", replicate_upstream.url).replace("{aggregator}", aggregator_upstream.url))
+    return path
+
+
+def gateway_settings(redis_url: str, catalog_path: Path, port: int, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "redis_url": redis_url,
+        "catalog": catalog_path,
+        "port": port,
+        "admin_token": ADMIN_TOKEN,
+        "public_base_url": f"http://127.0.0.1:{port}",
+        "refresh_after_seconds": 0.1,
+        "max_body_bytes": 256 * 1024,
+        "allow_private_input_urls": False,
+        **overrides,
+    }
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture(scope="session")
+def gateway(redis_url: str, catalog_path: Path) -> Iterator[Gateway]:
+    port = free_port()
+    settings = gateway_settings(redis_url, catalog_path, port)
+    catalog = Catalog(load_catalog(catalog_path, {"UPSTREAM_TOKEN": UPSTREAM_TOKEN}))
+    with serve_in_thread(create_app(settings, catalog), port) as url:
+        yield Gateway(url, settings, catalog)
+
+
+@pytest.fixture
+def tenant_key(gateway: Gateway) -> str:
+    return gateway.new_key()[0]
+
+
+@pytest.fixture
+def api(gateway: Gateway, tenant_key: str) -> Iterator[httpx.Client]:
+    with gateway.client(tenant_key) as client:
+        yield client
+
+
+def inpainting_input(**extra: Any) -> dict[str, Any]:
+    return {"image": "https://example.com/image.png", "mask": "https://example.com/mask.png", "prompt": "a cat", **extra}
