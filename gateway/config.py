@@ -66,28 +66,77 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ManagedServers(_Strict):
+    """Cog model servers the gateway runs itself as child processes, on consecutive ports."""
+
+    model_dir: Path
+    count: int = Field(default=1, ge=1, le=64)
+    base_port: int = Field(default=5100, ge=1024, le=65000)
+    host: str = "127.0.0.1"
+
+    def urls(self) -> list[str]:
+        return [f"http://{self.host}:{self.base_port + i}" for i in range(self.count)]
+
+
 class ProviderConfig(_Strict):
+    """An upstream. `replicate` needs `base_url`; `cog` needs `servers` (URLs) and/or `managed` servers."""
+
     kind: Literal["replicate", "cog"]
-    base_url: str
+    base_url: str | None = None
+    servers: list[str] = []
+    managed: ManagedServers | None = None
     token_env: list[str] = []
+    webhook_token_env: str | None = None
     timeout: float = Field(default=DEFAULT_UPSTREAM_TIMEOUT_SECONDS, gt=0)
     max_connections: int = Field(default=100, gt=0)
     tokens: tuple[SecretStr, ...] = Field(default=(), exclude=True)
+    webhook_token: SecretStr | None = Field(default=None, exclude=True)
 
     @field_validator("base_url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+(/\S*)?$", value):
-            raise ValueError("must be an http:// or https:// URL")
-        return value.rstrip("/")
+    def _http_url(cls, value: str | None) -> str | None:
+        return None if value is None else _check_http_url(value)
+
+    @field_validator("servers")
+    @classmethod
+    def _http_urls(cls, value: list[str]) -> list[str]:
+        return [_check_http_url(url) for url in value]
 
     @field_validator("token_env")
     @classmethod
     def _env_names(cls, value: list[str]) -> list[str]:
         for name in value:
-            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
-                raise ValueError(f"{name!r} is not an environment variable name (put the secret in the environment)")
+            _check_env_name(name)
         return value
+
+    @field_validator("webhook_token_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        return None if value is None else _check_env_name(value)
+
+    @model_validator(mode="after")
+    def _targets(self) -> ProviderConfig:
+        if self.kind == "replicate" and self.base_url is None:
+            raise ValueError("a replicate provider needs base_url")
+        if self.kind == "cog" and not (self.servers or self.managed):
+            raise ValueError("a cog provider needs servers or managed")
+        return self
+
+    def server_urls(self) -> list[str]:
+        """Every Cog server of this provider: the listed ones, then the managed ones."""
+        return [*self.servers, *(self.managed.urls() if self.managed else [])]
+
+
+def _check_http_url(value: str) -> str:
+    if not re.match(r"^https?://[^/\s]+(/\S*)?$", value):
+        raise ValueError("must be an http:// or https:// URL")
+    return value.rstrip("/")
+
+
+def _check_env_name(name: str) -> str:
+    if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+        raise ValueError(f"{name!r} is not an environment variable name (put the secret in the environment)")
+    return name
 
 
 class RouteConfig(_Strict):
@@ -200,10 +249,7 @@ def _check_routes(catalog: CatalogConfig, routes: list[RouteConfig], where: str)
 
 
 def _with_secrets_and_schemas(catalog: CatalogConfig, path: Path, environ: Mapping[str, str]) -> CatalogConfig:
-    providers = {
-        name: p.model_copy(update={"tokens": tuple(SecretStr(environ[e]) for e in p.token_env if environ.get(e))})
-        for name, p in catalog.providers.items()
-    }
+    providers = {name: _with_secrets(p, path, environ) for name, p in catalog.providers.items()}
     models = []
     for i, model in enumerate(catalog.models):
         versions = []
@@ -214,6 +260,17 @@ def _with_secrets_and_schemas(catalog: CatalogConfig, path: Path, environ: Mappi
             versions.append(version.model_copy(update={"openapi_schema": schema}))
         models.append(model.model_copy(update={"versions": versions}))
     return catalog.model_copy(update={"providers": providers, "models": models})
+
+
+def _with_secrets(provider: ProviderConfig, path: Path, environ: Mapping[str, str]) -> ProviderConfig:
+    tokens = tuple(SecretStr(environ[e]) for e in provider.token_env if environ.get(e))
+    webhook_token = environ.get(provider.webhook_token_env or "")
+    managed = provider.managed
+    if managed is not None and not managed.model_dir.is_absolute():
+        managed = managed.model_copy(update={"model_dir": (path.parent / managed.model_dir).resolve()})
+    return provider.model_copy(
+        update={"tokens": tokens, "webhook_token": SecretStr(webhook_token) if webhook_token else None, "managed": managed}
+    )
 
 
 def _read_schema(schema_path: Path, where: str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ _RESETS_IN = re.compile(r"(?:in|resets in) ~?(\d+)\s*s")
 class ReplicateProvider(Provider):
     def __init__(self, name: str, config: ProviderConfig, client: UpstreamClient) -> None:
         self.name = name
+        assert config.base_url is not None, "validated by ProviderConfig"
         self._base = config.base_url
         self._tokens = [t.get_secret_value() for t in config.tokens]
         self._token_index = 0
