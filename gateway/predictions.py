@@ -187,7 +187,8 @@ class Predictions:
 
 
 def _new_record(key: KeyRecord, resolved: Resolved, prepared: dict[str, Any], options: CreateOptions) -> StoredPrediction:
-    now = time.time()
+    created_ms = int(time.time() * 1000)  # `created_at` and the index score are the same instant
+    now = created_ms / 1000
     prediction_id = new_prediction_id()
     doc: dict[str, Any] = {
         "id": prediction_id,
@@ -217,7 +218,7 @@ def _new_record(key: KeyRecord, resolved: Resolved, prepared: dict[str, Any], op
         upstream_id="",
         status=Status.STARTING,
         doc=doc,
-        created_ms=int(now * 1000),
+        created_ms=created_ms,
         refreshed_at=now,
     )
 

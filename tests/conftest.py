@@ -167,7 +167,9 @@ def gateway(redis_url: str, catalog_path: Path) -> Iterator[Gateway]:
     settings = gateway_settings(redis_url, catalog_path, port)
     catalog = Catalog(load_catalog(catalog_path, {"UPSTREAM_TOKEN": UPSTREAM_TOKEN}))
     with serve_in_thread(create_app(settings, catalog), port) as url:
-        yield Gateway(url, settings, catalog)
+        running = Gateway(url, settings, catalog)
+        yield running
+        running.admin.close()
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ def _authorize(request: Request) -> None:
 
 async def _parse(request: Request, model: type[_Spec]) -> _Spec:
     try:
-        return model.model_validate(await json_object(request, required=model is RotateSpec))
+        return model.model_validate(await json_object(request, required=model is not RotateSpec))
     except ValidationError as exc:
         raise invalid_body(exc) from None
 

@@ -1,0 +1,102 @@
+"""Prediction state lives in Redis: round trips per request, staleness-driven refresh, webhooks, retention."""
+
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import redis
+from redis.asyncio.connection import AbstractConnection
+
+from tests.conftest import INPAINTING_VERSION, Gateway, Upstream, inpainting_input
+from tests.emulator import Fault
+
+
+@pytest.fixture
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """Counts what the gateway sends to Redis: one packed write per round trip (a pipeline is one)."""
+    counter = [0]
+    original = AbstractConnection.send_packed_command
+
+    async def counting(self: AbstractConnection, command: object, check_health: bool = True) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            counter[0] += 1
+        await original(self, command, check_health)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+    yield counter
+
+
+def test_create_costs_two_round_trips_and_get_one(api: httpx.Client, replicate_upstream: Upstream, round_trips: list[int]) -> None:
+    replicate_upstream.controls.configure(run_seconds=30)
+    replicate_upstream.controls.drop_webhooks(True)  # no upstream callbacks: count only the request's own work
+    api.post("/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()})  # key cached, script loaded
+    round_trips[0] = 0
+    created = api.post("/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()}).json()
+    assert round_trips[0] == 2
+    round_trips[0] = 0
+    assert api.get(f"/predictions/{created['id']}").status_code == 200
+    assert round_trips[0] == 1
+
+
+def test_a_fresh_record_is_answered_from_redis_without_asking_the_upstream(api: httpx.Client, replicate_upstream: Upstream) -> None:
+    created = api.post("/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()}).json()
+    replicate_upstream.controls.inject(Fault(route="get", status=500, times=100))
+    for _ in range(5):
+        assert api.get(f"/predictions/{created['id']}").json()["status"] == "starting"
+    # Stale now, and the upstream fails: the reader still gets the stored state.
+    time.sleep(0.15)
+    assert api.get(f"/predictions/{created['id']}").json()["status"] == "starting"
+
+
+def test_concurrent_readers_of_a_stale_record_share_one_upstream_refresh(gateway: Gateway, tenant_key: str, replicate_upstream: Upstream) -> None:
+    replicate_upstream.controls.configure(run_seconds=30)
+    replicate_upstream.controls.drop_webhooks(True)
+    with gateway.client(tenant_key) as api:
+        created = api.post("/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()}).json()
+    time.sleep(0.15)
+    replicate_upstream.controls.inject(Fault(route="get", delay=0.5, times=100))
+    url = f"{gateway.url}/v1/predictions/{created['id']}"
+    statuses: list[int] = []
+
+    def read() -> None:
+        statuses.append(httpx.get(url, headers={"Authorization": f"Bearer {tenant_key}"}, timeout=10).status_code)
+
+    readers = [threading.Thread(target=read) for _ in range(8)]
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        reader.join()
+    assert statuses == [200] * 8
+    [upstream] = replicate_upstream.controls.predictions()
+    assert len(replicate_upstream.requests("GET", f"/predictions/{upstream['id']}")) == 1
+
+
+def test_an_upstream_webhook_makes_the_gateway_refresh_without_being_polled(
+    gateway: Gateway, api: httpx.Client, replicate_upstream: Upstream, redis_url: str, request: pytest.FixtureRequest
+) -> None:
+    created = api.post("/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()}).json()
+    [sent] = replicate_upstream.requests("POST", "/v1/predictions")
+    assert sent.json["webhook"].startswith(f"{gateway.url}/webhooks/upstream/{created['id']}?token=")
+    assert sent.json["webhook_events_filter"] == ["start", "output", "logs", "completed"]
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    request.addfinalizer(client.close)
+    deadline = time.monotonic() + 5
+    while client.hget(f"gw:pred:{{{created['id']}}}", "status") != "succeeded":
+        assert time.monotonic() < deadline, "the completed webhook did not update the record"
+        time.sleep(0.05)
+    forged = httpx.post(f"{gateway.url}/webhooks/upstream/{created['id']}?token=forged", json={"status": "failed"})
+    assert forged.status_code == 404
+
+
+def test_records_and_index_expire_with_the_retention_period(
+    api: httpx.Client, redis_url: str, gateway: Gateway, request: pytest.FixtureRequest
+) -> None:
+    created = api.post("/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()}).json()
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    request.addfinalizer(client.close)
+    retention = gateway.settings.prediction_retention_seconds
+    assert retention - 5 < client.ttl(f"gw:pred:{{{created['id']}}}") <= retention
+    tenant = api.get("/account").json()["username"]
+    assert client.zscore(f"gw:tenant:{{{tenant}}}:predictions", created["id"]) is not None

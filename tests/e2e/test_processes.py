@@ -1,0 +1,118 @@
+"""A second gateway process sharing the Redis: revocation reaches it within 5 s; the CLI manages keys."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ADMIN_TOKEN, UPSTREAM_TOKEN, Gateway
+from tests.servers import free_port
+
+REVOCATION_BOUND_SECONDS = 5.0
+
+
+@pytest.fixture(scope="module")
+def second_gateway(redis_url: str, catalog_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "GATEWAY_REDIS_URL": redis_url,
+        "GATEWAY_CATALOG": str(catalog_path),
+        "GATEWAY_PORT": str(port),
+        "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
+        "GATEWAY_DATA_DIR": str(tmp_path_factory.mktemp("second")),
+        "UPSTREAM_TOKEN": UPSTREAM_TOKEN,
+    }
+    process = subprocess.Popen([sys.executable, "-m", "gateway", "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if httpx.get(f"{url}/health").status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert process.poll() is None and time.monotonic() < deadline, process.stdout.read().decode() if process.stdout else ""
+        time.sleep(0.1)
+    yield url
+    process.terminate()
+    output = process.communicate(timeout=15)[0].decode()
+    assert UPSTREAM_TOKEN not in output and ADMIN_TOKEN not in output
+
+
+def _status_within(url: str, token: str, expected: int, seconds: float) -> float:
+    """Seconds until `url` answers `expected` for `token`; fails after `seconds`."""
+    start = time.monotonic()
+    while time.monotonic() - start < seconds:
+        if httpx.get(f"{url}/v1/account", headers={"Authorization": f"Bearer {token}"}).status_code == expected:
+            return time.monotonic() - start
+        time.sleep(0.05)
+    raise AssertionError(f"{url} did not answer {expected} within {seconds}s")
+
+
+def test_a_disabled_key_stops_working_on_the_other_process_within_5s(gateway: Gateway, second_gateway: str) -> None:
+    token, key = gateway.new_key()
+    _status_within(second_gateway, token, 200, 1)  # now cached there
+    gateway.admin.post(f"/keys/{key['key_id']}/disable")
+    assert _status_within(second_gateway, token, 401, REVOCATION_BOUND_SECONDS) < REVOCATION_BOUND_SECONDS
+
+
+def test_a_rotated_out_secret_stops_working_on_the_other_process_within_5s(gateway: Gateway, second_gateway: str) -> None:
+    token, key = gateway.new_key()
+    _status_within(second_gateway, token, 200, 1)
+    new_token = gateway.admin.post(f"/keys/{key['key_id']}/rotate").json()["token"]
+    _status_within(second_gateway, token, 401, REVOCATION_BOUND_SECONDS)
+    _status_within(second_gateway, new_token, 200, 1)
+
+
+def test_a_prediction_created_on_one_process_is_read_and_canceled_on_the_other(gateway: Gateway, second_gateway: str) -> None:
+    from tests.conftest import INPAINTING_VERSION, inpainting_input
+
+    token, _ = gateway.new_key()
+    headers = {"Authorization": f"Bearer {token}"}
+    created = httpx.post(f"{gateway.url}/v1/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()}, headers=headers).json()
+    read = httpx.get(f"{second_gateway}/v1/predictions/{created['id']}", headers=headers)
+    assert read.status_code == 200 and read.json()["urls"]["get"].startswith(second_gateway)
+
+
+def _cli(redis_url: str, *args: str) -> dict | list:
+    result = subprocess.run([sys.executable, "-m", "gateway", "--redis-url", redis_url, "keys", *args], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_the_cli_manages_keys_the_gateway_honours(gateway: Gateway, redis_url: str) -> None:
+    created = _cli(redis_url, "create", "--tenant", "cli-tenant", "--name", "from-cli", "--models", "stability-ai/*")
+    assert isinstance(created, dict)
+    token, key_id = created["token"], created["key"]["key_id"]
+    with gateway.client(token) as api:
+        assert api.get("/account").json()["username"] == "cli-tenant"
+    listed = _cli(redis_url, "list", "--tenant", "cli-tenant")
+    assert [k["key_id"] for k in listed] == [key_id]
+    assert _cli(redis_url, "show", key_id)["name"] == "from-cli"
+    rotated = _cli(redis_url, "rotate", key_id)
+    assert rotated["key"]["key_id"] == key_id and rotated["token"] != token
+    assert _cli(redis_url, "disable", key_id)["disabled"] is True
+    _status_within(gateway.url, rotated["token"], 401, REVOCATION_BOUND_SECONDS)
+
+
+def test_the_cli_reports_an_unknown_key_and_a_bad_catalog_clearly(redis_url: str, tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "gateway", "--redis-url", redis_url, "keys", "show", "nosuchkey"], capture_output=True, text=True)
+    assert result.returncode != 0 and "Key nosuchkey not found" in result.stderr
+    bad = tmp_path / "catalog.toml"
+    bad.write_text('[providers.x]\nkind = "replicate"\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "--redis-url", redis_url, "--catalog", str(bad), "serve", "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode != 0
+    assert f"{bad}: providers.x: a replicate provider needs base_url" in result.stderr
+    assert "Traceback" not in result.stderr
