@@ -19,6 +19,7 @@ class TargetKind(enum.Enum):
     VERSION = "version"
     MODEL = "model"
     DEPLOYMENT = "deployment"
+    SERVER = "server"  # the one model a Cog server runs
 
 
 @dataclass(frozen=True)
@@ -29,11 +30,11 @@ class Route:
 
     @classmethod
     def from_config(cls, route: RouteConfig) -> Route:
-        for kind in TargetKind:
+        for kind in (TargetKind.VERSION, TargetKind.MODEL, TargetKind.DEPLOYMENT):
             target = getattr(route, kind.value)
             if target is not None:
                 return cls(route.provider, kind, target)
-        raise AssertionError("RouteConfig guarantees one target")
+        return cls(route.provider, TargetKind.SERVER, "")
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,11 @@ DEFAULT_REFRESH_AFTER_SECONDS = 1.0
 DEFAULT_KEY_CACHE_SECONDS = 2.0
 DEFAULT_UPSTREAM_TIMEOUT_SECONDS = 30.0
 DEFAULT_COG_VERSION = "0.9.4"
+DEFAULT_RUN_TIMEOUT_SECONDS = 600.0
+DEFAULT_FILE_MAX_BYTES = 100 * 1024 * 1024
+DEFAULT_FILE_EXPIRY_SECONDS = 24 * 3600
+DEFAULT_FILE_SWEEP_SECONDS = 60.0
+DEFAULT_FILE_PAGE_SIZE = 100
 
 _VERSION_ID = re.compile(r"^[0-9a-f]{64}$")
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -57,6 +62,20 @@ class Settings(BaseSettings):
     key_cache_seconds: float = Field(default=DEFAULT_KEY_CACHE_SECONDS, ge=0, le=5)
     allow_private_input_urls: bool = False
     log_level: str = "info"
+    files_dir: Path | None = None  # None: <data_dir>/files
+    file_max_bytes: int = Field(default=DEFAULT_FILE_MAX_BYTES, gt=0)
+    file_expiry_seconds: int = Field(default=DEFAULT_FILE_EXPIRY_SECONDS, gt=0)
+    file_sweep_seconds: float = Field(default=DEFAULT_FILE_SWEEP_SECONDS, gt=0)
+    file_page_size: int = Field(default=DEFAULT_FILE_PAGE_SIZE, gt=0, le=1000)
+
+    def local_base_url(self) -> str:
+        """How processes on this machine (managed model servers) reach the gateway."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
+
+    def files_directory(self) -> Path:
+        """Where uploaded and output files are kept: `files_dir`, or `files` under the data directory."""
+        return self.files_dir or self.data_dir / "files"
 
 
 # --- catalog file ---------------------------------------------------------------------------
@@ -73,6 +92,7 @@ class ManagedServers(_Strict):
     count: int = Field(default=1, ge=1, le=64)
     base_port: int = Field(default=5100, ge=1024, le=65000)
     host: str = "127.0.0.1"
+    env: dict[str, str] = {}  # extra environment for the servers (model settings, never the gateway's secrets)
 
     def urls(self) -> list[str]:
         return [f"http://{self.host}:{self.base_port + i}" for i in range(self.count)]
@@ -88,6 +108,7 @@ class ProviderConfig(_Strict):
     token_env: list[str] = []
     webhook_token_env: str | None = None
     timeout: float = Field(default=DEFAULT_UPSTREAM_TIMEOUT_SECONDS, gt=0)
+    run_timeout: float = Field(default=DEFAULT_RUN_TIMEOUT_SECONDS, gt=0, description="cog: longest a prediction may run")
     max_connections: int = Field(default=100, gt=0)
     tokens: tuple[SecretStr, ...] = Field(default=(), exclude=True)
     webhook_token: SecretStr | None = Field(default=None, exclude=True)
@@ -140,7 +161,7 @@ def _check_env_name(name: str) -> str:
 
 
 class RouteConfig(_Strict):
-    """Where a public version runs: a provider plus exactly one upstream target."""
+    """Where a public version runs: a provider plus one upstream target (none for a Cog provider's own model)."""
 
     provider: str
     version: str | None = None
@@ -150,9 +171,13 @@ class RouteConfig(_Strict):
     @model_validator(mode="after")
     def _one_target(self) -> RouteConfig:
         targets = [t for t in (self.version, self.model, self.deployment) if t is not None]
-        if len(targets) != 1:
+        if len(targets) > 1:
             raise ValueError("a route needs exactly one of version, model or deployment")
         return self
+
+    @property
+    def has_target(self) -> bool:
+        return any(t is not None for t in (self.version, self.model, self.deployment))
 
 
 class VersionConfig(_Strict):
@@ -244,8 +269,11 @@ def _check_references(catalog: CatalogConfig) -> None:
 
 def _check_routes(catalog: CatalogConfig, routes: list[RouteConfig], where: str) -> None:
     for k, route in enumerate(routes):
-        if route.provider not in catalog.providers:
+        provider = catalog.providers.get(route.provider)
+        if provider is None:
             raise ValueError(f"{where}[{k}].provider: unknown provider {route.provider!r}")
+        if provider.kind == "replicate" and not route.has_target:
+            raise ValueError(f"{where}[{k}]: a route needs exactly one of version, model or deployment")
 
 
 def _with_secrets_and_schemas(catalog: CatalogConfig, path: Path, environ: Mapping[str, str]) -> CatalogConfig:

@@ -4,24 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
-import json
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gateway.catalog import Catalog, Resolved
-from gateway.errors import BadRequest, GatewayError, InvalidVersion, NotFound, UpstreamUnavailable
+from gateway.catalog import Catalog, Resolved, Route, TargetKind
+from gateway.cursors import decode_cursor, encode_cursor
+from gateway.errors import GatewayError, InvalidVersion, NotFound, UpstreamUnavailable
 from gateway.keys import KeyRecord
 from gateway.providers import CreateRequest, Provider, UpstreamPrediction
 from gateway.schemas import Schemas
 from gateway.state import Status
 from gateway.store import PredictionStore, StoredPrediction
 from gateway.store.predictions import IndexEntry
+
+if TYPE_CHECKING:
+    from gateway.dispatch import SlotDispatcher
+
+# (tenant, input, for a server next to the gateway?) -> the input with the gateway's file URLs made fetchable
+ResolveFiles = Callable[[str, dict[str, Any], bool], Awaitable[dict[str, Any]]]
 
 logger = logging.getLogger(__name__)
 PAGE_SIZE = 100
@@ -61,7 +66,8 @@ class Predictions:
         providers: dict[str, Provider],
         *,
         refresh_after: float,
-        webhook_url: Callable[[str], str | None],
+        webhook_url: Callable[[str, bool], str | None],
+        resolve_files: ResolveFiles,
     ) -> None:
         self._catalog = catalog
         self._store = store
@@ -69,7 +75,9 @@ class Predictions:
         self._providers = providers
         self._refresh_after = refresh_after
         self._webhook_url = webhook_url
+        self._resolve_files = resolve_files
         self._refreshing: dict[str, asyncio.Task[StoredPrediction]] = {}
+        self.dispatchers: dict[str, SlotDispatcher] = {}  # per slot-limited provider, wired by the services
 
     async def create(self, key: KeyRecord, resolved: Resolved, options: CreateOptions) -> StoredPrediction:
         """Record first, then dispatch upstream: two store round trips, and no upstream run without a record."""
@@ -80,8 +88,13 @@ class Predictions:
         validator.validate(prepared)
         record = _new_record(key, resolved, prepared, options)
         await self._store.insert(record)
+        dispatcher = self.dispatchers.get(record.provider)
+        if dispatcher is not None:  # queued: it stays `starting` until a server slot takes it
+            await dispatcher.submit(record.id)
+            return record
         try:
-            upstream = await self._dispatch(record, resolved, prepared)
+            upstream_input = await self._resolve_files(key.tenant, prepared, False)
+            upstream = await self._dispatch(record, resolved, upstream_input)
         except Exception:
             await self._store.delete(record.id, record.tenant)
             raise
@@ -94,11 +107,39 @@ class Predictions:
             record = await self.refresh(record)
         return record
 
-    async def refresh_by_id(self, prediction_id: str) -> None:
-        """Re-read an unfinished prediction from its upstream now (an upstream said it changed)."""
+    async def on_upstream_webhook(self, prediction_id: str, payload: Any, authorization: str | None) -> None:
+        """An upstream reported a change: trust its payload if its adapter can, else re-read it upstream."""
         record = await self._store.get(prediction_id)
-        if record is not None and not record.status.terminal and record.upstream_id:
-            await self.refresh(record)
+        if record is None or not record.upstream_id:
+            return
+        provider = self._providers[record.provider]
+        reported = provider.parse_webhook(payload, record.upstream_id, authorization)
+        if reported is None:
+            if not record.status.terminal:
+                await self.refresh(record)
+            return
+        await self._apply(record, reported)
+        dispatcher = self.dispatchers.get(record.provider)
+        if dispatcher is not None and reported.status.terminal:
+            dispatcher.release(record.upstream_id)
+
+    async def claimed(self, prediction_id: str, upstream_id: str) -> StoredPrediction | None:
+        """A dispatcher picked this queued prediction for `upstream_id`; None if it should not run any more."""
+        record = await self._store.get(prediction_id)
+        if record is None or record.status.terminal:
+            return None
+        return await self._apply(record, UpstreamPrediction(id=upstream_id, status=Status.STARTING))
+
+    async def create_request(self, record: StoredPrediction, server: str) -> CreateRequest:
+        route = Route(record.provider, TargetKind.SERVER, "")
+        upstream_input = await self._resolve_files(record.tenant, record.doc["input"], True)
+        return CreateRequest(record.id, record.doc["model"], route, upstream_input, self._webhook_url(record.id, True), server)
+
+    async def settle(self, prediction_id: str, upstream: UpstreamPrediction) -> None:
+        """Apply a state reported for a queued prediction (accepted by a server, or failed on the way)."""
+        record = await self._store.get(prediction_id)
+        if record is not None:
+            await self._apply(record, upstream)
 
     async def refresh(self, record: StoredPrediction) -> StoredPrediction:
         task = self._refreshing.get(record.id)
@@ -117,7 +158,7 @@ class Predictions:
         if cursor is None:
             entries = await self._store.older(key.tenant, None, ceiling, floor, PAGE_SIZE + 1)
             return await self._page(entries[:PAGE_SIZE], more_older=len(entries) > PAGE_SIZE, more_newer=False)
-        direction, edge = _decode_cursor(cursor)
+        direction, edge = decode_cursor(cursor)
         if direction == "next":
             entries = await self._store.older(key.tenant, edge, ceiling, floor, PAGE_SIZE + 1)
             return await self._page(entries[:PAGE_SIZE], more_older=len(entries) > PAGE_SIZE, more_newer=True)
@@ -140,8 +181,8 @@ class Predictions:
         records = await self._store.load(entries)
         return Page(
             records,
-            _encode_cursor("next", entries[-1]) if more_older and entries else None,
-            _encode_cursor("previous", entries[0]) if more_newer and entries else None,
+            encode_cursor("next", entries[-1]) if more_older and entries else None,
+            encode_cursor("previous", entries[0]) if more_newer and entries else None,
         )
 
     async def _owned(self, key: KeyRecord, prediction_id: str) -> StoredPrediction:
@@ -173,10 +214,12 @@ class Predictions:
         provider = self._providers.get(route.provider)
         if provider is None:
             raise UpstreamUnavailable("The upstream provider for this model is not available")
-        request = CreateRequest(record.id, resolved.model.name, route, prepared, self._webhook_url(record.id))
+        request = CreateRequest(record.id, resolved.model.name, route, prepared, self._webhook_url(record.id, False))
         return await provider.create(request)
 
     async def _apply(self, record: StoredPrediction, upstream: UpstreamPrediction) -> StoredPrediction:
+        if _out_of_order(record, upstream):
+            return record
         now = time.time()
         doc = _merged(record.doc, upstream, now)
         status = Status(doc["status"])
@@ -223,6 +266,12 @@ def _new_record(key: KeyRecord, resolved: Resolved, prepared: dict[str, Any], op
     )
 
 
+def _out_of_order(record: StoredPrediction, upstream: UpstreamPrediction) -> bool:
+    """A progress report older than what is stored (webhooks may arrive out of order): logs only grow."""
+    stale_progress = upstream.status is Status.PROCESSING and record.status is Status.PROCESSING
+    return stale_progress and len(upstream.logs or "") < len(record.doc.get("logs") or "")
+
+
 def _merged(doc: dict[str, Any], upstream: UpstreamPrediction, now: float) -> dict[str, Any]:
     """The public document updated with what the upstream reported; ids, model and version stay ours."""
     merged = {**doc, "status": upstream.status.value, "output": upstream.output, "error": upstream.error}
@@ -247,19 +296,3 @@ def _normalised(value: str | None) -> str | None:
     except ValueError:
         return None
     return timestamp(parsed.timestamp())
-
-
-def _encode_cursor(direction: str, entry: IndexEntry) -> str:
-    raw = json.dumps({"d": direction, "t": entry.created_ms, "i": entry.id}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[str, IndexEntry]:
-    try:
-        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        direction, entry = data["d"], IndexEntry(str(data["i"]), int(data["t"]))
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        raise BadRequest("The cursor is not valid; use the next or previous URL as given") from None
-    if direction not in ("next", "previous"):
-        raise BadRequest("The cursor is not valid; use the next or previous URL as given")
-    return direction, entry

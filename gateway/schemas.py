@@ -10,7 +10,7 @@ from gateway.catalog import Resolved
 from gateway.errors import GatewayError
 from gateway.providers import Provider
 from gateway.store import SchemaStore
-from gateway.validation import InputValidator
+from gateway.validation import InputValidator, UrlPolicy
 
 logger = logging.getLogger(__name__)
 SCHEMA_CACHE_SECONDS = 24 * 3600
@@ -25,10 +25,10 @@ PERMISSIVE_SCHEMA: dict[str, Any] = {
 
 
 class Schemas:
-    def __init__(self, store: SchemaStore, providers: dict[str, Provider], *, allow_private_urls: bool) -> None:
+    def __init__(self, store: SchemaStore, providers: dict[str, Provider], policy: UrlPolicy) -> None:
         self._store = store
         self._providers = providers
-        self._allow_private_urls = allow_private_urls
+        self._policy = policy
         self._documents: dict[str, dict[str, Any]] = {}
         self._validators: dict[str, InputValidator] = {}
         self._fetching: dict[str, asyncio.Task[dict[str, Any] | None]] = {}
@@ -50,13 +50,15 @@ class Schemas:
             self._documents[version_id] = document
         return document
 
-    async def validator(self, resolved: Resolved) -> InputValidator | None:
+    async def validator(self, resolved: Resolved) -> InputValidator:
+        """The version's validator; without any schema, one that still refuses unsafe file inputs."""
         version_id = resolved.version.id
         if version_id not in self._validators:
             document = await self.document(resolved)
             if document is None:
-                return None
-            self._validators[version_id] = InputValidator(document, allow_private_urls=self._allow_private_urls)
+                logger.warning("no schema for version %s: only file inputs are checked", version_id)
+                return InputValidator(PERMISSIVE_SCHEMA, self._policy)
+            self._validators[version_id] = InputValidator(document, self._policy)
         return self._validators[version_id]
 
     async def _load(self, resolved: Resolved) -> dict[str, Any] | None:

@@ -4,19 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
 
 from gateway.auth import Authenticator
+from gateway.cog_servers import CogServerPool
+from gateway.dispatch import SlotDispatcher
 from gateway.catalog import Catalog
 from gateway.config import Settings
+from gateway.files import FileLimits, Files, file_id_in, prediction_owners
 from gateway.keys import KeyService
 from gateway.predictions import Predictions
-from gateway.providers import Provider, build_providers
+from gateway.providers import CogProvider, Provider, build_providers
 from gateway.schemas import Schemas
-from gateway.store import KeyStore, PredictionStore, SchemaStore, connect, shared_secret
+from gateway.storage import LocalStorage
+from gateway.store import FileStore, KeyStore, PredictionStore, QueueStore, SchemaStore, connect, shared_secret
+from gateway.validation import UrlPolicy
 from gateway.webhooks import UpstreamHooks
 
 
@@ -31,36 +38,91 @@ class Services:
     schemas: Schemas
     predictions: Predictions
     upstream_hooks: UpstreamHooks
+    files: Files
+    model_servers: dict[str, CogServerPool]  # managed Cog servers by provider name
 
 
 @contextlib.asynccontextmanager
 async def open_services(settings: Settings, catalog: Catalog) -> AsyncIterator[Services]:
-    """Build every service, run the key-change watcher, and close it all on exit."""
+    """Build every service, start managed model servers and background tasks, and close it all on exit."""
     assert settings.redis_url, "the Redis URL is resolved (or an embedded server started) before services open"
     redis = connect(settings.redis_url)
     providers = build_providers(catalog.providers)
+    tasks: list[asyncio.Task[None]] = []
+    pools: dict[str, CogServerPool] = {}
     try:
-        hooks = UpstreamHooks(await shared_secret(redis, "upstream-webhooks"), settings.public_base_url)
-        key_store = KeyStore(redis)
-        auth = Authenticator(key_store, settings.key_cache_seconds)
-        schemas = Schemas(SchemaStore(redis), providers, allow_private_urls=settings.allow_private_input_urls)
-        predictions = Predictions(
-            catalog,
-            PredictionStore(redis, settings.prediction_retention_seconds),
-            schemas,
-            providers,
-            refresh_after=settings.refresh_after_seconds,
-            webhook_url=hooks.url,
-        )
-        services = Services(settings, catalog, redis, providers, auth, KeyService(key_store), schemas, predictions, hooks)
-        watcher = asyncio.create_task(auth.watch())
-        try:
-            yield services
-        finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+        services = await _build(settings, catalog, redis, providers)
+        pools = services.model_servers
+        for pool in pools.values():
+            await pool.start()
+        tasks.append(asyncio.create_task(services.auth.watch()))
+        tasks.append(asyncio.create_task(services.files.sweep_forever(settings.file_sweep_seconds)))
+        tasks += [asyncio.create_task(d.run()) for d in services.predictions.dispatchers.values()]
+        yield services
     finally:
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for pool in pools.values():
+            await pool.stop()
         for provider in providers.values():
             await provider.aclose()
         await redis.aclose()
+
+
+async def _build(settings: Settings, catalog: Catalog, redis: aioredis.Redis, providers: dict[str, Provider]) -> Services:
+    local_base = settings.local_base_url()
+    hooks = UpstreamHooks(await shared_secret(redis, "upstream-webhooks"), settings.public_base_url, local_base)
+    key_store = KeyStore(redis)
+    prediction_store = PredictionStore(redis, settings.prediction_retention_seconds)
+    files = Files(
+        FileStore(redis),
+        LocalStorage(settings.files_directory()),
+        await shared_secret(redis, "files"),
+        prediction_owners(prediction_store),
+        FileLimits(settings.file_max_bytes, settings.file_expiry_seconds, settings.file_page_size),
+    )
+    policy = UrlPolicy(settings.allow_private_input_urls, gateway_file=lambda url: file_id_in(url) is not None)
+    schemas = Schemas(SchemaStore(redis), providers, policy)
+
+    async def resolve_files(tenant: str, given: dict[str, Any], local: bool) -> dict[str, Any]:
+        return await files.resolve_inputs(tenant, given, base_url=local_base if local else settings.public_base_url)
+
+    predictions = Predictions(
+        catalog,
+        prediction_store,
+        schemas,
+        providers,
+        refresh_after=settings.refresh_after_seconds,
+        webhook_url=hooks.url,
+        resolve_files=resolve_files,
+    )
+    predictions.dispatchers = {
+        name: SlotDispatcher(name, provider, QueueStore(redis), predictions, provider.run_timeout) for name, provider in _cog(providers).items()
+    }
+    pools = _managed_pools(catalog, providers, hooks, files, local_base)
+    auth = Authenticator(key_store, settings.key_cache_seconds)
+    return Services(settings, catalog, redis, providers, auth, KeyService(key_store), schemas, predictions, hooks, files, pools)
+
+
+def _cog(providers: dict[str, Provider]) -> dict[str, CogProvider]:
+    return {name: p for name, p in providers.items() if isinstance(p, CogProvider)}
+
+
+def _managed_pools(
+    catalog: Catalog, providers: dict[str, Provider], hooks: UpstreamHooks, files: Files, local_base: str
+) -> dict[str, CogServerPool]:
+    """Model servers the gateway runs itself; each learns its webhook token and where to upload outputs."""
+    pools = {}
+    for name, provider in _cog(providers).items():
+        managed = catalog.providers[name].managed
+        if managed is None:
+            continue
+        for url in managed.urls():
+            provider.server_tokens[url] = hooks.server_token(url)
+        upload_url = functools.partial(files.upload_url, local_base)
+        pools[name] = CogServerPool(
+            managed.model_dir, managed.urls(), upload_url=upload_url, webhook_token=hooks.server_token, env=managed.env
+        )
+    return pools

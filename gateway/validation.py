@@ -9,7 +9,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,14 +24,30 @@ _REQUIRED = re.compile(r"^'(?P<name>.+)' is a required property$")
 _ADDITIONAL = re.compile(r"\('(?P<name>[^']+)'")
 
 
+def _never(url: str) -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class UrlPolicy:
+    """Which file URLs may be handed to a model.
+
+    `gateway_file` recognises the gateway's own file URLs: the gateway replaces those with URLs it makes
+    itself before dispatch (whatever host they name), so they are safe whatever their address.
+    """
+
+    allow_private: bool = False
+    gateway_file: Callable[[str], bool] = _never
+
+
 class InputValidator:
     """Checks prediction inputs against one OpenAPI document's `components.schemas.Input`."""
 
-    def __init__(self, openapi_schema: dict[str, Any], *, allow_private_urls: bool = False) -> None:
+    def __init__(self, openapi_schema: dict[str, Any], policy: UrlPolicy = UrlPolicy()) -> None:
         components = openapi_schema["components"]
         self._validator = Draft202012Validator({"$ref": "#/components/schemas/Input", "components": components})
         self._uri_fields = _uri_fields(components["schemas"]["Input"])
-        self._allow_private_urls = allow_private_urls
+        self._policy = policy
 
     def validate(self, given: dict[str, Any]) -> None:
         problems = [_describe(error) for error in self._validator.iter_errors(given)]
@@ -44,24 +61,22 @@ class InputValidator:
             for item in values:
                 if not isinstance(item, str):
                     continue
-                reason = unsafe_file_reason(item, uri_field=name in self._uri_fields, allow_private=self._allow_private_urls)
+                reason = unsafe_file_reason(item, uri_field=name in self._uri_fields, policy=self._policy)
                 if reason:
                     yield {"type": "unsafe_file", "field": f"input.{name}", "description": reason}
 
 
-def unsafe_file_reason(value: str, *, uri_field: bool, allow_private: bool) -> str | None:
+def unsafe_file_reason(value: str, *, uri_field: bool, policy: UrlPolicy) -> str | None:
     """Why a string may not be handed to a model as a file, or None when it may."""
     lowered = value.lower()
     if lowered.startswith("file:"):
         return "file: URIs are not accepted; upload the file or pass an https:// or data: URL"
-    if not uri_field:
-        return None
-    if lowered.startswith("data:"):
+    if not uri_field or lowered.startswith("data:") or policy.gateway_file(value):
         return None
     scheme = urlsplit(value).scheme.lower()
     if scheme not in ("http", "https"):
         return "Must be an https://, http:// or data: URL (local paths are not accepted)"
-    if not allow_private and _is_private_host(urlsplit(value).hostname or ""):
+    if not policy.allow_private and _is_private_host(urlsplit(value).hostname or ""):
         return "URLs on private or loopback addresses are not accepted"
     return None
 

@@ -11,9 +11,10 @@ import hmac
 
 
 class UpstreamHooks:
-    def __init__(self, secret: bytes, public_base_url: str | None) -> None:
+    def __init__(self, secret: bytes, public_base_url: str | None, local_base_url: str) -> None:
         self._secret = secret
-        self._base = public_base_url.rstrip("/") if public_base_url else None
+        self._public = public_base_url.rstrip("/") if public_base_url else None
+        self._local = local_base_url.rstrip("/")
 
     def token(self, prediction_id: str) -> str:
         return hmac.new(self._secret, prediction_id.encode(), hashlib.sha256).hexdigest()[:32]
@@ -21,8 +22,14 @@ class UpstreamHooks:
     def verify(self, prediction_id: str, token: str) -> bool:
         return hmac.compare_digest(self.token(prediction_id), token)
 
-    def url(self, prediction_id: str) -> str | None:
-        """Where the upstream should call back, or None when the gateway has no public address."""
-        if self._base is None:
+    def url(self, prediction_id: str, local: bool = False) -> str | None:
+        """Where the upstream should call back: model servers next to the gateway use its local address;
+        a remote upstream needs the public one, and gets None (it is polled instead) when there is none."""
+        base = self._local if local else self._public
+        if base is None:
             return None
-        return f"{self._base}/webhooks/upstream/{prediction_id}?token={self.token(prediction_id)}"
+        return f"{base}/webhooks/upstream/{prediction_id}?token={self.token(prediction_id)}"
+
+    def server_token(self, server_url: str) -> str:
+        """The bearer token a managed model server sends with its webhooks (its WEBHOOK_AUTH_TOKEN)."""
+        return hmac.new(self._secret, f"server {server_url}".encode(), hashlib.sha256).hexdigest()

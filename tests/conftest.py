@@ -164,7 +164,7 @@ def gateway_settings(redis_url: str, catalog_path: Path, port: int, **overrides:
 @pytest.fixture(scope="session")
 def gateway(redis_url: str, catalog_path: Path) -> Iterator[Gateway]:
     port = free_port()
-    settings = gateway_settings(redis_url, catalog_path, port)
+    settings = gateway_settings(redis_url, catalog_path, port, files_dir=catalog_path.parent / "files")
     catalog = Catalog(load_catalog(catalog_path, {"UPSTREAM_TOKEN": UPSTREAM_TOKEN}))
     with serve_in_thread(create_app(settings, catalog), port) as url:
         running = Gateway(url, settings, catalog)

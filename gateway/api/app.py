@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from gateway.api import admin, models, predictions, webhooks
+from gateway.api import admin, files, models, predictions, webhooks
 from gateway.api.body_limit import BodyLimitMiddleware
 from gateway.api.problems import EXCEPTION_HANDLERS
 from gateway.catalog import Catalog
@@ -31,18 +31,26 @@ def create_app(settings: Settings, catalog: Catalog) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, object]]:
         async with open_services(settings, catalog) as services:
+            app.state.services = services  # for code embedding the app (and tests); endpoints use request.state
             yield {"services": services}
 
-    api_routes = predictions.routes + models.routes
+    api_routes = predictions.routes + models.routes + files.routes
     routes = [
         *(Mount(prefix, routes=api_routes) for prefix in API_PREFIXES),
         Mount("/admin/v1", routes=admin.routes),
         *webhooks.routes,
+        *files.upload_routes,
         Route("/health", health, methods=["GET"]),
     ]
     return Starlette(
         routes=routes,
-        middleware=[Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)],
+        middleware=[
+            Middleware(
+                BodyLimitMiddleware,
+                max_bytes=settings.max_body_bytes,
+                path_limits=files.body_limits(API_PREFIXES, settings.file_max_bytes),
+            )
+        ],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=lifespan,
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -14,7 +16,11 @@ async def upstream_webhook(request: Request) -> Response:
     prediction_id = request.path_params["prediction_id"]
     if not services(request).upstream_hooks.verify(prediction_id, request.query_params.get("token", "")):
         raise NotFound("The requested resource does not exist")
-    await services(request).predictions.refresh_by_id(prediction_id)
+    try:
+        payload = json.loads(await request.body())
+    except ValueError:
+        payload = None
+    await services(request).predictions.on_upstream_webhook(prediction_id, payload, request.headers.get("authorization"))
     return Response(status_code=204)
 
 

@@ -7,11 +7,12 @@ from collections.abc import Callable
 from gateway.config import ProviderConfig
 from gateway.providers.base import Capabilities, CreateRequest, Provider, UpstreamPrediction
 from gateway.providers.client import UpstreamClient
+from gateway.providers.cog import CogProvider, ServerBusy
 from gateway.providers.replicate import ReplicateProvider
 
 ProviderFactory = Callable[[str, ProviderConfig, UpstreamClient], Provider]
 
-REGISTRY: dict[str, ProviderFactory] = {"replicate": ReplicateProvider}
+REGISTRY: dict[str, ProviderFactory] = {"replicate": ReplicateProvider, "cog": CogProvider}
 
 
 def build_providers(configs: dict[str, ProviderConfig]) -> dict[str, Provider]:
@@ -27,9 +28,11 @@ def build_providers(configs: dict[str, ProviderConfig]) -> dict[str, Provider]:
 __all__ = [
     "REGISTRY",
     "Capabilities",
+    "CogProvider",
     "CreateRequest",
     "Provider",
     "ProviderFactory",
+    "ServerBusy",
     "UpstreamClient",
     "UpstreamPrediction",
     "build_providers",

@@ -15,6 +15,7 @@ class Capabilities:
 
     get_by_id: bool = True
     cancel: bool = True
+    slots: bool = False  # each server runs one prediction at a time: predictions queue for a free slot
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class CreateRequest:
     route: Route
     input: dict[str, Any]
     webhook: str | None = None
+    server: str | None = None  # for slot-limited upstreams: the server chosen by the dispatcher
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,12 @@ class Provider:
 
     async def cancel(self, upstream_id: str) -> UpstreamPrediction | None:
         raise NotImplementedError
+
+    def parse_webhook(self, payload: Any, upstream_id: str, authorization: str | None = None) -> UpstreamPrediction | None:
+        """A webhook payload to trust as the new state, or None to re-read the prediction from the upstream.
+
+        Raises Unauthenticated when the adapter can tell the sender is not the upstream."""
+        return None
 
     async def version_schema(self, model: str, route: Route) -> dict[str, Any] | None:
         """The OpenAPI document of the version a route runs, or None when the upstream cannot tell."""

@@ -1,19 +1,26 @@
 """All Redis access: the key layout, pipelines and Lua scripts. No other module talks to Redis.
 
 Keys that belong together share a Redis Cluster hash tag: `gw:pred:{<id>}` holds one prediction,
-`gw:tenant:{<tenant>}:predictions` indexes a tenant's predictions by creation time.
+`gw:tenant:{<tenant>}:predictions` indexes a tenant's predictions by creation time; `gw:file:{<id>}` and
+`gw:tenant:{<tenant>}:files` do the same for uploaded files.
 """
 
+from gateway.store.files import FileStore, StoredFile
 from gateway.store.keys import KeyStore, StoredKey
-from gateway.store.predictions import PredictionStore, StoredPrediction
+from gateway.store.predictions import IndexEntry, PredictionStore, StoredPrediction
+from gateway.store.queue import QueueStore
 from gateway.store.redis import connect, mapped_errors
 from gateway.store.schemas import SchemaStore
 from gateway.store.secrets import shared_secret
 
 __all__ = [
+    "FileStore",
+    "IndexEntry",
     "KeyStore",
     "PredictionStore",
+    "QueueStore",
     "SchemaStore",
+    "StoredFile",
     "StoredKey",
     "StoredPrediction",
     "connect",

@@ -4,15 +4,15 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import InvalidInput
-from gateway.validation import InputValidator, unsafe_file_reason
+from gateway.validation import InputValidator, UrlPolicy, unsafe_file_reason
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "config" / "schemas" / "stable-diffusion-inpainting.json").read_text())
 IMAGE = "https://example.com/image.png"
 
 
-def _fields(given: dict, **options: bool) -> list[dict[str, str]]:
+def _fields(given: dict, policy: UrlPolicy = UrlPolicy()) -> list[dict[str, str]]:
     with pytest.raises(InvalidInput) as caught:
-        InputValidator(SCHEMA, **options).validate(given)
+        InputValidator(SCHEMA, policy).validate(given)
     return caught.value.invalid_fields
 
 
@@ -55,9 +55,15 @@ def test_local_paths_and_file_uris_are_refused_for_file_inputs(path: str) -> Non
 @pytest.mark.parametrize("url", ["http://127.0.0.1/x.png", "http://localhost:8080/x", "http://10.1.2.3/x", "http://[::1]/x", "http://169.254.169.254/latest"])
 def test_private_addresses_are_refused_unless_allowed(url: str) -> None:
     assert _fields({"image": url, "mask": IMAGE})[0]["description"] == "URLs on private or loopback addresses are not accepted"
-    InputValidator(SCHEMA, allow_private_urls=True).validate({"image": url, "mask": IMAGE})
+    InputValidator(SCHEMA, UrlPolicy(allow_private=True)).validate({"image": url, "mask": IMAGE})
+
+
+def test_the_gateways_own_file_urls_pass_whatever_their_host() -> None:
+    policy = UrlPolicy(gateway_file=lambda url: "/v1/files/" in url)
+    InputValidator(SCHEMA, policy).validate({"image": "http://127.0.0.1:8000/v1/files/abc", "mask": IMAGE})
+    assert _fields({"image": "http://127.0.0.1:8000/other", "mask": IMAGE}, policy)[0]["type"] == "unsafe_file"
 
 
 def test_file_uris_are_refused_even_in_fields_without_a_uri_format() -> None:
-    assert unsafe_file_reason("file:///etc/shadow", uri_field=False, allow_private=True) is not None
-    assert unsafe_file_reason("/just a prompt", uri_field=False, allow_private=False) is None
+    assert unsafe_file_reason("file:///etc/shadow", uri_field=False, policy=UrlPolicy(allow_private=True)) is not None
+    assert unsafe_file_reason("/just a prompt", uri_field=False, policy=UrlPolicy()) is None

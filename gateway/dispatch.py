@@ -1,0 +1,180 @@
+"""Dispatch of queued predictions onto pools of one-slot model servers (Cog).
+
+The queue lives in Redis (FIFO, claimed atomically, recovered at start), so a queued prediction survives a
+restart and is never run twice: the server's id for a run is the gateway's prediction id, and Cog's PUT is
+idempotent while the run is in flight. Servers are chosen round-robin among the free ones; a 409 or 503
+puts the prediction back at the head of the queue. A health watch fails a prediction whose server died or
+forgot it, and one that outlived the run timeout, so none stays unfinished forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from gateway.errors import GatewayError, InvalidInput
+from gateway.providers import CogProvider, CreateRequest, ServerBusy, UpstreamPrediction
+from gateway.providers.cog import split_upstream_id
+from gateway.state import Status
+from gateway.store import QueueStore, StoredPrediction
+
+logger = logging.getLogger(__name__)
+
+HEALTH_INTERVAL_SECONDS = 1.0
+MISSES_BEFORE_LOST = 3
+BUSY_BACKOFF_SECONDS = 0.05
+DOWN_BACKOFF_SECONDS = 1.0
+IDLE_POLL_SECONDS = 0.5
+
+
+@dataclass
+class _Slot:
+    server: str
+    prediction_id: str | None = None
+    accepted: bool = False
+    started: float = 0.0
+    misses: int = 0
+    skip_until: float = 0.0
+    healthy: bool = True
+
+
+@dataclass
+class SlotDispatcher:
+    name: str
+    provider: CogProvider
+    queue: QueueStore
+    predictions: PredictionsPort
+    run_timeout: float
+    _slots: list[_Slot] = field(init=False)
+    _next: int = field(default=0, init=False)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
+
+    def __post_init__(self) -> None:
+        self._slots = [_Slot(server) for server in self.provider.servers]
+
+    async def submit(self, prediction_id: str) -> None:
+        await self.queue.push(self.name, prediction_id)
+        self._wake.set()
+
+    def release(self, upstream_id: str) -> None:
+        """A run ended (its terminal webhook arrived): the server's slot is free again."""
+        server, prediction_id = split_upstream_id(upstream_id)
+        for slot in self._slots:
+            if slot.server == server and slot.prediction_id == prediction_id:
+                self._free(slot)
+
+    async def run(self) -> None:
+        """Dispatch and watch until cancelled."""
+        recovered = await self.queue.recover(self.name)
+        if recovered:
+            logger.info("%s: %d claimed predictions put back in the queue", self.name, recovered)
+        await asyncio.gather(self._dispatch_loop(), self._watch_loop())
+
+    async def _dispatch_loop(self) -> None:
+        while True:
+            slot = self._free_slot()
+            prediction_id = await self._claim_quietly() if slot else None
+            if slot is None or prediction_id is None:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), IDLE_POLL_SECONDS)
+                continue
+            slot.prediction_id, slot.accepted, slot.started, slot.misses = prediction_id, False, time.monotonic(), 0
+            task = asyncio.create_task(self._start(slot, prediction_id))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _claim_quietly(self) -> str | None:
+        try:
+            return await self.queue.claim(self.name)
+        except GatewayError as exc:
+            logger.warning("%s: queue unavailable: %s", self.name, exc.detail)
+            return None
+
+    async def _start(self, slot: _Slot, prediction_id: str) -> None:
+        upstream_id = f"{slot.server}|{prediction_id}"
+        try:
+            record = await self.predictions.claimed(prediction_id, upstream_id)
+            if record is None:  # canceled while queued, or expired
+                await self.queue.done(self.name, prediction_id)
+                self._free(slot)
+                return
+            upstream = await self.provider.create(await self.predictions.create_request(record, slot.server))
+        except ServerBusy:
+            await self._requeue(slot, prediction_id, BUSY_BACKOFF_SECONDS)
+            return
+        except InvalidInput as exc:
+            await self.predictions.settle(prediction_id, UpstreamPrediction(upstream_id, Status.FAILED, error=exc.detail.strip()))
+            await self.queue.done(self.name, prediction_id)
+            self._free(slot)
+            return
+        except GatewayError as exc:
+            logger.warning("%s: %s could not take %s: %s", self.name, slot.server, prediction_id, exc.detail)
+            slot.healthy = False
+            await self._requeue(slot, prediction_id, DOWN_BACKOFF_SECONDS)
+            return
+        slot.accepted = True
+        await self.queue.done(self.name, prediction_id)
+        await self.predictions.settle(prediction_id, upstream)
+
+    async def _requeue(self, slot: _Slot, prediction_id: str, backoff: float) -> None:
+        await self.queue.push_front(self.name, prediction_id)
+        slot.skip_until = time.monotonic() + backoff
+        self._free(slot)
+
+    def _free(self, slot: _Slot) -> None:
+        slot.prediction_id, slot.accepted, slot.misses = None, False, 0
+        self._wake.set()
+
+    def _free_slot(self) -> _Slot | None:
+        now = time.monotonic()
+        for offset in range(len(self._slots)):
+            slot = self._slots[(self._next + offset) % len(self._slots)]
+            if slot.prediction_id is None and slot.healthy and slot.skip_until <= now:
+                self._next = (self._next + offset + 1) % len(self._slots)
+                return slot
+        return None
+
+    async def _watch_loop(self) -> None:
+        while True:
+            await asyncio.gather(*(self._check(slot) for slot in self._slots))
+            await asyncio.sleep(HEALTH_INTERVAL_SECONDS)
+
+    async def _check(self, slot: _Slot) -> None:
+        status = await self.provider.health(slot.server)
+        was_healthy, slot.healthy = slot.healthy, status in ("READY", "BUSY")
+        if slot.healthy and not was_healthy:
+            self._wake.set()
+        if slot.prediction_id is None or not slot.accepted:
+            return
+        slot.misses = 0 if status == "BUSY" else slot.misses + 1
+        if slot.misses >= MISSES_BEFORE_LOST:
+            reason = "stopped" if status is None else "restarted or lost the run"
+            await self._fail(slot, f"The model server {reason} while running this prediction")
+        elif time.monotonic() - slot.started > self.run_timeout:
+            with contextlib.suppress(GatewayError):
+                await self.provider.cancel(f"{slot.server}|{slot.prediction_id}")
+            await self._fail(slot, f"The prediction did not finish within {self.run_timeout:g}s")
+
+    async def _fail(self, slot: _Slot, error: str) -> None:
+        prediction_id = slot.prediction_id
+        assert prediction_id is not None
+        logger.warning("%s: prediction %s on %s failed: %s", self.name, prediction_id, slot.server, error)
+        self._free(slot)
+        with contextlib.suppress(GatewayError):
+            await self.predictions.settle(prediction_id, UpstreamPrediction(f"{slot.server}|{prediction_id}", Status.FAILED, error=error))
+
+
+class PredictionsPort(Protocol):
+    """What the dispatcher needs from the prediction service (implemented by `Predictions`)."""
+
+    async def claimed(self, prediction_id: str, upstream_id: str) -> StoredPrediction | None: ...
+
+    async def create_request(self, record: StoredPrediction, server: str) -> CreateRequest: ...
+
+    async def settle(self, prediction_id: str, upstream: UpstreamPrediction) -> None: ...

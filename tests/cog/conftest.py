@@ -1,0 +1,110 @@
+"""A gateway in front of real Cog servers of the demo model, which it starts and supervises itself."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import trustme
+
+from gateway.api.app import create_app
+from gateway.catalog import Catalog
+from gateway.config import load_catalog
+from gateway.services import Services
+from tests.conftest import ROOT, Gateway, gateway_settings
+from tests.servers import free_port, serve_in_thread
+from tests.tls_proxy import tls_proxy
+
+FAST_VERSION = "1a" * 32
+SLOW_VERSION = "2b" * 32
+SLOW_SECONDS = 4
+
+
+def _free_block(count: int) -> int:
+    """A base port with `count` free consecutive ports after it."""
+    for _ in range(50):
+        base = free_port()
+        if base + count < 65000 and all(_free(base + i) for i in range(count)):
+            return base
+    raise RuntimeError("no block of free ports")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _catalog(fast_port: int, slow_port: int) -> str:
+    model_dir = ROOT / "models" / "inpaint"
+    return f"""
+[providers.cog-fast]
+kind = "cog"
+managed = {{ model_dir = "{model_dir}", count = 2, base_port = {fast_port} }}
+timeout = 5
+
+[providers.cog-slow]
+kind = "cog"
+managed = {{ model_dir = "{model_dir}", count = 2, base_port = {slow_port}, env = {{ INPAINT_DELAY_SECONDS = "{SLOW_SECONDS}" }} }}
+timeout = 5
+
+[[models]]
+name = "test/inpaint"
+aliases = {{ steps = "num_inference_steps", cfg_scale = "guidance_scale", sampler_name = "scheduler" }}
+
+[[models.versions]]
+id = "{FAST_VERSION}"
+routes = [{{ provider = "cog-fast" }}]
+
+[[models]]
+name = "test/inpaint-slow"
+
+[[models.versions]]
+id = "{SLOW_VERSION}"
+routes = [{{ provider = "cog-slow" }}]
+"""
+
+
+@dataclass
+class CogGateway(Gateway):
+    """The gateway over plain HTTP (what the model servers call) plus its public https address."""
+
+    public_url: str = ""
+    ca: trustme.CA | None = None
+    services: Services | None = None
+
+    def client_ssl_context(self) -> ssl.SSLContext:
+        assert self.ca is not None
+        context = ssl.create_default_context()
+        self.ca.configure_trust(context)
+        return context
+
+
+@pytest.fixture(scope="module")
+def cog_gateway(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CogGateway]:
+    fast, slow = _free_block(2), 0
+    while not slow or abs(slow - fast) < 2:
+        slow = _free_block(2)
+    path: Path = tmp_path_factory.mktemp("cog") / "catalog.toml"
+    path.write_text(_catalog(fast, slow))
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    port = free_port()
+    with tls_proxy(port, server_context) as public_url:
+        settings = gateway_settings(
+            redis_url, path, port, public_base_url=public_url, files_dir=tmp_path_factory.mktemp("files"), refresh_after_seconds=0.5
+        )
+        catalog = Catalog(load_catalog(path, {}))
+        app = create_app(settings, catalog)
+        with serve_in_thread(app, port) as url:
+            running = CogGateway(url, settings, catalog, public_url=public_url, ca=ca, services=app.state.services)
+            yield running
+            running.admin.close()

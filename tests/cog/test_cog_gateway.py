@@ -1,0 +1,169 @@
+"""Real Cog servers of the demo model behind the gateway: inpainting, queueing, cancel, crashes, files."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+import httpx
+import pytest
+import redis
+import replicate
+
+from gateway.providers.cog import split_upstream_id
+from tests.cog.conftest import FAST_VERSION, SLOW_VERSION, CogGateway
+from tests.images import data_uri, decode_png, mask_png, png_with_square
+
+ORANGE, WHITE = (255, 128, 0), (255, 255, 255)
+BOX = (24, 24, 40, 40)
+
+
+def _image_input(**extra: Any) -> dict[str, Any]:
+    image = png_with_square(64, 64, ORANGE, WHITE, BOX)
+    return {"image": data_uri(image), "mask": data_uri(mask_png(64, 64, BOX)), "prompt": "fill it", **extra}
+
+
+def _client(gateway: CogGateway, token: str) -> httpx.Client:
+    return httpx.Client(base_url=f"{gateway.public_url}/v1", headers={"Authorization": f"Bearer {token}"}, verify=gateway.client_ssl_context(), timeout=15)
+
+
+def _until(api: httpx.Client, prediction_id: str, statuses: set[str], timeout: float = 20) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = api.get(f"/predictions/{prediction_id}").json()
+        if body["status"] in statuses:
+            return body
+        time.sleep(0.05)
+    raise AssertionError(f"prediction {prediction_id} never reached {statuses}: {body}")
+
+
+def _assert_inpainted(png: bytes) -> None:
+    image = decode_png(png)
+    centre = image.pixel(32, 32)
+    assert all(abs(c - o) <= 40 for c, o in zip(centre, ORANGE)), f"the masked square was not filled: {centre}"
+    assert image.pixel(2, 2) == ORANGE
+
+
+@pytest.fixture
+def api(cog_gateway: CogGateway) -> httpx.Client:
+    token, _ = cog_gateway.new_key()
+    return _client(cog_gateway, token)
+
+
+def test_a_prediction_inpaints_for_real_and_returns_short_gateway_urls(cog_gateway: CogGateway, api: httpx.Client) -> None:
+    created = api.post("/predictions", json={"version": FAST_VERSION, "input": _image_input(num_outputs=2)})
+    assert created.status_code == 201, created.text
+    assert created.json()["status"] == "starting"
+    done = _until(api, created.json()["id"], {"succeeded", "failed"})
+    assert done["status"] == "succeeded", done["error"]
+    assert "Using seed" in done["logs"] and done["metrics"]["predict_time"] > 0
+    assert len(done["output"]) == 2
+    for url in done["output"]:
+        assert url.startswith(f"{cog_gateway.public_url}/v1/files/") and len(url) < 300
+        with httpx.Client(verify=cog_gateway.client_ssl_context()) as anonymous:
+            _assert_inpainted(anonymous.get(url).content)
+            assert anonymous.get(url, headers={"Authorization": "Bearer unrelated"}).status_code == 200
+
+
+def test_the_model_schema_comes_from_the_server_and_validates_before_dispatch(api: httpx.Client) -> None:
+    version = api.get(f"/models/test/inpaint/versions/{FAST_VERSION}").json()
+    assert version["openapi_schema"]["components"]["schemas"]["Input"]["required"] == ["image", "mask"]
+    response = api.post("/predictions", json={"version": FAST_VERSION, "input": {"image": _image_input()["image"], "num_outputs": 9}})
+    assert response.status_code == 422
+    assert {f["field"] for f in response.json()["invalid_fields"]} == {"input", "input.num_outputs"}
+
+
+def test_a_model_exception_fails_the_prediction_with_its_error(api: httpx.Client) -> None:
+    broken = {**_image_input(), "image": "data:image/png;base64,bm90IGFuIGltYWdl"}
+    created = api.post("/predictions", json={"version": FAST_VERSION, "input": broken}).json()
+    done = _until(api, created["id"], {"succeeded", "failed"})
+    assert done["status"] == "failed" and done["error"]
+
+
+def test_twenty_concurrent_predictions_share_two_servers_without_a_409(cog_gateway: CogGateway, api: httpx.Client) -> None:
+    token = api.headers["authorization"].split()[1]
+    results: list[httpx.Response] = []
+
+    def create() -> None:
+        with _client(cog_gateway, token) as client:
+            results.append(client.post("/predictions", json={"version": FAST_VERSION, "input": _image_input()}))
+
+    threads = [threading.Thread(target=create) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [r.status_code for r in results] == [201] * 20
+    finished = [_until(api, r.json()["id"], {"succeeded", "failed", "canceled"}, timeout=60) for r in results]
+    assert [p["status"] for p in finished] == ["succeeded"] * 20
+    assert all(p["logs"].count("Using seed") == 1 for p in finished)  # each ran exactly once
+    servers = {split_upstream_id(_stored(cog_gateway, p["id"]))[0] for p in finished}
+    assert len(servers) == 2
+
+
+def _stored(gateway: CogGateway, prediction_id: str) -> str:
+    """The upstream id the gateway keeps for a prediction: `<server url>|<id>`."""
+    client = redis.Redis.from_url(str(gateway.settings.redis_url), decode_responses=True)
+    try:
+        return str(client.hget(f"gw:pred:{{{prediction_id}}}", "upstream_id"))
+    finally:
+        client.close()
+
+
+def test_cancel_while_running_stops_the_run_and_frees_the_server(cog_gateway: CogGateway, api: httpx.Client) -> None:
+    created = api.post("/predictions", json={"version": SLOW_VERSION, "input": _image_input()}).json()
+    _until(api, created["id"], {"processing"})
+    canceled = api.post(f"/predictions/{created['id']}/cancel")
+    assert canceled.status_code == 200 and canceled.json()["status"] == "canceled"
+    server = split_upstream_id(_stored(cog_gateway, created["id"]))[0]
+    deadline = time.monotonic() + 5
+    while httpx.get(f"{server}/health-check").json()["status"] != "READY":
+        assert time.monotonic() < deadline, "the server kept running the canceled prediction"
+        time.sleep(0.1)
+
+
+def test_a_queued_prediction_can_be_canceled_before_it_runs(api: httpx.Client) -> None:
+    running = [api.post("/predictions", json={"version": SLOW_VERSION, "input": _image_input()}).json() for _ in range(2)]
+    queued = api.post("/predictions", json={"version": SLOW_VERSION, "input": _image_input()}).json()
+    time.sleep(0.5)
+    assert api.get(f"/predictions/{queued['id']}").json()["status"] == "starting"
+    assert api.post(f"/predictions/{queued['id']}/cancel").json()["status"] == "canceled"
+    for prediction in running:
+        api.post(f"/predictions/{prediction['id']}/cancel")
+    time.sleep(1.5)
+    after = api.get(f"/predictions/{queued['id']}").json()
+    assert after["status"] == "canceled" and after["logs"] == ""
+
+
+def test_a_server_killed_mid_prediction_fails_it_with_a_clear_error(cog_gateway: CogGateway, api: httpx.Client) -> None:
+    created = api.post("/predictions", json={"version": SLOW_VERSION, "input": _image_input()}).json()
+    _until(api, created["id"], {"processing"})
+    server = split_upstream_id(_stored(cog_gateway, created["id"]))[0]
+    pool = next(p for p in cog_gateway.services.model_servers.values() if server in [s.url for s in p.servers])  # type: ignore[union-attr]
+    pid = pool.pid(server)
+    assert pid is not None
+    os.killpg(pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    failed = _until(api, created["id"], {"failed", "succeeded", "canceled"}, timeout=15)
+    assert failed["status"] == "failed"
+    assert "model server" in failed["error"]
+    assert time.monotonic() - killed_at < 10
+
+
+def test_the_replicate_client_runs_with_a_file_input_and_reads_the_file_output(cog_gateway: CogGateway, tmp_path: Any) -> None:
+    token, _ = cog_gateway.new_key()
+    image = tmp_path / "image.png"
+    image.write_bytes(png_with_square(64, 64, ORANGE, WHITE, BOX))
+    mask = tmp_path / "mask.png"
+    mask.write_bytes(mask_png(64, 64, BOX))
+    # PY 1.0.7 wraps the transport it is given in its retrying one; that is where TLS trust is set.
+    transport = httpx.HTTPTransport(verify=cog_gateway.client_ssl_context())
+    client = replicate.Client(api_token=token, base_url=cog_gateway.public_url, transport=transport)
+    with image.open("rb") as image_file, mask.open("rb") as mask_file:
+        output = client.run(f"test/inpaint:{FAST_VERSION}", input={"image": image_file, "mask": mask_file, "steps": 5})
+    assert isinstance(output, list) and len(output) == 1
+    assert isinstance(output[0], replicate.helpers.FileOutput)
+    _assert_inpainted(output[0].read())
