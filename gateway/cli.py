@@ -23,6 +23,7 @@ from gateway.embedded_redis import EmbeddedRedis, running_url
 from gateway.errors import ConfigError, GatewayError
 from gateway.keys import KeyRecord, KeyService, KeySpec, NewKeySpec, Token
 from gateway.store import KeyStore, connect
+from gateway.welcome import DEMO_TENANT, demo_token, snippet
 
 logger = logging.getLogger("gateway")
 
@@ -45,8 +46,25 @@ def serve(settings: Settings, args: argparse.Namespace | None = None) -> None:
     settings = _with_admin_token(settings)
     with _redis(settings) as settings:
         app = create_app(settings, catalog)
-        print(f"gateway: listening on http://{settings.host}:{settings.port} (Replicate API at /v1 and /replicate/v1)", flush=True)
+        _welcome(settings, catalog)
         uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, timeout_graceful_shutdown=30)
+
+
+def _welcome(settings: Settings, catalog: Catalog) -> None:
+    async def token() -> str:
+        redis = connect(str(settings.redis_url))
+        try:
+            return await demo_token(KeyService(KeyStore(redis)), settings.data_dir / "demo_key")
+        finally:
+            await redis.aclose()
+
+    base_url = settings.public_base_url or settings.local_base_url()
+    print(
+        f"gateway: starting on {base_url} (Replicate API at /v1 and /replicate/v1, admin API at /admin/v1)\n"
+        f"gateway: a key for the '{DEMO_TENANT}' tenant is in {settings.data_dir / 'demo_key'}; try it with "
+        f"`pip install replicate==1.0.7` and this Python:\n\n{snippet(base_url, catalog, asyncio.run(token()))}\n",
+        flush=True,
+    )
 
 
 def _settings(args: argparse.Namespace) -> Settings:
