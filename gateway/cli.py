@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import logging
 import secrets
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -16,16 +15,15 @@ from typing import Any
 import uvicorn
 from pydantic import SecretStr, ValidationError
 
+from gateway import logs
 from gateway.api.app import create_app
 from gateway.catalog import Catalog
-from gateway.config import Settings, load_catalog
+from gateway.config import Settings, load_catalog, with_model_servers
 from gateway.embedded_redis import EmbeddedRedis, running_url
 from gateway.errors import ConfigError, GatewayError
 from gateway.keys import KeyRecord, KeyService, KeySpec, NewKeySpec, Token
 from gateway.store import KeyStore, connect
 from gateway.welcome import DEMO_TENANT, demo_token, snippet
-
-logger = logging.getLogger("gateway")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -41,13 +39,15 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def serve(settings: Settings, args: argparse.Namespace | None = None) -> None:
     """Run the gateway until interrupted, with an embedded Redis when no URL is configured."""
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    catalog = Catalog(load_catalog(settings.catalog))
+    logs.configure(settings.log_level)
+    catalog = Catalog(with_model_servers(load_catalog(settings.catalog), settings.model_servers))
     settings = _with_admin_token(settings)
     with _redis(settings) as settings:
         app = create_app(settings, catalog)
         _welcome(settings, catalog)
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, timeout_graceful_shutdown=30)
+        uvicorn.run(
+            app, host=settings.host, port=settings.port, log_level=settings.log_level, log_config=None, timeout_graceful_shutdown=30
+        )
 
 
 def _welcome(settings: Settings, catalog: Catalog) -> None:
@@ -68,7 +68,8 @@ def _welcome(settings: Settings, catalog: Catalog) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    overrides = {name: getattr(args, name) for name in ("host", "port", "catalog", "redis_url", "data_dir") if getattr(args, name, None)}
+    names = ("host", "port", "catalog", "redis_url", "data_dir", "model_servers")
+    overrides = {name: getattr(args, name) for name in names if getattr(args, name, None)}
     return Settings(**overrides)
 
 
@@ -173,6 +174,9 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd = commands.add_parser("serve", help="run the gateway")
     serve_cmd.add_argument("--host", help="bind address (env GATEWAY_HOST, default 127.0.0.1)")
     serve_cmd.add_argument("--port", type=int, help="port (env GATEWAY_PORT, default 8000)")
+    serve_cmd.add_argument(
+        "--model-servers", type=int, help="Cog servers per managed provider, overriding the catalog (env GATEWAY_MODEL_SERVERS)"
+    )
     serve_cmd.set_defaults(run=serve)
 
     keys = commands.add_parser("keys", help="manage tenant API keys").add_subparsers(required=True, metavar="ACTION")

@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     key_cache_seconds: float = Field(default=DEFAULT_KEY_CACHE_SECONDS, ge=0, le=5)
     allow_private_input_urls: bool = False
     log_level: str = "info"
+    model_servers: int | None = Field(default=None, ge=1, le=64, description="servers per managed Cog provider")
     files_dir: Path | None = None  # None: <data_dir>/files
     file_max_bytes: int = Field(default=DEFAULT_FILE_MAX_BYTES, gt=0)
     file_expiry_seconds: int = Field(default=DEFAULT_FILE_EXPIRY_SECONDS, gt=0)
@@ -240,6 +241,17 @@ def load_catalog(path: Path, environ: Mapping[str, str] | None = None) -> Catalo
     except ValueError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     return _with_secrets_and_schemas(catalog, path, environ)
+
+
+def with_model_servers(catalog: CatalogConfig, count: int | None) -> CatalogConfig:
+    """The catalog with every managed Cog provider running `count` servers (None: as configured)."""
+    if count is None:
+        return catalog
+    providers = {
+        name: p.model_copy(update={"managed": p.managed.model_copy(update={"count": count})}) if p.managed else p
+        for name, p in catalog.providers.items()
+    }
+    return catalog.model_copy(update={"providers": providers})
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

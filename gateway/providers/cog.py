@@ -36,6 +36,7 @@ class CogProvider(Provider):
         # from the gateway when it starts them.
         self.server_tokens: dict[str, str] = {server: token for server in config.servers if token}
         self.run_timeout = config.run_timeout
+        self._output_is_array: bool | None = None  # learned from the model's schema
         self._client = client
 
     async def create(self, request: CreateRequest) -> UpstreamPrediction:
@@ -72,6 +73,8 @@ class CogProvider(Provider):
             try:
                 response = await self._client.request("GET", f"{server}/openapi.json", headers={}, timeout=_HEALTH_TIMEOUT_SECONDS)
                 if response.status == 200 and isinstance(document := response.json(), dict):
+                    output = document.get("components", {}).get("schemas", {}).get("Output", {})
+                    self._output_is_array = isinstance(output, dict) and output.get("type") == "array"
                     return document
             except GatewayError:
                 continue
@@ -82,7 +85,7 @@ class CogProvider(Provider):
         expected = self.server_tokens.get(server)
         if expected is not None and not hmac.compare_digest(authorization or "", f"Bearer {expected}"):
             raise Unauthenticated("The webhook did not come from the model server running this prediction")
-        return from_cog(payload, server)
+        return from_cog(payload, server, output_is_array=self._output_is_array)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -93,8 +96,12 @@ def split_upstream_id(upstream_id: str) -> tuple[str, str]:
     return server, prediction_id
 
 
-def from_cog(data: Any, server: str) -> UpstreamPrediction:
-    """A coglet response or webhook payload, in Replicate's terms."""
+def from_cog(data: Any, server: str, *, output_is_array: bool | None = None) -> UpstreamPrediction:
+    """A coglet response or webhook payload, in Replicate's terms.
+
+    coglet reports the output of a model whose output is a single value as a one-item list while the
+    prediction runs; when the schema says the output is not an array, that list is unwrapped.
+    """
     if not isinstance(data, dict) or not isinstance(data.get("id"), str):
         raise UpstreamError("The model server sent a prediction without an id")
     try:
@@ -104,10 +111,13 @@ def from_cog(data: Any, server: str) -> UpstreamPrediction:
     error = data.get("error")
     if isinstance(error, str):
         error = error.removeprefix("Prediction failed: ")
+    output = data.get("output")
+    if output_is_array is False and not status.terminal and isinstance(output, list):
+        output = output[-1] if output else None
     return UpstreamPrediction(
         id=f"{server}|{data['id']}",
         status=status,
-        output=data.get("output"),
+        output=output,
         logs=data.get("logs"),
         error=error,
         metrics=data.get("metrics") or None,

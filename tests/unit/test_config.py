@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import Settings, load_catalog
+from gateway.config import Settings, load_catalog, with_model_servers
 from gateway.errors import ConfigError
 
 GOOD_VERSION = "a" * 64
@@ -76,3 +76,12 @@ def test_settings_read_the_gateway_prefix_and_redis_url(monkeypatch: pytest.Monk
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     assert (settings.port, settings.redis_url) == (9001, "redis://example:6379/2")
     assert "admin-secret" not in repr(settings)
+
+
+def test_model_servers_override_the_count_of_managed_providers_only(tmp_path: Path) -> None:
+    body = PROVIDER + '[providers.local]\nkind = "cog"\nmanaged = { model_dir = "m", count = 2, base_port = 6000 }\n'
+    catalog = with_model_servers(load_catalog(_write(tmp_path, body), {}), 3)
+    assert catalog.providers["local"].server_urls() == [f"http://127.0.0.1:{6000 + i}" for i in range(3)]
+    assert catalog.providers["local"].managed.model_dir == (tmp_path / "m").resolve()
+    assert catalog.providers["up"].managed is None
+    assert with_model_servers(catalog, None) is catalog

@@ -1,0 +1,27 @@
+import logging
+
+import pytest
+
+from gateway.logs import RedactingFilter, redact
+
+
+@pytest.mark.parametrize(
+    "line,expected",
+    [
+        ("POST /webhooks/upstream/abc?token=8d13 HTTP/1.1", "POST /webhooks/upstream/abc?token=[redacted] HTTP/1.1"),
+        ("GET /v1/files/f1/download/1795/xVC_Xm-7/out-0.png", "GET /v1/files/f1/download/1795/[redacted]/out-0.png"),
+        ("GET /v1/files/f1/download?owner=acme&expiry=1&signature=a%2Bb", "GET /v1/files/f1/download?owner=acme&expiry=1&signature=[redacted]"),
+        ("PUT /uploads/aHR0cDo.1d0e/out-0.png", "PUT /uploads/[redacted]/out-0.png"),
+        ("GET /v1/predictions/abc", "GET /v1/predictions/abc"),
+    ],
+)
+def test_capability_tokens_are_redacted(line: str, expected: str) -> None:
+    assert redact(line) == expected
+
+
+def test_the_filter_rewrites_uvicorns_access_log_arguments(caplog: pytest.LogCaptureFixture) -> None:
+    logger = logging.getLogger("test.access")
+    logger.addFilter(RedactingFilter())
+    with caplog.at_level(logging.INFO):
+        logger.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:1", "POST", "/webhooks/upstream/x?token=secret", "1.1", 204)
+    assert "secret" not in caplog.text and "token=[redacted]" in caplog.text
