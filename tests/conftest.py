@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import Iterator
@@ -11,11 +12,13 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 
 from gateway.api.app import create_app
 from gateway.catalog import Catalog
 from gateway.config import Settings, load_catalog
 from gateway.embedded_redis import EmbeddedRedis
+from gateway.services import Services
 from tests.emulator import EmulatedModel, create_replicate_emulator
 from tests.emulator.controls import EmulatorControls
 from tests.servers import free_port, serve_in_thread
@@ -90,6 +93,7 @@ class Gateway:
     url: str
     settings: Settings
     catalog: Catalog
+    app: Starlette
     admin: httpx.Client = field(init=False)
 
     def __post_init__(self) -> None:
@@ -103,6 +107,23 @@ class Gateway:
 
     def client(self, token: str, prefix: str = "/v1") -> httpx.Client:
         return httpx.Client(base_url=self.url + prefix, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+
+    @property
+    def services(self) -> Services:
+        return self.app.state.services  # type: ignore[no-any-return]
+
+
+@contextlib.contextmanager
+def run_gateway(settings: Settings, environ: dict[str, str] | None = None, kind: type[Gateway] = Gateway, **extra: Any) -> Iterator[Gateway]:
+    """A gateway app for `settings` served on 127.0.0.1:`settings.port` until the block exits."""
+    catalog = Catalog(load_catalog(settings.catalog, {"UPSTREAM_TOKEN": UPSTREAM_TOKEN} if environ is None else environ))
+    app = create_app(settings, catalog)
+    with serve_in_thread(app, settings.port) as url:
+        gateway = kind(url, settings, catalog, app, **extra)
+        try:
+            yield gateway
+        finally:
+            gateway.admin.close()
 
 
 @pytest.fixture(scope="session")
@@ -163,13 +184,8 @@ def gateway_settings(redis_url: str, catalog_path: Path, port: int, **overrides:
 
 @pytest.fixture(scope="session")
 def gateway(redis_url: str, catalog_path: Path) -> Iterator[Gateway]:
-    port = free_port()
-    settings = gateway_settings(redis_url, catalog_path, port, files_dir=catalog_path.parent / "files")
-    catalog = Catalog(load_catalog(catalog_path, {"UPSTREAM_TOKEN": UPSTREAM_TOKEN}))
-    with serve_in_thread(create_app(settings, catalog), port) as url:
-        running = Gateway(url, settings, catalog)
+    with run_gateway(gateway_settings(redis_url, catalog_path, free_port(), files_dir=catalog_path.parent / "files")) as running:
         yield running
-        running.admin.close()
 
 
 @pytest.fixture

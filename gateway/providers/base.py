@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.catalog import Route
-from gateway.state import Status
+from gateway.errors import UpstreamError
+from gateway.state import Status, parse_status
 
 
 @dataclass(frozen=True)
@@ -69,3 +70,13 @@ class Provider:
 
     async def aclose(self) -> None:
         pass
+
+
+def identify(data: Any, sender: str) -> tuple[str, Status]:
+    """The id and status of an upstream prediction object; anything unusable is an UpstreamError."""
+    if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+        raise UpstreamError(f"{sender} sent a prediction without an id")
+    try:
+        return data["id"], parse_status(data.get("status"))
+    except ValueError as exc:
+        raise UpstreamError(f"{sender} sent an {exc}") from None

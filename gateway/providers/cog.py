@@ -13,9 +13,8 @@ from typing import Any
 from gateway.catalog import Route
 from gateway.config import ProviderConfig
 from gateway.errors import GatewayError, InvalidInput, Unauthenticated, UpstreamError, UpstreamUnavailable
-from gateway.providers.base import Capabilities, CreateRequest, Provider, UpstreamPrediction
+from gateway.providers.base import Capabilities, CreateRequest, Provider, UpstreamPrediction, identify
 from gateway.providers.client import UpstreamClient, UpstreamResponse
-from gateway.state import parse_status
 
 _WEBHOOK_EVENTS = ["start", "output", "logs", "completed"]
 _HEALTH_TIMEOUT_SECONDS = 2.0
@@ -102,12 +101,7 @@ def from_cog(data: Any, server: str, *, output_is_array: bool | None = None) -> 
     coglet reports the output of a model whose output is a single value as a one-item list while the
     prediction runs; when the schema says the output is not an array, that list is unwrapped.
     """
-    if not isinstance(data, dict) or not isinstance(data.get("id"), str):
-        raise UpstreamError("The model server sent a prediction without an id")
-    try:
-        status = parse_status(data.get("status"))
-    except ValueError as exc:
-        raise UpstreamError(f"The model server sent an {exc}") from None
+    prediction_id, status = identify(data, "The model server")
     error = data.get("error")
     if isinstance(error, str):
         error = error.removeprefix("Prediction failed: ")
@@ -115,7 +109,7 @@ def from_cog(data: Any, server: str, *, output_is_array: bool | None = None) -> 
     if output_is_array is False and not status.terminal and isinstance(output, list):
         output = output[-1] if output else None
     return UpstreamPrediction(
-        id=f"{server}|{data['id']}",
+        id=f"{server}|{prediction_id}",
         status=status,
         output=output,
         logs=data.get("logs"),

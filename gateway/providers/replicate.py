@@ -8,9 +8,8 @@ from typing import Any
 from gateway.catalog import Route, TargetKind
 from gateway.config import ProviderConfig
 from gateway.errors import GatewayError, InvalidInput, UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from gateway.providers.base import CreateRequest, Provider, UpstreamPrediction
+from gateway.providers.base import CreateRequest, Provider, UpstreamPrediction, identify
 from gateway.providers.client import UpstreamClient, UpstreamResponse
-from gateway.state import parse_status
 
 _WEBHOOK_EVENTS = ["start", "output", "logs", "completed"]
 _RESETS_IN = re.compile(r"(?:in|resets in) ~?(\d+)\s*s")
@@ -77,14 +76,9 @@ def _create_call(request: CreateRequest) -> tuple[str, dict[str, Any]]:
 
 
 def _from_upstream(data: Any) -> UpstreamPrediction:
-    if not isinstance(data, dict) or not isinstance(data.get("id"), str):
-        raise UpstreamError("The upstream provider sent a prediction without an id")
-    try:
-        status = parse_status(data.get("status"))
-    except ValueError as exc:
-        raise UpstreamError(f"The upstream provider sent an {exc}") from None
+    prediction_id, status = identify(data, "The upstream provider")
     return UpstreamPrediction(
-        id=data["id"],
+        id=prediction_id,
         status=status,
         output=data.get("output"),
         logs=data.get("logs"),

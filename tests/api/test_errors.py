@@ -3,12 +3,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.api.app import create_app
-from gateway.catalog import Catalog
-from gateway.config import load_catalog
-from tests.conftest import INPAINTING_VERSION, UPSTREAM_TOKEN, Gateway, Upstream, gateway_settings, inpainting_input
+from tests.conftest import INPAINTING_VERSION, UPSTREAM_TOKEN, Gateway, Upstream, gateway_settings, inpainting_input, run_gateway
 from tests.emulator import Fault
-from tests.servers import free_port, serve_in_thread
+from tests.servers import free_port
 
 UNAUTHENTICATED = {"title": "Unauthenticated", "detail": "You did not pass a valid authentication token", "status": 401}
 
@@ -132,10 +129,9 @@ def test_an_unreachable_upstream_is_502(gateway: Gateway, redis_url: str, tmp_pa
     dead = free_port()
     path = tmp_path / "catalog.toml"
     path.write_text(gateway.settings.catalog.read_text().replace(str(gateway.catalog.providers["replicate"].base_url), f"http://127.0.0.1:{dead}/v1"))
-    port = free_port()
-    app = create_app(gateway_settings(redis_url, path, port), Catalog(load_catalog(path, {"UPSTREAM_TOKEN": UPSTREAM_TOKEN})))
-    with serve_in_thread(app, port) as url:
+    with run_gateway(gateway_settings(redis_url, path, free_port())) as unreachable:
         token, _ = gateway.new_key()
-        response = httpx.post(f"{url}/v1/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()}, headers={"Authorization": f"Bearer {token}"})
+        with unreachable.client(token) as api:
+            response = api.post("/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()})
         assert _problem(response, 502)["detail"] == "The upstream provider could not be reached"
         assert str(dead) not in response.text

@@ -16,15 +16,12 @@ import redis.asyncio as aioredis
 from replicate.client import Client
 from replicate.helpers import FileOutput
 
-from gateway.api.app import create_app
-from gateway.catalog import Catalog
-from gateway.config import load_catalog
 from gateway.errors import InvalidInput
 from gateway.files import FileLimits, Files, Upload, file_id_in, prediction_owners
 from gateway.storage import LocalStorage
 from gateway.store import FileStore, PredictionStore, connect, shared_secret
-from tests.conftest import INPAINTING_VERSION, UPSTREAM_TOKEN, Gateway, gateway_settings, inpainting_input
-from tests.servers import free_port, serve_in_thread
+from tests.conftest import INPAINTING_VERSION, Gateway, gateway_settings, inpainting_input, run_gateway
+from tests.servers import free_port
 
 MAX_BYTES = 4096
 PAGE_SIZE = 2
@@ -45,11 +42,8 @@ def files_gateway(redis_url: str, catalog_path: Path, tmp_path_factory: pytest.T
         file_page_size=PAGE_SIZE,
         file_sweep_seconds=0.2,
     )
-    catalog = Catalog(load_catalog(catalog_path, {"UPSTREAM_TOKEN": UPSTREAM_TOKEN}))
-    with serve_in_thread(create_app(settings, catalog), port) as url:
-        gateway = Gateway(url, settings, catalog)
+    with run_gateway(settings) as gateway:
         yield gateway
-        gateway.admin.close()
 
 
 @pytest.fixture

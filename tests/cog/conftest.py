@@ -11,12 +11,8 @@ from pathlib import Path
 import pytest
 import trustme
 
-from gateway.api.app import create_app
-from gateway.catalog import Catalog
-from gateway.config import load_catalog
-from gateway.services import Services
-from tests.conftest import ROOT, Gateway, gateway_settings
-from tests.servers import free_port, serve_in_thread
+from tests.conftest import ROOT, Gateway, gateway_settings, run_gateway
+from tests.servers import free_port
 from tests.tls_proxy import tls_proxy
 
 FAST_VERSION = "1a" * 32
@@ -78,7 +74,6 @@ class CogGateway(Gateway):
 
     public_url: str = ""
     ca: trustme.CA | None = None
-    services: Services | None = None
 
     def client_ssl_context(self) -> ssl.SSLContext:
         assert self.ca is not None
@@ -102,9 +97,5 @@ def cog_gateway(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         settings = gateway_settings(
             redis_url, path, port, public_base_url=public_url, files_dir=tmp_path_factory.mktemp("files"), refresh_after_seconds=0.5
         )
-        catalog = Catalog(load_catalog(path, {}))
-        app = create_app(settings, catalog)
-        with serve_in_thread(app, port) as url:
-            running = CogGateway(url, settings, catalog, public_url=public_url, ca=ca, services=app.state.services)
-            yield running
-            running.admin.close()
+        with run_gateway(settings, {}, CogGateway, public_url=public_url, ca=ca) as running:
+            yield running  # type: ignore[misc]

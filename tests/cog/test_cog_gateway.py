@@ -142,7 +142,7 @@ def test_a_server_killed_mid_prediction_fails_it_with_a_clear_error(cog_gateway:
     created = api.post("/predictions", json={"version": SLOW_VERSION, "input": _image_input()}).json()
     _until(api, created["id"], {"processing"})
     server = split_upstream_id(_stored(cog_gateway, created["id"]))[0]
-    pool = next(p for p in cog_gateway.services.model_servers.values() if server in [s.url for s in p.servers])  # type: ignore[union-attr]
+    pool = next(p for p in cog_gateway.services.model_servers.values() if server in [s.url for s in p.servers])
     pid = pool.pid(server)
     assert pid is not None
     os.killpg(pid, signal.SIGKILL)
