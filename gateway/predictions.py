@@ -9,7 +9,6 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from gateway.catalog import Catalog, Resolved, Route, TargetKind
@@ -21,6 +20,7 @@ from gateway.schemas import Schemas
 from gateway.state import Status
 from gateway.store import PredictionStore, StoredPrediction
 from gateway.store.predictions import IndexEntry
+from gateway.timestamps import parse_timestamp, timestamp
 
 if TYPE_CHECKING:
     from gateway.dispatch import SlotDispatcher
@@ -35,10 +35,6 @@ PAGE_SIZE = 100
 def new_prediction_id() -> str:
     """26 lowercase base32 characters, like Replicate's (and Cog's recommendation)."""
     return base64.b32encode(secrets.token_bytes(16)).decode().lower().rstrip("=")
-
-
-def timestamp(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass(frozen=True)
@@ -281,7 +277,7 @@ def _merged(doc: dict[str, Any], upstream: UpstreamPrediction, now: float) -> di
         merged["started_at"] = doc.get("started_at") or _normalised(upstream.started_at) or timestamp(now)
     if upstream.status.terminal:
         merged["completed_at"] = _normalised(upstream.completed_at) or timestamp(now)
-        created = datetime.fromisoformat(doc["created_at"].replace("Z", "+00:00")).timestamp()
+        created = parse_timestamp(doc["created_at"]) or now
         merged["metrics"] = {**(upstream.metrics or {}), "total_time": round(now - created, 6)}
     elif upstream.metrics:
         merged["metrics"] = upstream.metrics
@@ -289,10 +285,5 @@ def _merged(doc: dict[str, Any], upstream: UpstreamPrediction, now: float) -> di
 
 
 def _normalised(value: str | None) -> str | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return timestamp(parsed.timestamp())
+    epoch = parse_timestamp(value)
+    return None if epoch is None else timestamp(epoch)

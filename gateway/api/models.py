@@ -13,7 +13,7 @@ from gateway.catalog import Resolved
 from gateway.config import ModelConfig
 from gateway.errors import NotFound
 from gateway.keys import KeyRecord
-from gateway.predictions import timestamp
+from gateway.timestamps import timestamp
 from gateway.schemas import PERMISSIVE_SCHEMA
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlencode
 
@@ -16,6 +15,7 @@ from gateway.catalog import Catalog, Resolved
 from gateway.errors import BadRequest, InvalidInput
 from gateway.predictions import CreateOptions
 from gateway.store import StoredPrediction
+from gateway.timestamps import parse_timestamp
 
 _BODY_FIELDS = {"version", "input", "webhook", "webhook_events_filter", "webhook_completed", "stream"}
 _WEBHOOK_EVENTS = {"start", "output", "logs", "completed"}
@@ -128,13 +128,10 @@ def _json_type(value: Any) -> str:
 
 
 def _instant(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadRequest(f"{value!r} is not an ISO 8601 date-time") from None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).timestamp()
+    epoch = parse_timestamp(value)
+    if value and epoch is None:
+        raise BadRequest(f"{value!r} is not an ISO 8601 date-time")
+    return epoch
 
 
 def _page_url(root: str, cursor: str | None, query: Any) -> str | None:
