@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gateway.catalog import Catalog, Resolved, Route, TargetKind
-from gateway.cursors import decode_cursor, encode_cursor
+from gateway.cursors import window
 from gateway.errors import GatewayError, InvalidVersion, NotFound, UpstreamUnavailable
 from gateway.keys import KeyRecord
 from gateway.providers import CreateRequest, Provider, UpstreamPrediction
@@ -151,15 +151,15 @@ class Predictions:
         """The tenant's predictions, newest first, a page at a time; the time bounds are exclusive."""
         floor = f"({created_after * 1000:.3f}" if created_after is not None else "-inf"
         ceiling = f"({created_before * 1000:.3f}" if created_before is not None else "+inf"
-        if cursor is None:
-            entries = await self._store.older(key.tenant, None, ceiling, floor, PAGE_SIZE + 1)
-            return await self._page(entries[:PAGE_SIZE], more_older=len(entries) > PAGE_SIZE, more_newer=False)
-        direction, edge = decode_cursor(cursor)
-        if direction == "next":
-            entries = await self._store.older(key.tenant, edge, ceiling, floor, PAGE_SIZE + 1)
-            return await self._page(entries[:PAGE_SIZE], more_older=len(entries) > PAGE_SIZE, more_newer=True)
-        entries = await self._store.newer(key.tenant, edge, ceiling, PAGE_SIZE + 1)
-        return await self._page(entries[:PAGE_SIZE][::-1], more_older=True, more_newer=len(entries) > PAGE_SIZE)
+
+        async def older(edge: IndexEntry | None, count: int) -> list[IndexEntry]:
+            return await self._store.older(key.tenant, edge, ceiling, floor, count)
+
+        async def newer(edge: IndexEntry, count: int) -> list[IndexEntry]:
+            return await self._store.newer(key.tenant, edge, ceiling, count)
+
+        page = await window(cursor, PAGE_SIZE, older, newer)
+        return Page(await self._store.load(page.entries), page.next_cursor, page.previous_cursor)
 
     async def cancel(self, key: KeyRecord, prediction_id: str) -> StoredPrediction:
         record = await self._owned(key, prediction_id)
@@ -172,14 +172,6 @@ class Predictions:
         if upstream is None or not upstream.status.terminal:
             upstream = UpstreamPrediction(id=record.upstream_id, status=Status.CANCELED)
         return await self._apply(record, upstream)
-
-    async def _page(self, entries: list[IndexEntry], *, more_older: bool, more_newer: bool) -> Page:
-        records = await self._store.load(entries)
-        return Page(
-            records,
-            encode_cursor("next", entries[-1]) if more_older and entries else None,
-            encode_cursor("previous", entries[0]) if more_newer and entries else None,
-        )
 
     async def _owned(self, key: KeyRecord, prediction_id: str) -> StoredPrediction:
         record = await self._store.get(prediction_id)
