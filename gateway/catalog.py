@@ -7,7 +7,14 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.config import CatalogConfig, DeploymentConfig, ModelConfig, ProviderConfig, RouteConfig, VersionConfig
+from gateway.config import (
+    CatalogConfig,
+    DeploymentConfig,
+    ModelConfig,
+    ProviderConfig,
+    RouteConfig,
+    VersionConfig,
+)
 from gateway.errors import InvalidInput, InvalidVersion, NotFound
 
 _VERSION_REF = re.compile(r"^(?:(?P<model>[^/:\s]+/[^/:\s]+):)?(?P<id>[0-9a-f]{64})$")

@@ -26,7 +26,13 @@ from typing import IO, Any
 from urllib.parse import quote, urlsplit
 
 from gateway.cursors import window
-from gateway.errors import Forbidden, GatewayError, InvalidInput, NotFound, PayloadTooLarge
+from gateway.errors import (
+    Forbidden,
+    GatewayError,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+)
 from gateway.storage import CHUNK_BYTES, FileStorage
 from gateway.store import FileStore, PredictionStore, StoredFile
 

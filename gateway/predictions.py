@@ -15,6 +15,7 @@ from gateway.catalog import Catalog, Resolved, Route, TargetKind
 from gateway.cursors import window
 from gateway.errors import GatewayError, InvalidVersion, NotFound, UpstreamUnavailable
 from gateway.keys import KeyRecord
+from gateway.metrics import Metrics
 from gateway.providers import CreateRequest, Provider, UpstreamPrediction
 from gateway.schemas import Schemas
 from gateway.state import Status
@@ -64,6 +65,7 @@ class Predictions:
         refresh_after: float,
         webhook_url: Callable[[str, bool], str | None],
         resolve_files: ResolveFiles,
+        metrics: Metrics,
     ) -> None:
         self._catalog = catalog
         self._store = store
@@ -72,6 +74,7 @@ class Predictions:
         self._refresh_after = refresh_after
         self._webhook_url = webhook_url
         self._resolve_files = resolve_files
+        self._metrics = metrics
         self._refreshing: dict[str, asyncio.Task[StoredPrediction]] = {}
         self.dispatchers: dict[str, SlotDispatcher] = {}  # per slot-limited provider, wired by the services
 
@@ -84,17 +87,13 @@ class Predictions:
         validator.validate(prepared)
         record = _new_record(key, resolved, prepared, options)
         await self._store.insert(record)
-        dispatcher = self.dispatchers.get(record.provider)
-        if dispatcher is not None:  # queued: it stays `starting` until a server slot takes it
-            await dispatcher.submit(record.id)
-            return record
         try:
-            upstream_input = await self._resolve_files(key.tenant, prepared, False)
-            upstream = await self._dispatch(record, resolved, upstream_input)
-        except Exception:
+            started = await self._start(record, resolved, prepared)
+        except Exception:  # the tenant gets an error, so no prediction may remain
             await self._store.delete(record.id, record.tenant)
             raise
-        return await self._apply(record, upstream)
+        self._metrics.prediction_created(resolved.model.name, record.provider)
+        return started
 
     async def get(self, key: KeyRecord, prediction_id: str) -> StoredPrediction:
         """From Redis; a stale, unfinished record is refreshed from the upstream once for all concurrent readers."""
@@ -197,6 +196,15 @@ class Predictions:
             return record
         return await self._apply(record, upstream)
 
+    async def _start(self, record: StoredPrediction, resolved: Resolved, prepared: dict[str, Any]) -> StoredPrediction:
+        """Queue the prediction for a server slot, or create it upstream now."""
+        dispatcher = self.dispatchers.get(record.provider)
+        if dispatcher is not None:  # queued: it stays `starting` until a server slot takes it
+            await dispatcher.submit(record.id)
+            return record
+        upstream_input = await self._resolve_files(record.tenant, prepared, False)
+        return await self._apply(record, await self._dispatch(record, resolved, upstream_input))
+
     async def _dispatch(self, record: StoredPrediction, resolved: Resolved, prepared: dict[str, Any]) -> UpstreamPrediction:
         route = resolved.routes[0]
         provider = self._providers.get(route.provider)
@@ -212,6 +220,8 @@ class Predictions:
         doc = _merged(record.doc, upstream, now)
         status = Status(doc["status"])
         if await self._store.apply(record.id, status, doc, now, upstream.id):
+            if status.terminal:  # the compare-and-set let exactly one writer get here
+                self._metrics.prediction_finished(doc["model"], record.provider, status)
             return StoredPrediction(**{**record.__dict__, "status": status, "doc": doc, "upstream_id": upstream.id, "refreshed_at": now})
         current = await self._store.get(record.id)  # another writer moved it on first
         return current or record

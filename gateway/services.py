@@ -12,17 +12,26 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from gateway.auth import Authenticator
-from gateway.cog_servers import CogServerPool
-from gateway.dispatch import SlotDispatcher
 from gateway.catalog import Catalog
+from gateway.cog_servers import CogServerPool
 from gateway.config import Settings
+from gateway.dispatch import SlotDispatcher
 from gateway.files import FileLimits, Files, file_id_in, prediction_owners
 from gateway.keys import KeyService
+from gateway.metrics import Metrics
 from gateway.predictions import Predictions
 from gateway.providers import CogProvider, Provider, build_providers
 from gateway.schemas import Schemas
 from gateway.storage import LocalStorage
-from gateway.store import FileStore, KeyStore, PredictionStore, QueueStore, SchemaStore, connect, shared_secret
+from gateway.store import (
+    FileStore,
+    KeyStore,
+    PredictionStore,
+    QueueStore,
+    SchemaStore,
+    connect,
+    shared_secret,
+)
 from gateway.validation import UrlPolicy
 from gateway.webhooks import UpstreamHooks
 
@@ -40,10 +49,11 @@ class Services:
     upstream_hooks: UpstreamHooks
     files: Files
     model_servers: dict[str, CogServerPool]  # managed Cog servers by provider name
+    metrics: Metrics
 
 
 @contextlib.asynccontextmanager
-async def open_services(settings: Settings, catalog: Catalog) -> AsyncIterator[Services]:
+async def open_services(settings: Settings, catalog: Catalog, metrics: Metrics | None = None) -> AsyncIterator[Services]:
     """Build every service, start managed model servers and background tasks, and close it all on exit."""
     assert settings.redis_url, "the Redis URL is resolved (or an embedded server started) before services open"
     redis = connect(settings.redis_url)
@@ -51,7 +61,7 @@ async def open_services(settings: Settings, catalog: Catalog) -> AsyncIterator[S
     tasks: list[asyncio.Task[None]] = []
     pools: dict[str, CogServerPool] = {}
     try:
-        services = await _build(settings, catalog, redis, providers)
+        services = await _build(settings, catalog, redis, providers, metrics or Metrics())
         pools = services.model_servers
         for pool in pools.values():
             await pool.start()
@@ -71,7 +81,9 @@ async def open_services(settings: Settings, catalog: Catalog) -> AsyncIterator[S
         await redis.aclose()
 
 
-async def _build(settings: Settings, catalog: Catalog, redis: aioredis.Redis, providers: dict[str, Provider]) -> Services:
+async def _build(
+    settings: Settings, catalog: Catalog, redis: aioredis.Redis, providers: dict[str, Provider], metrics: Metrics
+) -> Services:
     local_base = settings.local_base_url()
     hooks = UpstreamHooks(await shared_secret(redis, "upstream-webhooks"), settings.public_base_url, local_base)
     key_store = KeyStore(redis)
@@ -97,13 +109,14 @@ async def _build(settings: Settings, catalog: Catalog, redis: aioredis.Redis, pr
         refresh_after=settings.refresh_after_seconds,
         webhook_url=hooks.url,
         resolve_files=resolve_files,
+        metrics=metrics,
     )
     predictions.dispatchers = {
         name: SlotDispatcher(name, provider, QueueStore(redis), predictions, provider.run_timeout) for name, provider in _cog(providers).items()
     }
     pools = _managed_pools(catalog, providers, hooks, files, local_base)
     auth = Authenticator(key_store, settings.key_cache_seconds)
-    return Services(settings, catalog, redis, providers, auth, KeyService(key_store), schemas, predictions, hooks, files, pools)
+    return Services(settings, catalog, redis, providers, auth, KeyService(key_store), schemas, predictions, hooks, files, pools, metrics)
 
 
 def _cog(providers: dict[str, Provider]) -> dict[str, CogProvider]:

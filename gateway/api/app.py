@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -14,8 +15,10 @@ from starlette.routing import Mount, Route
 from gateway.api import admin, files, models, predictions, webhooks
 from gateway.api.body_limit import BodyLimitMiddleware
 from gateway.api.problems import EXCEPTION_HANDLERS
+from gateway.api.timing import TimingMiddleware
 from gateway.catalog import Catalog
 from gateway.config import Settings
+from gateway.metrics import Metrics
 from gateway.services import open_services
 
 API_PREFIXES = ("/v1", "/replicate/v1")
@@ -25,12 +28,18 @@ async def health(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+async def metrics(request: Request) -> Response:
+    return Response(request.state.services.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+
 def create_app(settings: Settings, catalog: Catalog) -> Starlette:
     """The gateway as an ASGI app; Redis and upstream pools open in its lifespan."""
 
+    recorder = Metrics()
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, object]]:
-        async with open_services(settings, catalog) as services:
+        async with open_services(settings, catalog, recorder) as services:
             app.state.services = services  # for code embedding the app (and tests); endpoints use request.state
             yield {"services": services}
 
@@ -41,10 +50,12 @@ def create_app(settings: Settings, catalog: Catalog) -> Starlette:
         *webhooks.routes,
         *files.upload_routes,
         Route("/health", health, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
     ]
     return Starlette(
         routes=routes,
         middleware=[
+            Middleware(TimingMiddleware, metrics=recorder),
             Middleware(
                 BodyLimitMiddleware,
                 max_bytes=settings.max_body_bytes,

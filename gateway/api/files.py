@@ -18,8 +18,8 @@ from gateway.api.body_limit import PathLimit
 from gateway.api.requests import api_root, caller, services
 from gateway.errors import BadRequest, InvalidInput
 from gateway.files import DEFAULT_CONTENT_TYPE, Upload, too_large_detail
-from gateway.timestamps import timestamp
 from gateway.store import StoredFile
+from gateway.timestamps import timestamp
 
 MULTIPART_ALLOWANCE = 1024 * 1024  # room for the multipart envelope and form fields around the file itself
 METADATA_MAX_BYTES = 1024 * 1024

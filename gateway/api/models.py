@@ -13,8 +13,8 @@ from gateway.catalog import Resolved
 from gateway.config import ModelConfig
 from gateway.errors import NotFound
 from gateway.keys import KeyRecord
-from gateway.timestamps import timestamp
 from gateway.schemas import PERMISSIVE_SCHEMA
+from gateway.timestamps import timestamp
 
 
 async def get_model(request: Request) -> Response:

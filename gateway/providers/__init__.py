@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from gateway.config import ProviderConfig
-from gateway.providers.base import Capabilities, CreateRequest, Provider, UpstreamPrediction
+from gateway.providers.base import (
+    Capabilities,
+    CreateRequest,
+    Provider,
+    UpstreamPrediction,
+)
 from gateway.providers.client import UpstreamClient
 from gateway.providers.cog import CogProvider, ServerBusy
 from gateway.providers.replicate import ReplicateProvider

@@ -12,8 +12,20 @@ from typing import Any
 
 from gateway.catalog import Route
 from gateway.config import ProviderConfig
-from gateway.errors import GatewayError, InvalidInput, Unauthenticated, UpstreamError, UpstreamUnavailable
-from gateway.providers.base import Capabilities, CreateRequest, Provider, UpstreamPrediction, identify
+from gateway.errors import (
+    GatewayError,
+    InvalidInput,
+    Unauthenticated,
+    UpstreamError,
+    UpstreamUnavailable,
+)
+from gateway.providers.base import (
+    Capabilities,
+    CreateRequest,
+    Provider,
+    UpstreamPrediction,
+    identify,
+)
 from gateway.providers.client import UpstreamClient, UpstreamResponse
 
 _WEBHOOK_EVENTS = ["start", "output", "logs", "completed"]

@@ -7,7 +7,13 @@ from typing import Any
 
 from gateway.catalog import Route, TargetKind
 from gateway.config import ProviderConfig
-from gateway.errors import GatewayError, InvalidInput, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from gateway.errors import (
+    GatewayError,
+    InvalidInput,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from gateway.providers.base import CreateRequest, Provider, UpstreamPrediction, identify
 from gateway.providers.client import UpstreamClient, UpstreamResponse
 

@@ -1,0 +1,42 @@
+"""Prometheus metrics of one gateway process, in a registry of its own (served at /metrics)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+from gateway.state import Status
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "gateway_http_requests", "HTTP requests answered", ["endpoint", "method", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "gateway_http_request_duration_seconds",
+            "Time to answer an HTTP request",
+            ["endpoint"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=self.registry,
+        )
+        self.created = Counter("gateway_predictions_created", "Predictions created", ["model", "provider"], registry=self.registry)
+        self.finished = Counter(
+            "gateway_predictions_finished",
+            "Predictions that reached a terminal status (counted once, by the process that recorded it)",
+            ["model", "provider", "status"],
+            registry=self.registry,
+        )
+
+    def request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
+        self.requests.labels(endpoint, method, str(status)).inc()
+        self.latency.labels(endpoint).observe(seconds)
+
+    def prediction_created(self, model: str, provider: str) -> None:
+        self.created.labels(model, provider).inc()
+
+    def prediction_finished(self, model: str, provider: str, status: Status) -> None:
+        self.finished.labels(model, provider, status.value).inc()
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
