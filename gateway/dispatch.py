@@ -120,7 +120,10 @@ class SlotDispatcher:
             return
         slot.accepted = True
         await self.queue.done(self.name, prediction_id)
-        await self.predictions.settle(prediction_id, upstream)
+        stored = await self.predictions.settle(prediction_id, upstream)
+        if stored is None or stored.terminal:  # canceled (or expired) while it was being handed over
+            with contextlib.suppress(GatewayError):
+                await self.provider.cancel(upstream.id)
 
     async def _requeue(self, slot: _Slot, prediction_id: str, backoff: float) -> None:
         await self.queue.push_front(self.name, prediction_id)
@@ -177,4 +180,4 @@ class PredictionsPort(Protocol):
 
     async def create_request(self, record: StoredPrediction, server: str) -> CreateRequest: ...
 
-    async def settle(self, prediction_id: str, upstream: UpstreamPrediction) -> None: ...
+    async def settle(self, prediction_id: str, upstream: UpstreamPrediction) -> Status | None: ...

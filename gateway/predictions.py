@@ -130,11 +130,11 @@ class Predictions:
         upstream_input = await self._resolve_files(record.tenant, record.doc["input"], True)
         return CreateRequest(record.id, record.doc["model"], route, upstream_input, self._webhook_url(record.id, True), server)
 
-    async def settle(self, prediction_id: str, upstream: UpstreamPrediction) -> None:
-        """Apply a state reported for a queued prediction (accepted by a server, or failed on the way)."""
+    async def settle(self, prediction_id: str, upstream: UpstreamPrediction) -> Status | None:
+        """Apply a state reported for a queued prediction (accepted by a server, or failed on the way);
+        returns the status now stored, which is terminal already if it was canceled meanwhile."""
         record = await self._store.get(prediction_id)
-        if record is not None:
-            await self._apply(record, upstream)
+        return None if record is None else (await self._apply(record, upstream)).status
 
     async def refresh(self, record: StoredPrediction) -> StoredPrediction:
         task = self._refreshing.get(record.id)

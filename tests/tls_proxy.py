@@ -44,6 +44,10 @@ def tls_proxy(target_port: int, context: ssl.SSLContext) -> Iterator[str]:
         server = loop.run_until_complete(serve())
         loop.run_forever()
         server.close()
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         loop.run_until_complete(server.wait_closed())
         loop.close()
 
