@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import logging
 import secrets
 import time
@@ -16,6 +17,7 @@ from gateway.cursors import window
 from gateway.errors import GatewayError, InvalidVersion, NotFound, UpstreamUnavailable
 from gateway.keys import KeyRecord
 from gateway.metrics import Metrics
+from gateway.outputs import hide
 from gateway.providers import CreateRequest, Provider, UpstreamPrediction
 from gateway.schemas import Schemas
 from gateway.state import Status
@@ -118,6 +120,13 @@ class Predictions:
         if dispatcher is not None and reported.status.terminal:
             dispatcher.release(record.upstream_id)
 
+    async def find(self, prediction_id: str) -> StoredPrediction:
+        """Any tenant's prediction, for callers that hold a capability for it (an output link)."""
+        record = await self._store.get(prediction_id)
+        if record is None:
+            raise NotFound("The requested prediction does not exist")
+        return record
+
     async def claimed(self, prediction_id: str, upstream_id: str) -> StoredPrediction | None:
         """A dispatcher picked this queued prediction for `upstream_id`; None if it should not run any more."""
         record = await self._store.get(prediction_id)
@@ -217,12 +226,18 @@ class Predictions:
         if _out_of_order(record, upstream):
             return record
         now = time.time()
+        provider = self._providers.get(record.provider)
+        outputs = None
+        if provider is not None and provider.capabilities.remote_outputs:
+            public_output, outputs = hide(upstream.output)
+            upstream = dataclasses.replace(upstream, output=public_output)
         doc = _merged(record.doc, upstream, now)
         status = Status(doc["status"])
-        if await self._store.apply(record.id, status, doc, now, upstream.id):
+        if await self._store.apply(record.id, status, doc, now, upstream.id, outputs):
             if status.terminal:  # the compare-and-set let exactly one writer get here
                 self._metrics.prediction_finished(doc["model"], record.provider, status)
-            return StoredPrediction(**{**record.__dict__, "status": status, "doc": doc, "upstream_id": upstream.id, "refreshed_at": now})
+            changes = {"status": status, "doc": doc, "upstream_id": upstream.id or record.upstream_id, "refreshed_at": now}
+            return dataclasses.replace(record, **changes, upstream_outputs=tuple(outputs or record.upstream_outputs))
         current = await self._store.get(record.id)  # another writer moved it on first
         return current or record
 

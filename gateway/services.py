@@ -19,6 +19,7 @@ from gateway.dispatch import SlotDispatcher
 from gateway.files import FileLimits, Files, file_id_in, prediction_owners
 from gateway.keys import KeyService
 from gateway.metrics import Metrics
+from gateway.outputs import OutputLinks
 from gateway.predictions import Predictions
 from gateway.providers import CogProvider, Provider, build_providers
 from gateway.schemas import Schemas
@@ -50,6 +51,7 @@ class Services:
     files: Files
     model_servers: dict[str, CogServerPool]  # managed Cog servers by provider name
     metrics: Metrics
+    outputs: OutputLinks
 
 
 @contextlib.asynccontextmanager
@@ -116,7 +118,10 @@ async def _build(
     }
     pools = _managed_pools(catalog, providers, hooks, files, local_base)
     auth = Authenticator(key_store, settings.key_cache_seconds)
-    return Services(settings, catalog, redis, providers, auth, KeyService(key_store), schemas, predictions, hooks, files, pools, metrics)
+    outputs = OutputLinks(await shared_secret(redis, "outputs"))
+    return Services(
+        settings, catalog, redis, providers, auth, KeyService(key_store), schemas, predictions, hooks, files, pools, metrics, outputs
+    )
 
 
 def _cog(providers: dict[str, Provider]) -> dict[str, CogProvider]:

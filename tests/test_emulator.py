@@ -18,7 +18,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tests.emulator import WEBHOOK_SECRET, EmulatedModel, EmulatorControls, Fault, create_replicate_emulator
+from tests.emulator import (
+    WEBHOOK_SECRET,
+    EmulatedModel,
+    EmulatorControls,
+    Fault,
+    create_replicate_emulator,
+)
+from tests.emulator.predictions import output_bytes
 from tests.servers import serve_in_thread
 
 TOKEN = "r8_upstream_secret"
@@ -85,18 +92,24 @@ def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> None:
         time.sleep(0.02)
 
 
+def emulator_root(prediction: dict) -> str:
+    return str(prediction["urls"]["web"]).rsplit("/p/", 1)[0]
+
+
 def test_run_end_to_end(client: Client, emulator: EmulatorControls) -> None:
     output = client.run(f"{OWNER}/{NAME}:{VERSION}", input={"prompt": "a corgi", "num_outputs": 2})
     prediction = emulator.predictions()[0]
-    assert [item.url for item in output] == [
-        f"https://replicate.delivery/emu/{prediction['id']}/out-{index}.png" for index in range(2)
-    ]
+    root = emulator_root(prediction)
+    assert output == [f"{root}/delivery/{prediction['id']}/out-{index}.png" for index in range(2)]  # http: plain strings
     create, version_get = emulator.requests()
+    assert httpx.get(output[0], headers=AUTH).content == output_bytes(prediction["id"], "out-0.png")
+    assert httpx.get(output[0]).status_code == 401
     assert create.path == "/v1/predictions" and create.headers["prefer"] == "wait"
     assert create.json == {"input": {"prompt": "a corgi", "num_outputs": 2}, "version": VERSION}
     assert version_get.path == f"/v1/models/{OWNER}/{NAME}/versions/{VERSION}"
+    emulator.reset()
     by_model = client.run(f"{OWNER}/{NAME}", input={"prompt": "by model"})
-    assert isinstance(by_model, list) and by_model[0].url.endswith("/out-0.png")
+    assert isinstance(by_model, list) and by_model[0].endswith("/out-0.png")
     assert emulator.requests()[-1].path == f"/v1/models/{OWNER}/{NAME}/predictions"
 
 
@@ -110,9 +123,7 @@ def test_prediction_object_and_lifecycle(client: Client, root: str) -> None:
         "web": f"{root}/p/{prediction.id}",
     }
     prediction.wait()
-    assert prediction.status == "succeeded" and prediction.output == [
-        f"https://replicate.delivery/emu/{prediction.id}/out-0.png"
-    ]
+    assert prediction.status == "succeeded" and prediction.output == [f"{root}/delivery/{prediction.id}/out-0.png"]
     assert prediction.logs is not None and prediction.logs.startswith("Using seed: 7\n")
     assert prediction.metrics is not None and set(prediction.metrics) == {"predict_time", "total_time"}
     fetched = httpx.get(prediction.urls["get"], headers=AUTH).json()

@@ -6,25 +6,47 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
+from starlette.background import BackgroundTask
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from gateway.api.requests import api_root, caller, json_object, services
 from gateway.catalog import Catalog, Resolved
-from gateway.errors import BadRequest, InvalidInput
+from gateway.errors import BadRequest, InvalidInput, NotFound, UpstreamError
 from gateway.predictions import CreateOptions
 from gateway.store import StoredPrediction
 from gateway.timestamps import parse_timestamp
 
 _BODY_FIELDS = {"version", "input", "webhook", "webhook_events_filter", "webhook_completed", "stream"}
 _WEBHOOK_EVENTS = {"start", "output", "logs", "completed"}
+_PASSED_HEADERS = {"content-type", "content-length", "etag", "last-modified", "cache-control"}
 
 
-def prediction_json(record: StoredPrediction, root: str) -> dict[str, Any]:
-    """The public prediction object: the stored document plus absolute URLs on this gateway."""
+def prediction_json(record: StoredPrediction, request: Request) -> dict[str, Any]:
+    """The public prediction object: the stored document plus absolute URLs on the address the tenant used."""
+    root = api_root(request)
     url = f"{root}/predictions/{record.id}"
-    return {**record.doc, "urls": {"get": url, "cancel": f"{url}/cancel", "web": url}}
+    output = services(request).outputs.expand(record.id, record.doc["output"], root)
+    return {**record.doc, "output": output, "urls": {"get": url, "cancel": f"{url}/cancel", "web": url}}
+
+
+async def get_output(request: Request) -> Response:
+    """An output file kept by the upstream, streamed through; the signed link is the only credential needed."""
+    prediction_id, index = request.path_params["prediction_id"], request.path_params["index"]
+    if not services(request).outputs.verify(prediction_id, index, request.path_params["signature"]):
+        raise NotFound("The requested output does not exist")
+    record = await services(request).predictions.find(prediction_id)
+    if index >= len(record.upstream_outputs):
+        raise NotFound("The requested output does not exist")
+    stream = await services(request).providers[record.provider].open_output(record.upstream_outputs[index])
+    if stream.status != 200:
+        stream.close()
+        if stream.status == 404:
+            raise NotFound("The output is no longer available from the upstream provider")
+        raise UpstreamError(f"The upstream provider failed to send the output (HTTP {stream.status})")
+    headers = {k: v for k, v in stream.headers.items() if k in _PASSED_HEADERS}
+    return StreamingResponse(stream.chunks(), headers=headers, background=BackgroundTask(stream.close))
 
 
 async def create_prediction(request: Request) -> Response:
@@ -42,13 +64,13 @@ async def create_deployment_prediction(request: Request) -> Response:
 async def get_prediction(request: Request) -> Response:
     key = await caller(request, "read")
     record = await services(request).predictions.get(key, request.path_params["prediction_id"])
-    return JSONResponse(prediction_json(record, api_root(request)))
+    return JSONResponse(prediction_json(record, request))
 
 
 async def cancel_prediction(request: Request) -> Response:
     key = await caller(request, "predict")
     record = await services(request).predictions.cancel(key, request.path_params["prediction_id"])
-    return JSONResponse(prediction_json(record, api_root(request)))
+    return JSONResponse(prediction_json(record, request))
 
 
 async def list_predictions(request: Request) -> Response:
@@ -61,7 +83,7 @@ async def list_predictions(request: Request) -> Response:
         {
             "next": _page_url(root, page.next_cursor, query),
             "previous": _page_url(root, page.previous_cursor, query),
-            "results": [prediction_json(p, root) for p in page.predictions],
+            "results": [prediction_json(p, request) for p in page.predictions],
         }
     )
 
@@ -72,7 +94,7 @@ async def _create(request: Request, resolve: Callable[[Catalog, dict[str, Any]],
     options = _create_options(body, version_required=version_required)
     resolved = resolve(services(request).catalog, body)
     record = await services(request).predictions.create(key, resolved, options)
-    created = prediction_json(record, api_root(request))
+    created = prediction_json(record, request)
     return JSONResponse(created, status_code=201, headers={"Location": created["urls"]["get"]})
 
 
@@ -146,6 +168,7 @@ routes = [
     Route("/predictions", list_predictions, methods=["GET"]),
     Route("/predictions/{prediction_id}", get_prediction, methods=["GET"]),
     Route("/predictions/{prediction_id}/cancel", cancel_prediction, methods=["POST"]),
+    Route("/predictions/{prediction_id}/outputs/{index:int}/{signature}/{name}", get_output, methods=["GET"]),
     Route("/models/{owner}/{name}/predictions", create_model_prediction, methods=["POST"]),
     Route("/deployments/{owner}/{name}/predictions", create_deployment_prediction, methods=["POST"]),
 ]

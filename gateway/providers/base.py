@@ -7,6 +7,7 @@ from typing import Any
 
 from gateway.catalog import Route
 from gateway.errors import UpstreamError
+from gateway.providers.client import UpstreamStream
 from gateway.state import Status, parse_status
 
 
@@ -17,6 +18,7 @@ class Capabilities:
     get_by_id: bool = True
     cancel: bool = True
     slots: bool = False  # each server runs one prediction at a time: predictions queue for a free slot
+    remote_outputs: bool = False  # output files stay on the upstream; tenants get gateway links to them
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,10 @@ class Provider:
     async def version_schema(self, model: str, route: Route) -> dict[str, Any] | None:
         """The OpenAPI document of the version a route runs, or None when the upstream cannot tell."""
         return None
+
+    async def open_output(self, url: str) -> UpstreamStream:
+        """Start reading an output file the upstream keeps (for `remote_outputs`)."""
+        raise NotImplementedError
 
     async def aclose(self) -> None:
         pass

@@ -11,13 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
 from gateway.errors import UpstreamError, UpstreamTimeout
+
+_CHUNK_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,25 @@ class UpstreamResponse:
             return json.loads(self.body)
         except ValueError:
             raise UpstreamError("The upstream provider sent a response that is not JSON") from None
+
+
+class UpstreamStream:
+    """An upstream response whose body is read as it is passed on; released when read to the end or closed."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self.status = response.status
+        self.headers = {k.lower(): v for k, v in response.headers.items()}
+        self._response = response
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._response.content.iter_chunked(_CHUNK_BYTES):
+                yield chunk
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._response.release()
 
 
 class UpstreamClient:
@@ -52,6 +73,13 @@ class UpstreamClient:
             ) as response:
                 body = await response.read()
                 return UpstreamResponse(response.status, {k.lower(): v for k, v in response.headers.items()}, body)
+
+    async def stream(self, url: str, *, headers: dict[str, str]) -> UpstreamStream:
+        """GET `url` and hand back the response before its body; the timeout applies to connecting and each read."""
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._timeout, sock_read=self._timeout)
+        with _mapped_errors(self._timeout):
+            response = await self._client().get(url, headers=headers, timeout=timeout, allow_redirects=False)
+        return UpstreamStream(response)
 
     async def aclose(self) -> None:
         if self._session is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from gateway.catalog import Route, TargetKind
 from gateway.config import ProviderConfig
@@ -14,18 +15,28 @@ from gateway.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from gateway.providers.base import CreateRequest, Provider, UpstreamPrediction, identify
-from gateway.providers.client import UpstreamClient, UpstreamResponse
+from gateway.providers.base import (
+    Capabilities,
+    CreateRequest,
+    Provider,
+    UpstreamPrediction,
+    identify,
+)
+from gateway.providers.client import UpstreamClient, UpstreamResponse, UpstreamStream
 
 _WEBHOOK_EVENTS = ["start", "output", "logs", "completed"]
+_DELIVERY_HOSTS = ("replicate.delivery",)
 _RESETS_IN = re.compile(r"(?:in|resets in) ~?(\d+)\s*s")
 
 
 class ReplicateProvider(Provider):
+    capabilities = Capabilities(remote_outputs=True)
+
     def __init__(self, name: str, config: ProviderConfig, client: UpstreamClient) -> None:
         self.name = name
         assert config.base_url is not None, "validated by ProviderConfig"
         self._base = config.base_url
+        self._output_hosts = (urlsplit(config.base_url).netloc, *_DELIVERY_HOSTS)
         self._tokens = [t.get_secret_value() for t in config.tokens]
         self._token_index = 0
         self._client = client
@@ -50,6 +61,13 @@ class ReplicateProvider(Provider):
             return None
         schema = version.get("openapi_schema")
         return schema if isinstance(schema, dict) else None
+
+    async def open_output(self, url: str) -> UpstreamStream:
+        """Output files need the API token (replicate.delivery does); it goes only to the upstream's own hosts."""
+        host = urlsplit(url).netloc
+        trusted = any(host == h or host.endswith(f".{h}") for h in self._output_hosts)
+        headers = {"Authorization": f"Bearer {self._tokens[self._token_index]}"} if trusted and self._tokens else {}
+        return await self._client.stream(url, headers=headers)
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -12,15 +12,17 @@ import redis.asyncio as aioredis
 from gateway.state import Status, allowed_sources
 from gateway.store.redis import mapped_errors
 
-# KEYS[1] prediction; ARGV: new status, doc, refreshed_at, upstream_id ("" = keep), allowed source statuses...
-# Returns 1 when applied, 0 when the transition is not allowed, -1 when the record does not exist.
+# KEYS[1] prediction; ARGV: new status, doc, refreshed_at, upstream_id ("" = keep), upstream outputs ("" = keep),
+# allowed source statuses... Returns 1 when applied, 0 when the transition is not allowed, -1 when the record
+# does not exist.
 _APPLY = """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return -1 end
-for i = 5, #ARGV do
+for i = 6, #ARGV do
   if ARGV[i] == current then
     redis.call('HSET', KEYS[1], 'status', ARGV[1], 'doc', ARGV[2], 'refreshed_at', ARGV[3])
     if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'upstream_id', ARGV[4]) end
+    if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'upstream_outputs', ARGV[5]) end
     return 1
   end
 end
@@ -41,6 +43,7 @@ class StoredPrediction:
     doc: dict[str, Any]
     created_ms: int
     refreshed_at: float
+    upstream_outputs: tuple[str, ...] = ()  # output file URLs on the upstream, behind the gateway's links
 
     def to_fields(self) -> dict[str, str]:
         return {
@@ -52,6 +55,7 @@ class StoredPrediction:
             "doc": _dumps(self.doc),
             "created_ms": str(self.created_ms),
             "refreshed_at": repr(self.refreshed_at),
+            "upstream_outputs": _dumps(list(self.upstream_outputs)),
         }
 
     @classmethod
@@ -66,6 +70,7 @@ class StoredPrediction:
             doc=json.loads(fields["doc"]),
             created_ms=int(fields["created_ms"]),
             refreshed_at=float(fields["refreshed_at"]),
+            upstream_outputs=tuple(json.loads(fields.get("upstream_outputs", "[]"))),
         )
 
 
@@ -100,10 +105,17 @@ class PredictionStore:
         return StoredPrediction.from_fields(prediction_id, fields) if fields else None
 
     async def apply(
-        self, prediction_id: str, status: Status, doc: dict[str, Any], refreshed_at: float, upstream_id: str = ""
+        self,
+        prediction_id: str,
+        status: Status,
+        doc: dict[str, Any],
+        refreshed_at: float,
+        upstream_id: str = "",
+        upstream_outputs: Sequence[str] | None = None,
     ) -> bool:
         """Compare-and-set: store `doc` only if `status` may follow the current status. True when applied."""
-        args = [status.value, _dumps(doc), repr(refreshed_at), upstream_id, *(s.value for s in allowed_sources(status))]
+        outputs = "" if upstream_outputs is None else _dumps(list(upstream_outputs))
+        args = [status.value, _dumps(doc), repr(refreshed_at), upstream_id, outputs, *(s.value for s in allowed_sources(status))]
         with mapped_errors():
             return int(await self._apply(keys=[_key(prediction_id)], args=args)) == 1
 

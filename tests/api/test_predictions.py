@@ -4,6 +4,7 @@ from typing import Any
 import httpx
 
 from tests.conftest import INPAINTING, INPAINTING_VERSION, UPSTREAM_ONLY_VERSION, UPSTREAM_TOKEN, Gateway, Upstream, inpainting_input
+from tests.emulator.predictions import output_bytes
 
 PREDICTION_KEYS = {"id", "model", "version", "input", "output", "logs", "error", "status", "created_at", "urls", "data_removed", "source"}
 
@@ -51,7 +52,7 @@ def test_a_prediction_runs_to_completion_through_polling(api: httpx.Client) -> N
     created = api.post("/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input(num_outputs=2)}).json()
     done = _wait_done(api, created["id"])
     assert done["status"] == "succeeded"
-    assert len(done["output"]) == 2 and all(url.startswith("https://") for url in done["output"])
+    assert len(done["output"]) == 2
     assert done["started_at"] and done["completed_at"] and done["metrics"]["total_time"] > 0
     assert "predict_time" in done["metrics"] and done["logs"]
 
@@ -126,3 +127,29 @@ def test_tenants_never_see_each_others_predictions(gateway: Gateway, api: httpx.
     same_tenant_token, _ = gateway.new_key(tenant=api.get("/account").json()["username"])
     with gateway.client(same_tenant_token) as colleague:
         assert colleague.get(f"/predictions/{created['id']}").status_code == 200
+
+
+def test_upstream_output_files_are_served_through_signed_gateway_links(
+    gateway: Gateway, api: httpx.Client, replicate_upstream: Upstream
+) -> None:
+    created = api.post("/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input(num_outputs=2)}).json()
+    done = _wait_done(api, created["id"])
+    links = done["output"]
+    prefix = f"{gateway.url}/v1/predictions/{created['id']}/outputs/"
+    assert [link.startswith(prefix) and link.endswith(f"/out-{i}.png") for i, link in enumerate(links)] == [True, True]
+    assert replicate_upstream.url not in api.get(f"/predictions/{created['id']}").text
+    [upstream] = replicate_upstream.controls.predictions()
+    for index, link in enumerate(links):
+        for headers in ({}, {"Authorization": "Bearer unrelated-key"}):
+            response = httpx.get(link, headers=headers)
+            assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+            assert response.content == output_bytes(upstream["id"], f"out-{index}.png")
+    [fetch, *_] = replicate_upstream.requests("GET", "/out-0.png")
+    assert fetch.headers["authorization"] == f"Bearer {UPSTREAM_TOKEN}"
+    signature = links[0].split("/")[-2]
+    assert httpx.get(links[0].replace(signature, "0" * 32)).status_code == 404
+    assert httpx.get(links[0].replace("/outputs/0/", "/outputs/1/")).status_code == 404
+    listed = api.get("/predictions").json()["results"][0]
+    assert listed["output"] == links
+    with gateway.client(api.headers["authorization"].split()[1], prefix="/replicate/v1") as aggregator_style:
+        assert aggregator_style.get(f"/predictions/{created['id']}").json()["output"][0].startswith(f"{gateway.url}/replicate/v1/")

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from tests.emulator.controls import EmulatedModel, EmulatorConfig, EmulatorControls, Fault, RecordedRequest
+from tests.emulator.controls import (
+    EmulatedModel,
+    EmulatorConfig,
+    EmulatorControls,
+    Fault,
+    RecordedRequest,
+)
 from tests.emulator.predictions import WEBHOOK_SECRET
 from tests.emulator.replicate import ReplicateEmulatorApp, create_replicate_emulator
 

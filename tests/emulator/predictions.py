@@ -238,9 +238,16 @@ def _progress_line(step: int) -> str:
 
 
 def _outputs(data: Prediction) -> list[str]:
+    """Output files on the emulator's own delivery host (like replicate.delivery: readable with the API token)."""
     count = data["input"].get("num_outputs", 1)
     count = count if isinstance(count, int) and not isinstance(count, bool) else 1
-    return [f"https://replicate.delivery/emu/{data['id']}/out-{index}.png" for index in range(count)]
+    host = data["urls"]["web"].rsplit("/p/", 1)[0]
+    return [f"{host}/delivery/{data['id']}/out-{index}.png" for index in range(count)]
+
+
+def output_bytes(prediction_id: str, name: str) -> bytes:
+    """The content of an output file: distinct per prediction and file, so a test can tell them apart."""
+    return f"emulated output {name} of {prediction_id}\n".encode()
 
 
 def _complete(run: PredictionRun, data: Prediction) -> None:

@@ -18,7 +18,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from tests.emulator.controls import EmulatedModel, EmulatorControls, Fault, RecordedRequest, control_routes, parse_json
+from tests.emulator.controls import (
+    EmulatedModel,
+    EmulatorControls,
+    Fault,
+    RecordedRequest,
+    control_routes,
+    parse_json,
+)
 from tests.emulator.predictions import (
     WEBHOOK_EVENTS,
     WEBHOOK_SECRET,
@@ -27,6 +34,7 @@ from tests.emulator.predictions import (
     cancel,
     launch,
     new_prediction,
+    output_bytes,
     timestamp,
     wait_for,
 )
@@ -68,7 +76,9 @@ def create_replicate_emulator(
     """A Replicate API app under `prefix`; its controls are `app.state.emulator`."""
     prefix = prefix.rstrip("/")
     app = ReplicateEmulatorApp(
-        routes=_api_routes(prefix) + control_routes(f"{prefix}/_emulator"),
+        routes=_api_routes(prefix) + control_routes(f"{prefix}/_emulator") + [
+            Route("/delivery/{prediction_id}/{name}", _api("delivery", _get_output), methods=["GET"])
+        ],
         exception_handlers={HTTPException: _http_error},
     )
     app.state.emulator = EmulatorControls(tokens, models, prefix)
@@ -109,6 +119,13 @@ def _api(route: str, handler: Handler) -> Endpoint:
         return response
 
     return endpoint
+
+
+async def _get_output(request: Request, controls: EmulatorControls, payload: Any) -> Response:
+    prediction_id, name = request.path_params["prediction_id"], request.path_params["name"]
+    if not any(p["id"] == prediction_id for p in controls.predictions()):
+        return _not_found()
+    return Response(output_bytes(prediction_id, name), media_type="image/png")
 
 
 def _controls(request: Request) -> EmulatorControls:

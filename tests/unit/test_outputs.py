@@ -1,0 +1,20 @@
+from gateway.outputs import OutputLinks, hide
+
+
+def test_hide_replaces_urls_wherever_they_are_and_keeps_other_values() -> None:
+    output = {"images": ["https://up.example/a/out-0.png", "data:image/png;base64,AA"], "text": "hi", "n": 2, "u": "http://x/y"}
+    public, urls = hide(output)
+    assert urls == ["https://up.example/a/out-0.png", "http://x/y"]
+    assert public == {"images": ["gateway-output:0/out-0.png", "data:image/png;base64,AA"], "text": "hi", "n": 2, "u": "gateway-output:1/y"}
+    assert hide(None) == (None, [])
+    assert hide("https://up.example/") == ("gateway-output:0/output", ["https://up.example/"])
+
+
+def test_expand_makes_signed_links_under_the_api_root_the_tenant_used() -> None:
+    links = OutputLinks(b"secret")
+    expanded = links.expand("p1", ["gateway-output:0/out 0.png", "plain"], "https://gw.example/replicate/v1")
+    signature = links.signature("p1", 0)
+    assert expanded == [f"https://gw.example/replicate/v1/predictions/p1/outputs/0/{signature}/out%200.png", "plain"]
+    assert links.verify("p1", 0, signature)
+    assert not links.verify("p1", 1, signature) and not links.verify("p2", 0, signature)
+    assert OutputLinks(b"other").signature("p1", 0) != signature
