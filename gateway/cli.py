@@ -46,7 +46,13 @@ def serve(settings: Settings, args: argparse.Namespace | None = None) -> None:
         app = create_app(settings, catalog)
         _welcome(settings, catalog)
         uvicorn.run(
-            app, host=settings.host, port=settings.port, log_level=settings.log_level, log_config=None, timeout_graceful_shutdown=30
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+            log_config=None,
+            timeout_keep_alive=settings.keep_alive_seconds,
+            timeout_graceful_shutdown=30,
         )
 
 

@@ -36,6 +36,9 @@ DEFAULT_KEY_CACHE_SECONDS = 2.0
 DEFAULT_UPSTREAM_TIMEOUT_SECONDS = 30.0
 DEFAULT_COG_VERSION = "0.9.4"
 DEFAULT_RUN_TIMEOUT_SECONDS = 600.0
+# Longer than load balancers' idle timeouts (often 60 s): a client must never see a reused connection reset,
+# because JS clients then send a create again.
+DEFAULT_KEEP_ALIVE_SECONDS = 75
 DEFAULT_FILE_MAX_BYTES = 100 * 1024 * 1024
 DEFAULT_FILE_EXPIRY_SECONDS = 24 * 3600
 DEFAULT_FILE_SWEEP_SECONDS = 60.0
@@ -72,6 +75,7 @@ class Settings(BaseSettings):
     key_cache_seconds: float = Field(default=DEFAULT_KEY_CACHE_SECONDS, ge=0, le=5)
     allow_private_input_urls: bool = False
     log_level: str = "info"
+    keep_alive_seconds: int = Field(default=DEFAULT_KEEP_ALIVE_SECONDS, gt=0)
     model_servers: int | None = Field(default=None, ge=1, le=64, description="servers per managed Cog provider")
     files_dir: Path | None = None  # None: <data_dir>/files
     file_max_bytes: int = Field(default=DEFAULT_FILE_MAX_BYTES, gt=0)
