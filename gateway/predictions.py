@@ -19,6 +19,7 @@ from gateway.keys import KeyRecord
 from gateway.metrics import Metrics
 from gateway.outputs import hide
 from gateway.providers import CreateRequest, Provider, UpstreamPrediction
+from gateway.providers.base import WEBHOOK_EVENTS
 from gateway.schemas import Schemas
 from gateway.state import Status
 from gateway.store import PredictionStore, StoredPrediction
@@ -265,7 +266,7 @@ def _new_record(key: KeyRecord, resolved: Resolved, prepared: dict[str, Any], op
         doc["deployment"] = resolved.deployment
     if options.webhook:
         doc["webhook"] = options.webhook
-        doc["webhook_events_filter"] = options.webhook_events_filter or ["start", "output", "logs", "completed"]
+        doc["webhook_events_filter"] = options.webhook_events_filter or list(WEBHOOK_EVENTS)
     return StoredPrediction(
         id=prediction_id,
         tenant=key.tenant,

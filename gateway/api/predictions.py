@@ -15,11 +15,12 @@ from gateway.api.requests import api_root, caller, json_object, services
 from gateway.catalog import Catalog, Resolved
 from gateway.errors import BadRequest, InvalidInput, NotFound, UpstreamError
 from gateway.predictions import CreateOptions
+from gateway.providers.base import WEBHOOK_EVENTS
 from gateway.store import StoredPrediction
 from gateway.timestamps import parse_timestamp
 
 _BODY_FIELDS = {"version", "input", "webhook", "webhook_events_filter", "webhook_completed", "stream"}
-_WEBHOOK_EVENTS = {"start", "output", "logs", "completed"}
+_WEBHOOK_EVENTS = frozenset(WEBHOOK_EVENTS)
 _PASSED_HEADERS = {"content-type", "content-length", "etag", "last-modified", "cache-control"}
 
 

@@ -10,6 +10,9 @@ from gateway.errors import UpstreamError
 from gateway.providers.client import UpstreamStream
 from gateway.state import Status, parse_status
 
+# Every event an upstream can report; the gateway asks for all of them and filters for tenants itself.
+WEBHOOK_EVENTS = ["start", "output", "logs", "completed"]
+
 
 @dataclass(frozen=True)
 class Capabilities:

@@ -20,6 +20,7 @@ from gateway.errors import (
     UpstreamUnavailable,
 )
 from gateway.providers.base import (
+    WEBHOOK_EVENTS,
     Capabilities,
     CreateRequest,
     Provider,
@@ -28,7 +29,6 @@ from gateway.providers.base import (
 )
 from gateway.providers.client import UpstreamClient, UpstreamResponse
 
-_WEBHOOK_EVENTS = ["start", "output", "logs", "completed"]
 _HEALTH_TIMEOUT_SECONDS = 2.0
 
 
@@ -55,7 +55,7 @@ class CogProvider(Provider):
         server = request.server or self.servers[0]
         body: dict[str, Any] = {"id": request.prediction_id, "input": request.input}
         if request.webhook:
-            body.update(webhook=request.webhook, webhook_events_filter=_WEBHOOK_EVENTS)
+            body.update(webhook=request.webhook, webhook_events_filter=WEBHOOK_EVENTS)
         headers = {"Content-Type": "application/json", "Prefer": "respond-async"}
         response = await self._client.request("PUT", f"{server}/predictions/{request.prediction_id}", headers=headers, json_body=body)
         _raise_for_status(response)

@@ -16,6 +16,7 @@ from gateway.errors import (
     UpstreamUnavailable,
 )
 from gateway.providers.base import (
+    WEBHOOK_EVENTS,
     Capabilities,
     CreateRequest,
     Provider,
@@ -24,7 +25,6 @@ from gateway.providers.base import (
 )
 from gateway.providers.client import UpstreamClient, UpstreamResponse, UpstreamStream
 
-_WEBHOOK_EVENTS = ["start", "output", "logs", "completed"]
 _DELIVERY_HOSTS = ("replicate.delivery",)
 _RESETS_IN = re.compile(r"(?:in|resets in) ~?(\d+)\s*s")
 
@@ -90,7 +90,7 @@ class ReplicateProvider(Provider):
 def _create_call(request: CreateRequest) -> tuple[str, dict[str, Any]]:
     body: dict[str, Any] = {"input": request.input}
     if request.webhook:
-        body.update(webhook=request.webhook, webhook_events_filter=_WEBHOOK_EVENTS)
+        body.update(webhook=request.webhook, webhook_events_filter=WEBHOOK_EVENTS)
     target = request.route.target
     if request.route.kind is TargetKind.VERSION:
         return "/predictions", {"version": target, **body}

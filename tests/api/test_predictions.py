@@ -3,7 +3,15 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import INPAINTING, INPAINTING_VERSION, UPSTREAM_ONLY_VERSION, UPSTREAM_TOKEN, Gateway, Upstream, inpainting_input
+from tests.conftest import (
+    INPAINTING,
+    INPAINTING_VERSION,
+    UPSTREAM_ONLY_VERSION,
+    UPSTREAM_TOKEN,
+    Gateway,
+    Upstream,
+    inpainting_input,
+)
 from tests.emulator.predictions import output_bytes
 
 PREDICTION_KEYS = {"id", "model", "version", "input", "output", "logs", "error", "status", "created_at", "urls", "data_removed", "source"}
