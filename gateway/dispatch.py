@@ -1,7 +1,7 @@
 """Dispatch of queued predictions onto pools of one-slot model servers (Cog).
 
-The queue lives in Redis (FIFO, claimed atomically, recovered at start), so a queued prediction survives a
-restart and is never run twice: the server's id for a run is the gateway's prediction id, and Cog's PUT is
+The queue lives in Redis (FIFO, claimed atomically under a lease, taken back from dispatchers that stopped),
+so a queued prediction survives a crash and is never run twice: the server's id for a run is the gateway's prediction id, and Cog's PUT is
 idempotent while the run is in flight. Servers are chosen round-robin among the free ones; a 409 or 503
 puts the prediction back at the head of the queue. A health watch fails a prediction whose server died or
 forgot it, and one that outlived the run timeout, so none stays unfinished forever.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ MISSES_BEFORE_LOST = 3
 BUSY_BACKOFF_SECONDS = 0.05
 DOWN_BACKOFF_SECONDS = 1.0
 IDLE_POLL_SECONDS = 0.5
+RECOVER_EVERY_TICKS = 5
 
 
 @dataclass
@@ -58,7 +60,7 @@ class SlotDispatcher:
         self._slots = [_Slot(server) for server in self.provider.servers]
 
     async def submit(self, prediction_id: str) -> None:
-        await self.queue.push(self.name, prediction_id)
+        await self.queue.push(prediction_id)
         self._wake.set()
 
     def release(self, upstream_id: str) -> None:
@@ -70,9 +72,6 @@ class SlotDispatcher:
 
     async def run(self) -> None:
         """Dispatch and watch until cancelled."""
-        recovered = await self.queue.recover(self.name)
-        if recovered:
-            logger.info("%s: %d claimed predictions put back in the queue", self.name, recovered)
         await asyncio.gather(self._dispatch_loop(), self._watch_loop())
 
     async def _dispatch_loop(self) -> None:
@@ -91,7 +90,7 @@ class SlotDispatcher:
 
     async def _claim_quietly(self) -> str | None:
         try:
-            return await self.queue.claim(self.name)
+            return await self.queue.claim()
         except GatewayError as exc:
             logger.warning("%s: queue unavailable: %s", self.name, exc.detail)
             return None
@@ -101,7 +100,7 @@ class SlotDispatcher:
         try:
             record = await self.predictions.claimed(prediction_id, upstream_id)
             if record is None:  # canceled while queued, or expired
-                await self.queue.done(self.name, prediction_id)
+                await self.queue.done(prediction_id)
                 self._free(slot)
                 return
             upstream = await self.provider.create(await self.predictions.create_request(record, slot.server))
@@ -110,7 +109,7 @@ class SlotDispatcher:
             return
         except InvalidInput as exc:
             await self.predictions.settle(prediction_id, UpstreamPrediction(upstream_id, Status.FAILED, error=exc.detail.strip()))
-            await self.queue.done(self.name, prediction_id)
+            await self.queue.done(prediction_id)
             self._free(slot)
             return
         except GatewayError as exc:
@@ -119,14 +118,14 @@ class SlotDispatcher:
             await self._requeue(slot, prediction_id, DOWN_BACKOFF_SECONDS)
             return
         slot.accepted = True
-        await self.queue.done(self.name, prediction_id)
+        await self.queue.done(prediction_id)
         stored = await self.predictions.settle(prediction_id, upstream)
         if stored is None or stored.terminal:  # canceled (or expired) while it was being handed over
             with contextlib.suppress(GatewayError):
                 await self.provider.cancel(upstream.id)
 
     async def _requeue(self, slot: _Slot, prediction_id: str, backoff: float) -> None:
-        await self.queue.push_front(self.name, prediction_id)
+        await self.queue.push_front(prediction_id)
         slot.skip_until = time.monotonic() + backoff
         self._free(slot)
 
@@ -144,9 +143,22 @@ class SlotDispatcher:
         return None
 
     async def _watch_loop(self) -> None:
-        while True:
+        for tick in itertools.count():
+            await self._keep_queue(recover=tick % RECOVER_EVERY_TICKS == 0)
             await asyncio.gather(*(self._check(slot) for slot in self._slots))
             await asyncio.sleep(HEALTH_INTERVAL_SECONDS)
+
+    async def _keep_queue(self, *, recover: bool) -> None:
+        """Renew this dispatcher's lease on what it claimed; now and then take back what dead ones claimed."""
+        try:
+            await self.queue.renew()
+            recovered = await self.queue.recover() if recover else 0
+        except GatewayError as exc:
+            logger.warning("%s: queue unavailable: %s", self.name, exc.detail)
+            return
+        if recovered:
+            logger.info("%s: %d predictions claimed by a stopped dispatcher are queued again", self.name, recovered)
+            self._wake.set()
 
     async def _check(self, slot: _Slot) -> None:
         status = await self.provider.health(slot.server)

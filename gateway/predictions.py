@@ -34,6 +34,7 @@ ResolveFiles = Callable[[str, dict[str, Any], bool], Awaitable[dict[str, Any]]]
 
 logger = logging.getLogger(__name__)
 PAGE_SIZE = 100
+_REFRESH_HOLD_MS = 60_000  # longest an upstream read may take before another process may try
 
 
 def new_prediction_id() -> str:
@@ -199,12 +200,16 @@ class Predictions:
         )
 
     async def _refresh(self, record: StoredPrediction) -> StoredPrediction:
+        if not await self._store.claim_refresh(record.id, _REFRESH_HOLD_MS):  # another gateway process is on it
+            return record
         try:
             upstream = await self._providers[record.provider].get(record.upstream_id)
+            return await self._apply(record, upstream)
         except GatewayError as exc:
             logger.warning("refresh of prediction %s failed: %s", record.id, exc.detail)
             return record
-        return await self._apply(record, upstream)
+        finally:
+            await self._store.release_refresh(record.id)
 
     async def _start(self, record: StoredPrediction, resolved: Resolved, prepared: dict[str, Any]) -> StoredPrediction:
         """Queue the prediction for a server slot, or create it upstream now."""

@@ -114,7 +114,7 @@ async def _build(
         metrics=metrics,
     )
     predictions.dispatchers = {
-        name: SlotDispatcher(name, provider, QueueStore(redis), predictions, provider.run_timeout) for name, provider in _cog(providers).items()
+        name: SlotDispatcher(name, provider, QueueStore(redis, name), predictions, provider.run_timeout) for name, provider in _cog(providers).items()
     }
     pools = _managed_pools(catalog, providers, hooks, files, local_base)
     auth = Authenticator(key_store, settings.key_cache_seconds)

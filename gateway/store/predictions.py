@@ -119,6 +119,16 @@ class PredictionStore:
         with mapped_errors():
             return int(await self._apply(keys=[_key(prediction_id)], args=args)) == 1
 
+    async def claim_refresh(self, prediction_id: str, hold_ms: int) -> bool:
+        """Whether this process may re-read the prediction upstream now (no other process is doing it).
+        The claim lapses after `hold_ms` should its holder never release it."""
+        with mapped_errors():
+            return bool(await self._redis.set(_refreshing_key(prediction_id), 1, nx=True, px=hold_ms))
+
+    async def release_refresh(self, prediction_id: str) -> None:
+        with mapped_errors():
+            await self._redis.delete(_refreshing_key(prediction_id))
+
     async def delete(self, prediction_id: str, tenant: str) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.delete(_key(prediction_id))
@@ -175,6 +185,10 @@ class PredictionStore:
 
 def _key(prediction_id: str) -> str:
     return f"gw:pred:{{{prediction_id}}}"
+
+
+def _refreshing_key(prediction_id: str) -> str:
+    return f"{_key(prediction_id)}:refreshing"
 
 
 def _index_key(tenant: str) -> str:

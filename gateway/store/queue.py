@@ -1,58 +1,93 @@
 """Durable FIFO queues of prediction ids waiting for a slot on a slot-limited upstream (Cog servers).
 
-`claim` moves the oldest id to a claimed list in one atomic step; `done` drops it once the upstream has
-accepted it. Ids claimed by a process that died are put back at the head by `recover`, so a queued
-prediction is never lost.
+Each consumer (a dispatcher in one gateway process) moves the oldest id into a claimed list of its own in
+one atomic step, and drops it once the upstream has accepted it. Consumers renew a lease while they live;
+the ids claimed by a consumer whose lease ran out are put back at the head of the queue by `recover`, so a
+queued prediction is never lost, and never taken from a consumer that is still alive.
+All keys of one queue share a hash tag.
 """
 
 from __future__ import annotations
+
+import uuid
 
 import redis.asyncio as aioredis
 
 from gateway.store.redis import mapped_errors
 
+LEASE_MS = 10_000
+
 
 class QueueStore:
-    def __init__(self, redis: aioredis.Redis) -> None:
+    """One named queue as one consumer sees it."""
+
+    def __init__(self, redis: aioredis.Redis, queue: str, consumer: str | None = None) -> None:
         self._redis = redis
+        self._queue = queue
+        self.consumer = consumer or uuid.uuid4().hex
 
-    async def push(self, queue: str, prediction_id: str) -> None:
+    async def push(self, prediction_id: str) -> None:
         with mapped_errors():
-            await self._redis.rpush(_waiting(queue), prediction_id)
+            await self._redis.rpush(self._waiting, prediction_id)
 
-    async def push_front(self, queue: str, prediction_id: str) -> None:
+    async def claim(self) -> str | None:
+        """The oldest waiting id, now claimed by this consumer (whose lease this renews), or None."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            self._renew(pipe)
+            pipe.lmove(self._waiting, self._claimed(self.consumer), "LEFT", "RIGHT")
+            with mapped_errors():
+                claimed = (await pipe.execute())[-1]
+        return None if claimed is None else str(claimed)
+
+    async def push_front(self, prediction_id: str) -> None:
         """Give a claimed id back, first in line (the upstream was busy or down)."""
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.lrem(_claimed(queue), 1, prediction_id)
-            pipe.lpush(_waiting(queue), prediction_id)
+            pipe.lrem(self._claimed(self.consumer), 1, prediction_id)
+            pipe.lpush(self._waiting, prediction_id)
             with mapped_errors():
                 await pipe.execute()
 
-    async def claim(self, queue: str) -> str | None:
+    async def done(self, prediction_id: str) -> None:
         with mapped_errors():
-            claimed = await self._redis.lmove(_waiting(queue), _claimed(queue), "LEFT", "RIGHT")
-        return None if claimed is None else str(claimed)
+            await self._redis.lrem(self._claimed(self.consumer), 1, prediction_id)
 
-    async def done(self, queue: str, prediction_id: str) -> None:
-        with mapped_errors():
-            await self._redis.lrem(_claimed(queue), 1, prediction_id)
+    async def renew(self) -> None:
+        """Keep this consumer's claims its own for another lease."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            self._renew(pipe)
+            with mapped_errors():
+                await pipe.execute()
 
-    async def recover(self, queue: str) -> int:
-        """Put every claimed-but-unfinished id back at the head of the queue, oldest first."""
+    async def recover(self) -> int:
+        """Put the ids claimed by consumers whose lease ran out back at the head of the queue, oldest first."""
         moved = 0
         with mapped_errors():
-            while await self._redis.lmove(_claimed(queue), _waiting(queue), "RIGHT", "LEFT") is not None:
-                moved += 1
+            for consumer in await self._redis.smembers(self._consumers):
+                if consumer == self.consumer or await self._redis.exists(self._alive(consumer)):
+                    continue
+                while await self._redis.lmove(self._claimed(consumer), self._waiting, "RIGHT", "LEFT") is not None:
+                    moved += 1
+                await self._redis.srem(self._consumers, consumer)
         return moved
 
-    async def length(self, queue: str) -> int:
+    async def length(self) -> int:
         with mapped_errors():
-            return int(await self._redis.llen(_waiting(queue)))
+            return int(await self._redis.llen(self._waiting))
 
+    def _renew(self, pipe: aioredis.client.Pipeline) -> None:
+        pipe.set(self._alive(self.consumer), 1, px=LEASE_MS)
+        pipe.sadd(self._consumers, self.consumer)
 
-def _waiting(queue: str) -> str:
-    return f"gw:queue:{{{queue}}}"
+    @property
+    def _waiting(self) -> str:
+        return f"gw:queue:{{{self._queue}}}"
 
+    @property
+    def _consumers(self) -> str:
+        return f"gw:queue:{{{self._queue}}}:consumers"
 
-def _claimed(queue: str) -> str:
-    return f"gw:queue:{{{queue}}}:claimed"
+    def _claimed(self, consumer: str) -> str:
+        return f"gw:queue:{{{self._queue}}}:claimed:{consumer}"
+
+    def _alive(self, consumer: str) -> str:
+        return f"gw:queue:{{{self._queue}}}:alive:{consumer}"

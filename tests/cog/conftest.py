@@ -17,7 +17,7 @@ from tests.tls_proxy import tls_proxy
 
 FAST_VERSION = "1a" * 32
 SLOW_VERSION = "2b" * 32
-SLOW_SECONDS = 4
+SLOW_SECONDS = 2
 
 
 def _free_block(count: int) -> int:

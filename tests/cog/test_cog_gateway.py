@@ -167,3 +167,19 @@ def test_the_replicate_client_runs_with_a_file_input_and_reads_the_file_output(c
     assert isinstance(output, list) and len(output) == 1
     assert isinstance(output[0], replicate.helpers.FileOutput)
     _assert_inpainted(output[0].read())
+
+
+def test_a_prediction_claimed_by_a_dispatcher_that_died_is_run_by_another(cog_gateway: CogGateway, api: httpx.Client) -> None:
+    running = [api.post("/predictions", json={"version": SLOW_VERSION, "input": _image_input()}).json() for _ in range(2)]
+    for prediction in running:
+        _until(api, prediction["id"], {"processing"})
+    queued = api.post("/predictions", json={"version": SLOW_VERSION, "input": _image_input()}).json()
+    client = redis.Redis.from_url(str(cog_gateway.settings.redis_url), decode_responses=True)
+    try:  # as if a dispatcher in another gateway process took it from the queue and then crashed
+        assert client.lrem("gw:queue:{cog-slow}", 1, queued["id"]) == 1
+        client.rpush("gw:queue:{cog-slow}:claimed:crashed", queued["id"])
+        client.sadd("gw:queue:{cog-slow}:consumers", "crashed")
+    finally:
+        client.close()
+    done = _until(api, queued["id"], {"succeeded", "failed", "canceled"}, timeout=30)
+    assert done["status"] == "succeeded" and done["logs"].count("Using seed") == 1

@@ -6,12 +6,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_TOKEN, UPSTREAM_TOKEN, Gateway
+from tests.conftest import ADMIN_TOKEN, INPAINTING_VERSION, UPSTREAM_TOKEN, Gateway, Upstream, inpainting_input
+from tests.emulator import Fault
 from tests.servers import free_port
 
 REVOCATION_BOUND_SECONDS = 5.0
@@ -71,9 +73,7 @@ def test_a_rotated_out_secret_stops_working_on_the_other_process_within_5s(gatew
     _status_within(second_gateway, new_token, 200, 1)
 
 
-def test_a_prediction_created_on_one_process_is_read_and_canceled_on_the_other(gateway: Gateway, second_gateway: str) -> None:
-    from tests.conftest import INPAINTING_VERSION, inpainting_input
-
+def test_a_prediction_created_on_one_process_is_read_on_the_other(gateway: Gateway, second_gateway: str) -> None:
     token, _ = gateway.new_key()
     headers = {"Authorization": f"Bearer {token}"}
     created = httpx.post(f"{gateway.url}/v1/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()}, headers=headers).json()
@@ -116,3 +116,20 @@ def test_the_cli_reports_an_unknown_key_and_a_bad_catalog_clearly(redis_url: str
     assert result.returncode != 0
     assert f"{bad}: providers.x: a replicate provider needs base_url" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_two_processes_polling_a_stale_prediction_ask_the_upstream_once_between_them(
+    gateway: Gateway, second_gateway: str, replicate_upstream: Upstream
+) -> None:
+    replicate_upstream.controls.configure(run_seconds=30)
+    replicate_upstream.controls.drop_webhooks(True)
+    token, _ = gateway.new_key()
+    headers = {"Authorization": f"Bearer {token}"}
+    created = httpx.post(f"{gateway.url}/v1/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()}, headers=headers).json()
+    time.sleep(0.2)  # stale for both processes now
+    replicate_upstream.controls.inject(Fault(route="get", delay=0.3, times=10))
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        statuses = list(pool.map(lambda root: httpx.get(f"{root}/v1/predictions/{created['id']}", headers=headers).status_code, [gateway.url, second_gateway]))
+    assert statuses == [200, 200]
+    [upstream] = replicate_upstream.controls.predictions()
+    assert len(replicate_upstream.requests("GET", f"/predictions/{upstream['id']}")) == 1

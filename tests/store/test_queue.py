@@ -10,37 +10,51 @@ from gateway.store import QueueStore, connect
 
 
 @pytest.fixture
-async def queue(redis_url: str) -> AsyncIterator[tuple[QueueStore, str]]:
-    client: aioredis.Redis = connect(redis_url)
-    yield QueueStore(client), f"q-{uuid.uuid4().hex[:8]}"
-    await client.aclose()
+async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    redis = connect(redis_url)
+    yield redis
+    await redis.aclose()
 
 
-async def test_ids_come_out_in_arrival_order(queue: tuple[QueueStore, str]) -> None:
-    store, name = queue
+@pytest.fixture
+def name() -> str:
+    return f"q-{uuid.uuid4().hex[:8]}"
+
+
+async def test_ids_come_out_in_arrival_order(client: aioredis.Redis, name: str) -> None:
+    queue = QueueStore(client, name)
     for prediction_id in ("a", "b", "c"):
-        await store.push(name, prediction_id)
-    assert [await store.claim(name) for _ in range(4)] == ["a", "b", "c", None]
+        await queue.push(prediction_id)
+    assert [await queue.claim() for _ in range(4)] == ["a", "b", "c", None]
 
 
-async def test_ids_claimed_by_a_process_that_died_come_back_first_in_their_order(queue: tuple[QueueStore, str]) -> None:
-    store, name = queue
-    for prediction_id in ("a", "b", "c"):
-        await store.push(name, prediction_id)
-    assert await store.claim(name) == "a"
-    assert await store.claim(name) == "b"
-    assert await store.recover(name) == 2  # what a restarted dispatcher does first
-    assert [await store.claim(name) for _ in range(4)] == ["a", "b", "c", None]
+async def test_ids_claimed_by_a_consumer_whose_lease_ran_out_come_back_first_in_order(client: aioredis.Redis, name: str) -> None:
+    dead, alive = QueueStore(client, name, "dead"), QueueStore(client, name, "alive")
+    for prediction_id in ("a", "b", "c", "d"):
+        await dead.push(prediction_id)
+    assert [await dead.claim(), await dead.claim(), await alive.claim()] == ["a", "b", "c"]
+    assert await alive.recover() == 0  # the other consumer's lease still runs
+    await client.delete(f"gw:queue:{{{name}}}:alive:dead")  # as when its lease expires
+    assert await alive.recover() == 2
+    assert [await alive.claim() for _ in range(4)] == ["a", "b", "d", None]
+    assert await QueueStore(client, name, "third").recover() == 0  # "c" stays with the live consumer
 
 
-async def test_a_busy_server_puts_the_id_back_at_the_head_and_done_forgets_it(queue: tuple[QueueStore, str]) -> None:
-    store, name = queue
-    await store.push(name, "a")
-    await store.push(name, "b")
-    assert await store.claim(name) == "a"
-    await store.push_front(name, "a")
-    assert await store.length(name) == 2
-    assert await store.claim(name) == "a"
-    await store.done(name, "a")
-    assert await store.recover(name) == 0
-    assert [await store.claim(name) for _ in range(2)] == ["b", None]
+async def test_a_busy_server_puts_the_id_back_at_the_head_and_done_forgets_it(client: aioredis.Redis, name: str) -> None:
+    queue = QueueStore(client, name)
+    await queue.push("a")
+    await queue.push("b")
+    assert await queue.claim() == "a"
+    await queue.push_front("a")
+    assert await queue.length() == 2
+    assert await queue.claim() == "a"
+    await queue.done("a")
+    await client.delete(f"gw:queue:{{{name}}}:alive:{queue.consumer}")
+    assert await QueueStore(client, name).recover() == 0
+    assert [await queue.claim() for _ in range(2)] == ["b", None]
+
+
+async def test_leases_expire(client: aioredis.Redis, name: str) -> None:
+    queue = QueueStore(client, name)
+    await queue.renew()
+    assert 0 < await client.pttl(f"gw:queue:{{{name}}}:alive:{queue.consumer}") <= 10_000
