@@ -1,7 +1,9 @@
+import logging
 from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from tests.conftest import INPAINTING_VERSION, UPSTREAM_TOKEN, Gateway, Upstream, gateway_settings, inpainting_input, run_gateway
 from tests.emulator import Fault
@@ -135,3 +137,18 @@ def test_an_unreachable_upstream_is_502(gateway: Gateway, redis_url: str, tmp_pa
             response = api.post("/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()})
         assert _problem(response, 502)["detail"] == "The upstream provider could not be reached"
         assert str(dead) not in response.text
+
+
+def test_an_unexpected_failure_is_a_generic_500_problem_without_a_traceback(
+    api: httpx.Client, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    created = api.post("/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()}).json()
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.hset(f"gw:pred:{{{created['id']}}}", "doc", "{not json")  # a record damaged outside the gateway
+    finally:
+        client.close()
+    with caplog.at_level(logging.ERROR):
+        body = _problem(api.get(f"/predictions/{created['id']}"), 500)
+    assert body == {"title": "Internal server error", "detail": "The gateway failed unexpectedly; the error has been logged", "status": 500}
+    assert "unhandled error on GET" in caplog.text
