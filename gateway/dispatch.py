@@ -38,7 +38,6 @@ class _Slot:
     server: str
     prediction_id: str | None = None
     accepted: bool = False
-    started: float = 0.0
     misses: int = 0
     skip_until: float = 0.0
     healthy: bool = True
@@ -63,12 +62,19 @@ class SlotDispatcher:
         await self.queue.push(prediction_id)
         self._wake.set()
 
-    def release(self, upstream_id: str) -> None:
+    async def release(self, upstream_id: str) -> None:
         """A run ended (its terminal webhook arrived): the server's slot is free again."""
+        await self.queue.finished(upstream_id)
         server, prediction_id = split_upstream_id(upstream_id)
         for slot in self._slots:
             if slot.server == server and slot.prediction_id == prediction_id:
                 self._free(slot)
+
+    async def abandon(self, error: str) -> None:
+        """Fail what this process's servers are running: they are about to stop with the gateway."""
+        for slot in self._slots:
+            if slot.prediction_id is not None and slot.accepted:
+                await self._fail(slot, error)
 
     async def run(self) -> None:
         """Dispatch and watch until cancelled."""
@@ -83,7 +89,7 @@ class SlotDispatcher:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), IDLE_POLL_SECONDS)
                 continue
-            slot.prediction_id, slot.accepted, slot.started, slot.misses = prediction_id, False, time.monotonic(), 0
+            slot.prediction_id, slot.accepted, slot.misses = prediction_id, False, 0
             task = asyncio.create_task(self._start(slot, prediction_id))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -118,7 +124,7 @@ class SlotDispatcher:
             await self._requeue(slot, prediction_id, DOWN_BACKOFF_SECONDS)
             return
         slot.accepted = True
-        await self.queue.done(prediction_id)
+        await self.queue.accepted(prediction_id, upstream.id, time.time() + self.run_timeout)
         stored = await self.predictions.settle(prediction_id, upstream)
         if stored is None or stored.terminal:  # canceled (or expired) while it was being handed over
             with contextlib.suppress(GatewayError):
@@ -149,9 +155,12 @@ class SlotDispatcher:
             await asyncio.sleep(HEALTH_INTERVAL_SECONDS)
 
     async def _keep_queue(self, *, recover: bool) -> None:
-        """Renew this dispatcher's lease on what it claimed; now and then take back what dead ones claimed."""
+        """Renew this dispatcher's lease on what it claimed, fail runs past their deadline, and now and then
+        take back what stopped dispatchers had claimed."""
         try:
             await self.queue.renew()
+            for upstream_id in await self.queue.overdue(time.time()):
+                await self._expire(upstream_id)
             recovered = await self.queue.recover() if recover else 0
         except GatewayError as exc:
             logger.warning("%s: queue unavailable: %s", self.name, exc.detail)
@@ -171,18 +180,28 @@ class SlotDispatcher:
         if slot.misses >= MISSES_BEFORE_LOST:
             reason = "stopped" if status is None else "restarted or lost the run"
             await self._fail(slot, f"The model server {reason} while running this prediction")
-        elif time.monotonic() - slot.started > self.run_timeout:
-            with contextlib.suppress(GatewayError):
-                await self.provider.cancel(f"{slot.server}|{slot.prediction_id}")
-            await self._fail(slot, f"The prediction did not finish within {self.run_timeout:g}s")
+
+    async def _expire(self, upstream_id: str) -> None:
+        """A run outlived the run timeout (or the process that started it): stop it and fail the prediction."""
+        with contextlib.suppress(GatewayError):
+            await self.provider.cancel(upstream_id)
+        error = f"The prediction did not finish within {self.run_timeout:g}s"
+        await self._settle_failed(upstream_id, error)
+        await self.release(upstream_id)
 
     async def _fail(self, slot: _Slot, error: str) -> None:
-        prediction_id = slot.prediction_id
-        assert prediction_id is not None
-        logger.warning("%s: prediction %s on %s failed: %s", self.name, prediction_id, slot.server, error)
+        assert slot.prediction_id is not None
+        upstream_id = f"{slot.server}|{slot.prediction_id}"
         self._free(slot)
+        await self._settle_failed(upstream_id, error)
         with contextlib.suppress(GatewayError):
-            await self.predictions.settle(prediction_id, UpstreamPrediction(f"{slot.server}|{prediction_id}", Status.FAILED, error=error))
+            await self.queue.finished(upstream_id)
+
+    async def _settle_failed(self, upstream_id: str, error: str) -> None:
+        server, prediction_id = split_upstream_id(upstream_id)
+        logger.warning("%s: prediction %s on %s failed: %s", self.name, prediction_id, server, error)
+        with contextlib.suppress(GatewayError):
+            await self.predictions.settle(prediction_id, UpstreamPrediction(upstream_id, Status.FAILED, error=error))
 
 
 class PredictionsPort(Protocol):

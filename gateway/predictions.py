@@ -120,7 +120,7 @@ class Predictions:
         await self._apply(record, reported)
         dispatcher = self.dispatchers.get(record.provider)
         if dispatcher is not None and reported.status.terminal:
-            dispatcher.release(record.upstream_id)
+            await dispatcher.release(record.upstream_id)
 
     async def find(self, prediction_id: str) -> StoredPrediction:
         """Any tenant's prediction, for callers that hold a capability for it (an output link)."""

@@ -76,7 +76,8 @@ async def open_services(settings: Settings, catalog: Catalog, metrics: Metrics |
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for pool in pools.values():
+        for name, pool in pools.items():
+            await services.predictions.dispatchers[name].abandon("The model server stopped with the gateway while running this prediction")
             await pool.stop()
         for provider in providers.values():
             await provider.aclose()

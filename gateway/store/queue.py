@@ -48,8 +48,26 @@ class QueueStore:
                 await pipe.execute()
 
     async def done(self, prediction_id: str) -> None:
+        """Forget a claimed id that will not run (canceled meanwhile, or refused by the model)."""
         with mapped_errors():
             await self._redis.lrem(self._claimed(self.consumer), 1, prediction_id)
+
+    async def accepted(self, prediction_id: str, upstream_id: str, deadline: float) -> None:
+        """A server took the claimed id: it leaves the queue and runs, to finish by `deadline` (Unix time)."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.lrem(self._claimed(self.consumer), 1, prediction_id)
+            pipe.zadd(self._running, {upstream_id: deadline})
+            with mapped_errors():
+                await pipe.execute()
+
+    async def finished(self, upstream_id: str) -> None:
+        with mapped_errors():
+            await self._redis.zrem(self._running, upstream_id)
+
+    async def overdue(self, now: float) -> list[str]:
+        """Runs past their deadline, whichever process started them."""
+        with mapped_errors():
+            return [str(member) for member in await self._redis.zrangebyscore(self._running, "-inf", now)]
 
     async def renew(self) -> None:
         """Keep this consumer's claims its own for another lease."""
@@ -81,6 +99,10 @@ class QueueStore:
     @property
     def _waiting(self) -> str:
         return f"gw:queue:{{{self._queue}}}"
+
+    @property
+    def _running(self) -> str:
+        return f"gw:queue:{{{self._queue}}}:running"
 
     @property
     def _consumers(self) -> str:

@@ -183,3 +183,18 @@ def test_a_prediction_claimed_by_a_dispatcher_that_died_is_run_by_another(cog_ga
         client.close()
     done = _until(api, queued["id"], {"succeeded", "failed", "canceled"}, timeout=30)
     assert done["status"] == "succeeded" and done["logs"].count("Using seed") == 1
+
+
+def test_a_run_past_its_deadline_is_stopped_and_failed(cog_gateway: CogGateway, api: httpx.Client) -> None:
+    created = api.post("/predictions", json={"version": SLOW_VERSION, "input": _image_input()}).json()
+    _until(api, created["id"], {"processing"})
+    upstream_id = _stored(cog_gateway, created["id"])
+    client = redis.Redis.from_url(str(cog_gateway.settings.redis_url), decode_responses=True)
+    try:  # as if its run timeout had passed
+        assert client.zadd("gw:queue:{cog-slow}:running", {upstream_id: 0}, xx=True, ch=True) == 1
+    finally:
+        client.close()
+    failed = _until(api, created["id"], {"failed", "succeeded", "canceled"}, timeout=10)
+    assert (failed["status"], failed["error"]) == ("failed", "The prediction did not finish within 600s")
+    server = split_upstream_id(upstream_id)[0]
+    assert httpx.get(f"{server}/health-check").json()["status"] in ("READY", "BUSY")

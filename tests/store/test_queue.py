@@ -58,3 +58,17 @@ async def test_leases_expire(client: aioredis.Redis, name: str) -> None:
     queue = QueueStore(client, name)
     await queue.renew()
     assert 0 < await client.pttl(f"gw:queue:{{{name}}}:alive:{queue.consumer}") <= 10_000
+
+
+async def test_accepted_runs_leave_the_queue_and_come_due_at_their_deadline(client: aioredis.Redis, name: str) -> None:
+    queue = QueueStore(client, name)
+    await queue.push("a")
+    await queue.push("b")
+    assert await queue.claim() == "a" and await queue.claim() == "b"
+    await queue.accepted("a", "http://s1|a", deadline=100.0)
+    await queue.accepted("b", "http://s2|b", deadline=200.0)
+    await client.delete(f"gw:queue:{{{name}}}:alive:{queue.consumer}")
+    assert await QueueStore(client, name).recover() == 0  # running, not claimed: nothing to take back
+    assert await queue.overdue(150.0) == ["http://s1|a"]
+    await queue.finished("http://s1|a")
+    assert await queue.overdue(250.0) == ["http://s2|b"]
