@@ -6,6 +6,7 @@ import asyncio
 import base64
 import dataclasses
 import logging
+import math
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -22,8 +23,7 @@ from gateway.providers import CreateRequest, Provider, UpstreamPrediction
 from gateway.providers.base import WEBHOOK_EVENTS
 from gateway.schemas import Schemas
 from gateway.state import Status
-from gateway.store import PredictionStore, StoredPrediction
-from gateway.store.predictions import IndexEntry
+from gateway.store import IndexEntry, PredictionStore, StoredPrediction
 from gateway.timestamps import parse_timestamp, timestamp
 
 if TYPE_CHECKING:
@@ -94,7 +94,7 @@ class Predictions:
         try:
             started = await self._start(record, resolved, prepared)
         except Exception:  # the tenant gets an error, so no prediction may remain
-            await self._store.delete(record.id, record.tenant)
+            await self._store.delete(record)
             raise
         self._metrics.prediction_created(resolved.model.name, record.provider)
         return started
@@ -159,14 +159,15 @@ class Predictions:
         self, key: KeyRecord, cursor: str | None, created_after: float | None, created_before: float | None
     ) -> Page:
         """The tenant's predictions, newest first, a page at a time; the time bounds are exclusive."""
-        floor = f"({created_after * 1000:.3f}" if created_after is not None else "-inf"
-        ceiling = f"({created_before * 1000:.3f}" if created_before is not None else "+inf"
+        # Whole milliseconds that keep both bounds exclusive: created_ms < before_ms and created_ms > after_ms.
+        before_ms = math.ceil(created_before * 1000) if created_before is not None else None
+        after_ms = math.floor(created_after * 1000) if created_after is not None else None
 
         async def older(edge: IndexEntry | None, count: int) -> list[IndexEntry]:
-            return await self._store.older(key.tenant, edge, ceiling, floor, count)
+            return await self._store.older(key.tenant, edge, count, before_ms=before_ms, after_ms=after_ms)
 
         async def newer(edge: IndexEntry, count: int) -> list[IndexEntry]:
-            return await self._store.newer(key.tenant, edge, ceiling, count)
+            return await self._store.newer(key.tenant, edge, count, before_ms=before_ms)
 
         page = await window(cursor, PAGE_SIZE, older, newer)
         return Page(await self._store.load(page.entries), page.next_cursor, page.previous_cursor)

@@ -7,11 +7,12 @@ Keys that belong together share a Redis Cluster hash tag: `gw:pred:{<id>}` holds
 
 from gateway.store.files import FileStore, StoredFile
 from gateway.store.keys import KeyStore, StoredKey
-from gateway.store.predictions import IndexEntry, PredictionStore, StoredPrediction
+from gateway.store.predictions import PredictionStore, StoredPrediction
 from gateway.store.queue import QueueStore
 from gateway.store.redis import connect, mapped_errors
 from gateway.store.schemas import SchemaStore
 from gateway.store.secrets import shared_secret
+from gateway.store.timeline import IndexEntry
 
 __all__ = [
     "FileStore",

@@ -16,8 +16,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from gateway.store.predictions import IndexEntry
+from gateway.store import timeline
 from gateway.store.redis import mapped_errors
+from gateway.store.timeline import IndexEntry
 
 _EXPIRING = "gw:files:expiring"
 
@@ -61,8 +62,7 @@ class FileStore:
         oldest_kept = file.created_ms - (file.expires_ms - file.created_ms)
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.set(_key(file.id), file.to_json(), px=ttl_ms)
-            pipe.zadd(index, {_member(IndexEntry(file.id, file.created_ms)): 0})
-            pipe.zremrangebylex(index, "-", f"({oldest_kept:015d}")
+            timeline.add(pipe, index, IndexEntry(file.id, file.created_ms), oldest_kept)
             pipe.pexpire(index, ttl_ms)
             with mapped_errors():
                 await pipe.execute()
@@ -76,7 +76,7 @@ class FileStore:
         """Remove the record and its index entry and queue its blob for deletion now. False if already gone."""
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.delete(_key(file.id))
-            pipe.zrem(_index_key(file.tenant), _member(IndexEntry(file.id, file.created_ms)))
+            pipe.zrem(_index_key(file.tenant), timeline.member(IndexEntry(file.id, file.created_ms)))
             pipe.zadd(_EXPIRING, {file.id: 0})
             with mapped_errors():
                 deleted, _, _ = await pipe.execute()
@@ -84,16 +84,11 @@ class FileStore:
 
     async def older(self, tenant: str, edge: IndexEntry | None, count: int) -> list[IndexEntry]:
         """Up to `count` index entries older than `edge` (or the newest), newest first."""
-        start = f"({_member(edge)}" if edge else "+"
-        with mapped_errors():
-            members = await self._redis.zrange(_index_key(tenant), start, "-", desc=True, bylex=True, offset=0, num=count)
-        return [_entry(str(m)) for m in members]
+        return await timeline.older(self._redis, _index_key(tenant), edge, count)
 
     async def newer(self, tenant: str, edge: IndexEntry, count: int) -> list[IndexEntry]:
         """Up to `count` index entries newer than `edge`, oldest first."""
-        with mapped_errors():
-            members = await self._redis.zrange(_index_key(tenant), f"({_member(edge)}", "+", bylex=True, offset=0, num=count)
-        return [_entry(str(m)) for m in members]
+        return await timeline.newer(self._redis, _index_key(tenant), edge, count)
 
     async def load(self, entries: Sequence[IndexEntry]) -> list[StoredFile]:
         """The records behind index entries, in order, skipping those that have expired or were deleted."""
@@ -126,12 +121,3 @@ def _key(file_id: str) -> str:
 
 def _index_key(tenant: str) -> str:
     return f"gw:tenant:{{{tenant}}}:files"
-
-
-def _member(entry: IndexEntry) -> str:
-    return f"{entry.created_ms:015d}:{entry.id}"
-
-
-def _entry(member: str) -> IndexEntry:
-    created, _, file_id = member.partition(":")
-    return IndexEntry(file_id, int(created))

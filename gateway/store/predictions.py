@@ -10,7 +10,9 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from gateway.state import Status, allowed_sources
+from gateway.store import timeline
 from gateway.store.redis import mapped_errors
+from gateway.store.timeline import IndexEntry
 
 # KEYS[1] prediction; ARGV: new status, doc, refreshed_at, upstream_id ("" = keep), upstream outputs ("" = keep),
 # allowed source statuses... Returns 1 when applied, 0 when the transition is not allowed, -1 when the record
@@ -45,6 +47,10 @@ class StoredPrediction:
     refreshed_at: float
     upstream_outputs: tuple[str, ...] = ()  # output file URLs on the upstream, behind the gateway's links
 
+    @property
+    def entry(self) -> IndexEntry:
+        return IndexEntry(self.id, self.created_ms)
+
     def to_fields(self) -> dict[str, str]:
         return {
             "tenant": self.tenant,
@@ -74,12 +80,6 @@ class StoredPrediction:
         )
 
 
-@dataclass(frozen=True)
-class IndexEntry:
-    id: str
-    created_ms: int
-
-
 class PredictionStore:
     def __init__(self, redis: aioredis.Redis, retention_seconds: int) -> None:
         self._redis = redis
@@ -89,12 +89,10 @@ class PredictionStore:
     async def insert(self, prediction: StoredPrediction) -> None:
         """Write the record and index it for its tenant, trimming expired index entries: one round trip."""
         index = _index_key(prediction.tenant)
-        oldest_kept = prediction.created_ms - self._retention * 1000
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hset(_key(prediction.id), mapping=prediction.to_fields())
             pipe.expire(_key(prediction.id), self._retention)
-            pipe.zadd(index, {prediction.id: prediction.created_ms})
-            pipe.zremrangebyscore(index, "-inf", f"({oldest_kept}")
+            timeline.add(pipe, index, prediction.entry, prediction.created_ms - self._retention * 1000)
             pipe.expire(index, self._retention)
             with mapped_errors():
                 await pipe.execute()
@@ -129,26 +127,22 @@ class PredictionStore:
         with mapped_errors():
             await self._redis.delete(_refreshing_key(prediction_id))
 
-    async def delete(self, prediction_id: str, tenant: str) -> None:
+    async def delete(self, prediction: StoredPrediction) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.delete(_key(prediction_id))
-            pipe.zrem(_index_key(tenant), prediction_id)
+            pipe.delete(_key(prediction.id))
+            pipe.zrem(_index_key(prediction.tenant), timeline.member(prediction.entry))
             with mapped_errors():
                 await pipe.execute()
 
     async def older(
-        self, tenant: str, edge: IndexEntry | None, ceiling: str, floor: str, count: int
+        self, tenant: str, edge: IndexEntry | None, count: int, *, before_ms: int | None = None, after_ms: int | None = None
     ) -> list[IndexEntry]:
-        """Up to `count` entries older than `edge` (or below `ceiling`), down to `floor`; newest first.
+        """Up to `count` of the tenant's predictions older than `edge`, within the bounds; newest first."""
+        return await timeline.older(self._redis, _index_key(tenant), edge, count, before_ms=before_ms, after_ms=after_ms)
 
-        `ceiling` and `floor` are Redis score bounds in milliseconds ("(123" exclusive, "-inf", "+inf").
-        """
-        near = edge.created_ms if edge else ceiling
-        return await self._scan(tenant, edge, count, descending=True, near=near, far=floor)
-
-    async def newer(self, tenant: str, edge: IndexEntry, ceiling: str, count: int) -> list[IndexEntry]:
-        """Up to `count` entries newer than `edge`, up to `ceiling`; oldest first."""
-        return await self._scan(tenant, edge, count, descending=False, near=edge.created_ms, far=ceiling)
+    async def newer(self, tenant: str, edge: IndexEntry, count: int, *, before_ms: int | None = None) -> list[IndexEntry]:
+        """Up to `count` of the tenant's predictions newer than `edge`, created before `before_ms`; oldest first."""
+        return await timeline.newer(self._redis, _index_key(tenant), edge, count, before_ms=before_ms)
 
     async def load(self, entries: Sequence[IndexEntry]) -> list[StoredPrediction]:
         """The records behind index entries, in order, skipping those that have expired."""
@@ -160,27 +154,6 @@ class PredictionStore:
             with mapped_errors():
                 rows = await pipe.execute()
         return [StoredPrediction.from_fields(e.id, f) for e, f in zip(entries, rows) if f]
-
-    async def _scan(
-        self, tenant: str, edge: IndexEntry | None, count: int, *, descending: bool, near: Any, far: Any
-    ) -> list[IndexEntry]:
-        # Entries sharing the edge's millisecond are ordered by id; skip those on the edge's side of it.
-        found: list[IndexEntry] = []
-        offset = 0
-        while len(found) < count:
-            with mapped_errors():
-                if descending:
-                    batch = await self._redis.zrevrangebyscore(_index_key(tenant), near, far, offset, count, withscores=True)
-                else:
-                    batch = await self._redis.zrangebyscore(_index_key(tenant), near, far, offset, count, withscores=True)
-            for member, score in batch:
-                if edge and int(score) == edge.created_ms and (member >= edge.id if descending else member <= edge.id):
-                    continue
-                found.append(IndexEntry(member, int(score)))
-            if len(batch) < count:
-                break
-            offset += len(batch)
-        return found[:count]
 
 
 def _key(prediction_id: str) -> str:

@@ -99,4 +99,6 @@ def test_records_and_index_expire_with_the_retention_period(
     retention = gateway.settings.prediction_retention_seconds
     assert retention - 5 < client.ttl(f"gw:pred:{{{created['id']}}}") <= retention
     tenant = api.get("/account").json()["username"]
-    assert client.zscore(f"gw:tenant:{{{tenant}}}:predictions", created["id"]) is not None
+    index = f"gw:tenant:{{{tenant}}}:predictions"
+    assert [member.split(":")[1] for member in client.zrange(index, 0, -1)] == [created["id"]]
+    assert retention - 5 < client.ttl(index) <= retention
