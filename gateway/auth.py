@@ -6,13 +6,13 @@ once. If the subscription drops, the cache is cleared and the TTL alone bounds s
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
-from gateway.errors import Forbidden, StoreError, Unauthenticated
+from gateway.errors import Forbidden, Unauthenticated
 from gateway.keys import KeyRecord, Scope, parse_token
 from gateway.store import KeyStore
+from gateway.subscriptions import follow
 
 logger = logging.getLogger(__name__)
 _SCHEMES = ("bearer", "token")
@@ -44,20 +44,7 @@ class Authenticator:
 
     async def watch(self) -> None:
         """Evict changed keys as their notifications arrive; runs until cancelled."""
-        delay = 0.1
-        while True:
-            try:
-                async for key_id in self._store.changes():
-                    if key_id:
-                        self._cache.pop(key_id, None)
-                    else:  # (re)subscribed: anything may have changed while we were not listening
-                        self._cache.clear()
-                    delay = 0.1
-            except StoreError as exc:
-                logger.warning("key change subscription lost (%s); retrying in %.1fs", exc.detail, delay)
-            self._cache.clear()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
+        await follow("key change", self._store.changes, lambda key_id: self._cache.pop(key_id, None), self._cache.clear)
 
     async def _record(self, key_id: str) -> KeyRecord | None:
         cached = self._cache.get(key_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import dataclasses
 import logging
 import math
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.catalog import Catalog, Resolved, Route, TargetKind
 from gateway.cursors import window
 from gateway.errors import GatewayError, InvalidVersion, NotFound, UpstreamUnavailable
+from gateway.events import Events
 from gateway.keys import KeyRecord
 from gateway.metrics import Metrics
 from gateway.outputs import hide
@@ -34,6 +36,7 @@ ResolveFiles = Callable[[str, dict[str, Any], bool], Awaitable[dict[str, Any]]]
 
 logger = logging.getLogger(__name__)
 PAGE_SIZE = 100
+_WAIT_TICK_SECONDS = 0.5  # a waiter re-reads at least this often, in case an event was missed
 _REFRESH_HOLD_MS = 60_000  # longest an upstream read may take before another process may try
 
 
@@ -70,6 +73,7 @@ class Predictions:
         webhook_url: Callable[[str, bool], str | None],
         resolve_files: ResolveFiles,
         metrics: Metrics,
+        events: Events,
     ) -> None:
         self._catalog = catalog
         self._store = store
@@ -79,6 +83,7 @@ class Predictions:
         self._webhook_url = webhook_url
         self._resolve_files = resolve_files
         self._metrics = metrics
+        self._events = events
         self._refreshing: dict[str, asyncio.Task[StoredPrediction]] = {}
         self.dispatchers: dict[str, SlotDispatcher] = {}  # per slot-limited provider, wired by the services
 
@@ -104,6 +109,24 @@ class Predictions:
         record = await self._owned(key, prediction_id)
         if self._stale(record):
             record = await self.refresh(record)
+        return record
+
+    async def wait(self, record: StoredPrediction, seconds: float, gone: Callable[[], Awaitable[bool]]) -> StoredPrediction:
+        """The prediction once finished, or as it stands after `seconds` (or when the client `gone`).
+
+        Woken by change events from any gateway process; between them, a stale record is refreshed upstream."""
+        deadline = time.monotonic() + seconds
+        with self._events.watching(record.id) as changed:
+            while not record.status.terminal and not await gone():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), min(remaining, _WAIT_TICK_SECONDS))
+                record = await self._store.get(record.id) or record
+                if self._stale(record):
+                    record = await self.refresh(record)
         return record
 
     async def on_upstream_webhook(self, prediction_id: str, payload: Any, authorization: str | None) -> None:

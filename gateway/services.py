@@ -16,6 +16,7 @@ from gateway.catalog import Catalog
 from gateway.cog_servers import CogServerPool
 from gateway.config import Settings
 from gateway.dispatch import SlotDispatcher
+from gateway.events import Events
 from gateway.files import FileLimits, Files, file_id_in, prediction_owners
 from gateway.keys import KeyService
 from gateway.metrics import Metrics
@@ -52,6 +53,7 @@ class Services:
     model_servers: dict[str, CogServerPool]  # managed Cog servers by provider name
     metrics: Metrics
     outputs: OutputLinks
+    events: Events
 
 
 @contextlib.asynccontextmanager
@@ -68,6 +70,7 @@ async def open_services(settings: Settings, catalog: Catalog, metrics: Metrics |
         for pool in pools.values():
             await pool.start()
         tasks.append(asyncio.create_task(services.auth.watch()))
+        tasks.append(asyncio.create_task(services.events.run()))
         tasks.append(asyncio.create_task(services.files.sweep_forever(settings.file_sweep_seconds)))
         tasks += [asyncio.create_task(d.run()) for d in services.predictions.dispatchers.values()]
         yield services
@@ -98,6 +101,7 @@ async def _build(
         prediction_owners(prediction_store),
         FileLimits(settings.file_max_bytes, settings.file_expiry_seconds, settings.file_page_size),
     )
+    events = Events(redis)
     policy = UrlPolicy(settings.allow_private_input_urls, gateway_file=lambda url: file_id_in(url) is not None)
     schemas = Schemas(SchemaStore(redis), providers, policy)
 
@@ -113,6 +117,7 @@ async def _build(
         webhook_url=hooks.url,
         resolve_files=resolve_files,
         metrics=metrics,
+        events=events,
     )
     predictions.dispatchers = {
         name: SlotDispatcher(name, provider, QueueStore(redis, name), predictions, provider.run_timeout) for name, provider in _cog(providers).items()
@@ -121,7 +126,7 @@ async def _build(
     auth = Authenticator(key_store, settings.key_cache_seconds)
     outputs = OutputLinks(await shared_secret(redis, "outputs"))
     return Services(
-        settings, catalog, redis, providers, auth, KeyService(key_store), schemas, predictions, hooks, files, pools, metrics, outputs
+        settings, catalog, redis, providers, auth, KeyService(key_store), schemas, predictions, hooks, files, pools, metrics, outputs, events
     )
 
 

@@ -21,6 +21,8 @@ from gateway.timestamps import parse_timestamp
 
 _BODY_FIELDS = {"version", "input", "webhook", "webhook_events_filter", "webhook_completed", "stream"}
 _WEBHOOK_EVENTS = frozenset(WEBHOOK_EVENTS)
+MAX_WAIT_SECONDS = 60
+_WAIT_MARGIN_SECONDS = 0.25  # answer before the client's own timeout (the Python client allows n + 0.5 s)
 _PASSED_HEADERS = {"content-type", "content-length", "etag", "last-modified", "cache-control"}
 
 
@@ -95,8 +97,32 @@ async def _create(request: Request, resolve: Callable[[Catalog, dict[str, Any]],
     options = _create_options(body, version_required=version_required)
     resolved = resolve(services(request).catalog, body)
     record = await services(request).predictions.create(key, resolved, options)
+    wait = _preferred_wait(request.headers.get("prefer"))
+    if wait is None:
+        created = prediction_json(record, request)
+        return JSONResponse(created, status_code=201, headers={"Location": created["urls"]["get"]})
+    seconds, applied = wait
+    record = await services(request).predictions.wait(record, seconds - _WAIT_MARGIN_SECONDS, request.is_disconnected)
     created = prediction_json(record, request)
-    return JSONResponse(created, status_code=201, headers={"Location": created["urls"]["get"]})
+    if not record.status.terminal:
+        # Every official client treats any status but `starting` as final: an unfinished one must say so.
+        created["status"] = "starting"
+    headers = {"Location": created["urls"]["get"], "Preference-Applied": applied}
+    return JSONResponse(created, status_code=201, headers=headers)
+
+
+def _preferred_wait(prefer: str | None) -> tuple[int, str] | None:
+    """`Prefer: wait` (60 s) or `wait=n`, capped at 60 s as Replicate does: (seconds, Preference-Applied)."""
+    for preference in (prefer or "").split(","):
+        name, _, value = preference.strip().partition("=")
+        if name.strip().lower() != "wait":
+            continue
+        if not value.strip():
+            return MAX_WAIT_SECONDS, "wait"
+        if value.strip().isdigit() and int(value) > 0:
+            seconds = min(int(value), MAX_WAIT_SECONDS)
+            return seconds, f"wait={seconds}"
+    return None
 
 
 def _path_name(request: Request) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from gateway.store.redis import mapped_errors
+from gateway.store.redis import mapped_errors, messages
 
 CHANGES_CHANNEL = "gw:keys:changed"
 _INDEX = "gw:keys"
@@ -56,18 +56,8 @@ class KeyStore:
 
     async def changes(self) -> AsyncIterator[str]:
         """Key ids as they change; first an empty string once subscribed. Raises StoreError when the link drops."""
-        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-        try:
-            with mapped_errors():
-                await pubsub.subscribe(CHANGES_CHANNEL)
-            yield ""  # subscribed: notifications are reliable from here on
-            while True:
-                with mapped_errors():
-                    message = await pubsub.get_message(timeout=30.0)
-                if message is not None:
-                    yield str(message["data"])
-        finally:
-            await pubsub.aclose()
+        async for message in messages(self._redis, channel=CHANGES_CHANNEL):
+            yield "" if message is None else message[1]
 
 
 def _key(key_id: str) -> str:

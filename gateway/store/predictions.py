@@ -10,21 +10,22 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from gateway.state import Status, allowed_sources
-from gateway.store import timeline
+from gateway.store import events, timeline
 from gateway.store.redis import mapped_errors
 from gateway.store.timeline import IndexEntry
 
 # KEYS[1] prediction; ARGV: new status, doc, refreshed_at, upstream_id ("" = keep), upstream outputs ("" = keep),
-# allowed source statuses... Returns 1 when applied, 0 when the transition is not allowed, -1 when the record
-# does not exist.
+# event channel, allowed source statuses... Returns 1 when applied (and announced on the channel), 0 when the
+# transition is not allowed, -1 when the record does not exist.
 _APPLY = """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return -1 end
-for i = 6, #ARGV do
+for i = 7, #ARGV do
   if ARGV[i] == current then
     redis.call('HSET', KEYS[1], 'status', ARGV[1], 'doc', ARGV[2], 'refreshed_at', ARGV[3])
     if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'upstream_id', ARGV[4]) end
     if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'upstream_outputs', ARGV[5]) end
+    redis.call('PUBLISH', ARGV[6], ARGV[1])
     return 1
   end
 end
@@ -113,7 +114,8 @@ class PredictionStore:
     ) -> bool:
         """Compare-and-set: store `doc` only if `status` may follow the current status. True when applied."""
         outputs = "" if upstream_outputs is None else _dumps(list(upstream_outputs))
-        args = [status.value, _dumps(doc), repr(refreshed_at), upstream_id, outputs, *(s.value for s in allowed_sources(status))]
+        channel = events.channel(prediction_id)
+        args = [status.value, _dumps(doc), repr(refreshed_at), upstream_id, outputs, channel, *(s.value for s in allowed_sources(status))]
         with mapped_errors():
             return int(await self._apply(keys=[_key(prediction_id)], args=args)) == 1
 

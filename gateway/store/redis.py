@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
@@ -23,3 +23,20 @@ def mapped_errors() -> Iterator[None]:
         yield
     except redis_errors.RedisError as exc:
         raise StoreError(f"The gateway's state store is unavailable ({type(exc).__name__})") from exc
+
+
+async def messages(redis: aioredis.Redis, *, channel: str | None = None, pattern: str | None = None) -> AsyncIterator[tuple[str, str] | None]:
+    """`(channel, data)` of each message published on `channel` or on channels matching `pattern`; None once
+    subscribed. Raises StoreError when the subscription drops."""
+    pubsub = redis.pubsub(ignore_subscribe_messages=True)
+    try:
+        with mapped_errors():
+            await (pubsub.psubscribe(pattern) if pattern else pubsub.subscribe(channel))
+        yield None
+        while True:
+            with mapped_errors():
+                message = await pubsub.get_message(timeout=30.0)
+            if message is not None:
+                yield str(message["channel"]), str(message["data"])
+    finally:
+        await pubsub.aclose()

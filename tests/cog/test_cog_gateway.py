@@ -198,3 +198,9 @@ def test_a_run_past_its_deadline_is_stopped_and_failed(cog_gateway: CogGateway, 
     assert (failed["status"], failed["error"]) == ("failed", "The prediction did not finish within 600s")
     server = split_upstream_id(upstream_id)[0]
     assert httpx.get(f"{server}/health-check").json()["status"] in ("READY", "BUSY")
+
+
+def test_prefer_wait_returns_the_finished_inpainting_woken_by_the_servers_webhook(api: httpx.Client) -> None:
+    response = api.post("/predictions", json={"version": FAST_VERSION, "input": _image_input()}, headers={"Prefer": "wait=10"})
+    assert response.status_code == 201 and response.headers["preference-applied"] == "wait=10"
+    assert response.json()["status"] == "succeeded" and len(response.json()["output"]) == 1

@@ -1,0 +1,44 @@
+"""In-process waiters woken when any gateway process changes the prediction they wait on."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+
+import redis.asyncio as aioredis
+
+from gateway.store import events
+from gateway.subscriptions import follow
+
+
+class Events:
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._redis = redis
+        self._waiters: dict[str, set[asyncio.Event]] = {}
+
+    async def run(self) -> None:
+        """Listen for changes until cancelled."""
+        await follow("prediction event", lambda: events.changes(self._redis), self._wake, self._wake_all)
+
+    @contextlib.contextmanager
+    def watching(self, prediction_id: str) -> Iterator[asyncio.Event]:
+        """An event set whenever the prediction changes (or may have, after a lost subscription)."""
+        event = asyncio.Event()
+        self._waiters.setdefault(prediction_id, set()).add(event)
+        try:
+            yield event
+        finally:
+            waiters = self._waiters.get(prediction_id, set())
+            waiters.discard(event)
+            if not waiters:
+                self._waiters.pop(prediction_id, None)
+
+    def _wake(self, prediction_id: str) -> None:
+        for event in self._waiters.get(prediction_id, ()):
+            event.set()
+
+    def _wake_all(self) -> None:
+        for waiters in self._waiters.values():
+            for event in waiters:
+                event.set()

@@ -1,0 +1,57 @@
+"""`Prefer: wait`: the create answers with the finished prediction, or says `starting` when time runs out."""
+
+import time
+
+import httpx
+import replicate
+
+from tests.conftest import INPAINTING, INPAINTING_VERSION, Gateway, Upstream, inpainting_input
+
+
+def test_a_prediction_that_finishes_in_time_comes_back_finished(api: httpx.Client) -> None:
+    response = api.post("/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()}, headers={"Prefer": "wait=5"})
+    assert response.status_code == 201
+    assert response.headers["preference-applied"] == "wait=5"
+    body = response.json()
+    assert body["status"] == "succeeded" and len(body["output"]) == 1 and body["completed_at"]
+    assert response.headers["location"] == body["urls"]["get"]
+
+
+def test_when_time_runs_out_a_running_prediction_is_reported_as_starting(api: httpx.Client, replicate_upstream: Upstream) -> None:
+    replicate_upstream.controls.configure(run_seconds=5)
+    start = time.monotonic()
+    response = api.post("/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()}, headers={"Prefer": "wait=1"})
+    elapsed = time.monotonic() - start
+    assert 0.5 < elapsed < 1.0  # answered before the client's own timeout
+    assert response.json()["status"] == "starting" and response.json()["output"] is None
+    assert response.headers["preference-applied"] == "wait=1"
+    assert api.get(f"/predictions/{response.json()['id']}").json()["status"] == "processing"
+
+
+def test_waits_above_60_seconds_are_capped_and_odd_preferences_ignored(api: httpx.Client) -> None:
+    capped = api.post("/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()}, headers={"Prefer": "wait=70"})
+    assert capped.headers["preference-applied"] == "wait=60" and capped.json()["status"] == "succeeded"
+    plain = api.post("/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()}, headers={"Prefer": "respond-async, wait"})
+    assert plain.headers["preference-applied"] == "wait" and plain.json()["status"] == "succeeded"
+    for prefer in ("wait=soon", "wait=0", "handling=lenient"):
+        response = api.post("/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()}, headers={"Prefer": prefer})
+        assert response.status_code == 201 and "preference-applied" not in response.headers
+        assert response.json()["status"] == "starting"
+
+
+class _Counting(httpx.BaseTransport):
+    def __init__(self) -> None:
+        self.requests: list[str] = []
+        self._inner = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(f"{request.method} {request.url.path}")
+        return self._inner.handle_request(request)
+
+
+def test_the_official_clients_run_needs_no_polling(gateway: Gateway, tenant_key: str) -> None:
+    transport = _Counting()
+    client = replicate.Client(api_token=tenant_key, base_url=gateway.url, transport=transport)
+    output = client.run(INPAINTING, input=inpainting_input(num_outputs=2), use_file_output=False)
+    assert len(output) == 2
+    assert transport.requests == [f"POST /v1/models/{INPAINTING}/predictions"]
