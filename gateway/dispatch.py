@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from gateway.errors import GatewayError, InvalidInput
+from gateway.errors import GatewayError, InvalidInput, UpstreamError
 from gateway.providers import CogProvider, CreateRequest, ServerBusy, UpstreamPrediction
 from gateway.providers.cog import split_upstream_id
 from gateway.state import Status
@@ -82,15 +82,15 @@ class SlotDispatcher:
 
     async def _dispatch_loop(self) -> None:
         while True:
+            self._wake.clear()  # before looking: a wake-up from here on is not lost
             slot = self._free_slot()
             prediction_id = await self._claim_quietly() if slot else None
             if slot is None or prediction_id is None:
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), IDLE_POLL_SECONDS)
                 continue
             slot.prediction_id, slot.accepted, slot.misses = prediction_id, False, 0
-            task = asyncio.create_task(self._start(slot, prediction_id))
+            task = asyncio.create_task(self._start_guarded(slot, prediction_id))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -100,6 +100,19 @@ class SlotDispatcher:
         except GatewayError as exc:
             logger.warning("%s: queue unavailable: %s", self.name, exc.detail)
             return None
+
+    async def _start_guarded(self, slot: _Slot, prediction_id: str) -> None:
+        """`_start`, where anything unforeseen puts the prediction back in the queue instead of losing it."""
+        try:
+            await self._start(slot, prediction_id)
+        except Exception:
+            if slot.accepted:  # the server runs it: its webhooks, the health watch or its deadline settle it
+                logger.exception("%s: recording the start of %s failed", self.name, prediction_id)
+                return
+            logger.exception("%s: dispatching %s failed; it goes back in the queue", self.name, prediction_id)
+            with contextlib.suppress(GatewayError):
+                await self._requeue(slot, prediction_id, DOWN_BACKOFF_SECONDS)
+            self._free(slot)
 
     async def _start(self, slot: _Slot, prediction_id: str) -> None:
         upstream_id = f"{slot.server}|{prediction_id}"
@@ -118,7 +131,7 @@ class SlotDispatcher:
             await self.queue.done(prediction_id)
             self._free(slot)
             return
-        except GatewayError as exc:
+        except UpstreamError as exc:  # the server is down or broken; the health watch tells when it is back
             logger.warning("%s: %s could not take %s: %s", self.name, slot.server, prediction_id, exc.detail)
             slot.healthy = False
             await self._requeue(slot, prediction_id, DOWN_BACKOFF_SECONDS)
