@@ -11,6 +11,7 @@ import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import uvicorn
 from pydantic import SecretStr, ValidationError
@@ -20,7 +21,7 @@ from gateway.api.app import create_app
 from gateway.catalog import Catalog
 from gateway.config import Settings, load_catalog, with_model_servers
 from gateway.embedded_redis import EmbeddedRedis, running_url
-from gateway.errors import ConfigError, GatewayError
+from gateway.errors import ConfigError, GatewayError, StoreError
 from gateway.keys import KeyRecord, KeyService, KeySpec, NewKeySpec, Token
 from gateway.store import KeyStore, connect
 from gateway.welcome import DEMO_TENANT, demo_token, snippet
@@ -33,8 +34,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.run(settings, args)
     except (ConfigError, ValidationError) as exc:
         sys.exit(f"gateway: configuration error:\n{exc}")
+    except StoreError as exc:
+        where = _without_credentials(settings.redis_url) if settings.redis_url else "the embedded server"
+        sys.exit(f"gateway: {exc.detail}: is Redis running at {where}? (GATEWAY_REDIS_URL)")
     except GatewayError as exc:
         sys.exit(f"gateway: {exc.detail}")
+
+
+def _without_credentials(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}{parts.path}"
 
 
 def serve(settings: Settings, args: argparse.Namespace | None = None) -> None:

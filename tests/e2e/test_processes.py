@@ -133,3 +133,10 @@ def test_two_processes_polling_a_stale_prediction_ask_the_upstream_once_between_
     assert statuses == [200, 200]
     [upstream] = replicate_upstream.controls.predictions()
     assert len(replicate_upstream.requests("GET", f"/predictions/{upstream['id']}")) == 1
+
+
+def test_an_unreachable_redis_is_named_without_its_password() -> None:
+    env = {**os.environ, "GATEWAY_REDIS_URL": "redis://:s3cret@127.0.0.1:1/0"}
+    result = subprocess.run([sys.executable, "-m", "gateway", "keys", "list"], capture_output=True, text=True, env=env, timeout=30)
+    assert result.returncode == 1
+    assert "is Redis running at redis://127.0.0.1:1/0?" in result.stderr and "s3cret" not in result.stderr
