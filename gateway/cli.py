@@ -22,8 +22,9 @@ from gateway.catalog import Catalog
 from gateway.config import Settings, load_catalog, with_model_servers
 from gateway.embedded_redis import EmbeddedRedis, running_url
 from gateway.errors import ConfigError, GatewayError, StoreError
+from gateway.files import UploadTokens
 from gateway.keys import KeyRecord, KeyService, KeySpec, NewKeySpec, Token
-from gateway.store import KeyStore, connect
+from gateway.store import KeyStore, connect, shared_secret
 from gateway.welcome import DEMO_TENANT, demo_token, snippet
 
 
@@ -179,6 +180,21 @@ async def _delete(service: KeyService, args: argparse.Namespace) -> Any:
     return {"deleted": args.key_id}
 
 
+def _print_upload_url(settings: Settings, args: argparse.Namespace) -> None:
+    """The `--upload-url` to give a Cog server the gateway does not run itself (a `servers` entry)."""
+
+    async def secret(url: str) -> bytes:
+        redis = connect(url)
+        try:
+            return await shared_secret(redis, "files")
+        finally:
+            await redis.aclose()
+
+    with _redis(settings, reuse_running=True) as resolved:
+        tokens = UploadTokens(asyncio.run(secret(str(resolved.redis_url))))
+    print(tokens.url(settings.public_base_url or settings.local_base_url(), args.server_url.rstrip("/")))
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gateway", description="Replicate-compatible aggregation gateway")
     parser.add_argument("--catalog", type=Path, help="catalog file (env GATEWAY_CATALOG)")
@@ -215,6 +231,11 @@ def _parser() -> argparse.ArgumentParser:
     rotate.add_argument("key_id")
     rotate.add_argument("--grace-seconds", type=float, default=0, help="how long the old secret keeps working")
     rotate.set_defaults(run=_run_keys(_rotate))
+
+    servers = commands.add_parser("servers", help="self-hosted Cog servers").add_subparsers(required=True, metavar="ACTION")
+    upload = servers.add_parser("upload-url", help="the --upload-url for a Cog server listed in the catalog")
+    upload.add_argument("server_url", help="the server's URL as the catalog lists it")
+    upload.set_defaults(run=_print_upload_url)
     return parser
 
 

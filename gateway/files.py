@@ -113,6 +113,27 @@ def file_id_in(url: str) -> str | None:
     return match["id"] if match else None
 
 
+class UploadTokens:
+    """Capability URLs Cog servers upload outputs to (`--upload-url`): only their holders may add files."""
+
+    def __init__(self, secret: bytes) -> None:
+        self._key = hmac.new(secret, b"output uploads", hashlib.sha256).digest()
+
+    def url(self, base_url: str, server_id: str) -> str:
+        """The `--upload-url` for one Cog server."""
+        name = base64.urlsafe_b64encode(server_id.encode()).decode().rstrip("=")
+        return f"{base_url.rstrip('/')}/uploads/{name}.{self._mac(name)}/"
+
+    def check(self, token: str) -> None:
+        """Forbidden unless `token` came from `url`."""
+        name, _, mac = token.rpartition(".")
+        if not name or not hmac.compare_digest(self._mac(name).encode(), mac.encode()):
+            raise Forbidden("The upload URL is not valid")
+
+    def _mac(self, name: str) -> str:
+        return hmac.new(self._key, name.encode(), hashlib.sha256).hexdigest()[:32]
+
+
 class Files:
     """Create, read, list and delete files; sign and check download URLs; take Cog output uploads."""
 
@@ -120,7 +141,7 @@ class Files:
         self._store = store
         self._storage = storage
         self._download_key = hmac.new(secret, b"file downloads", hashlib.sha256).digest()
-        self._upload_key = hmac.new(secret, b"output uploads", hashlib.sha256).digest()
+        self._uploads = UploadTokens(secret)
         self._owner_of = owner_of
         self._limits = limits
 
@@ -201,15 +222,10 @@ class Files:
         return file
 
     def upload_url(self, base_url: str, server_id: str) -> str:
-        """The `--upload-url` for one Cog server: a capability, so only holders may add output files."""
-        name = base64.urlsafe_b64encode(server_id.encode()).decode().rstrip("=")
-        return f"{base_url.rstrip('/')}/uploads/{name}.{self._upload_mac(name)}/"
+        return self._uploads.url(base_url, server_id)
 
     def check_upload_token(self, token: str) -> None:
-        """Forbidden unless `token` came from `upload_url`."""
-        name, _, mac = token.rpartition(".")
-        if not name or not hmac.compare_digest(self._upload_mac(name).encode(), mac.encode()):
-            raise Forbidden("The upload URL is not valid")
+        self._uploads.check(token)
 
     async def store_output(self, token: str, prediction_id: str, upload: Upload) -> StoredFile:
         """A Cog server's output file, owned by the tenant of `prediction_id`."""
@@ -291,8 +307,6 @@ class Files:
     def _signature(self, owner: str, file_id: str, expiry: int | str) -> bytes:
         return hmac.new(self._download_key, f"{owner} {file_id} {expiry}".encode(), hashlib.sha256).digest()
 
-    def _upload_mac(self, name: str) -> str:
-        return hmac.new(self._upload_key, name.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def _digest(source: IO[bytes]) -> _Digest:

@@ -140,3 +140,20 @@ def test_an_unreachable_redis_is_named_without_its_password() -> None:
     result = subprocess.run([sys.executable, "-m", "gateway", "keys", "list"], capture_output=True, text=True, env=env, timeout=30)
     assert result.returncode == 1
     assert "is Redis running at redis://127.0.0.1:1/0?" in result.stderr and "s3cret" not in result.stderr
+
+
+def test_the_cli_gives_a_listed_cog_server_its_upload_url(gateway: Gateway, redis_url: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "--redis-url", redis_url, "servers", "upload-url", "http://10.1.2.3:5000"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    upload_path = "/" + result.stdout.strip().split("/", 3)[3]
+    assert upload_path.startswith("/uploads/") and upload_path.endswith("/")
+    token, _ = gateway.new_key()
+    headers = {"Authorization": f"Bearer {token}"}
+    created = httpx.post(f"{gateway.url}/v1/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()}, headers=headers).json()
+    put = httpx.put(f"{gateway.url}{upload_path}out.png", content=b"png bytes", headers={"x-prediction-id": created["id"], "content-type": "image/png"})
+    assert put.status_code == 201 and httpx.get(put.headers["location"]).content == b"png bytes"
