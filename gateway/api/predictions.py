@@ -97,18 +97,16 @@ async def _create(request: Request, resolve: Callable[[Catalog, dict[str, Any]],
     options = _create_options(body, version_required=version_required)
     resolved = resolve(services(request).catalog, body)
     record = await services(request).predictions.create(key, resolved, options)
+    headers: dict[str, str] = {}
     wait = _preferred_wait(request.headers.get("prefer"))
-    if wait is None:
-        created = prediction_json(record, request)
-        return JSONResponse(created, status_code=201, headers={"Location": created["urls"]["get"]})
-    seconds, applied = wait
-    record = await services(request).predictions.wait(record, seconds - _WAIT_MARGIN_SECONDS, request.is_disconnected)
+    if wait is not None:
+        seconds, headers["Preference-Applied"] = wait
+        record = await services(request).predictions.wait(record, seconds - _WAIT_MARGIN_SECONDS, request.is_disconnected)
     created = prediction_json(record, request)
-    if not record.status.terminal:
+    if wait is not None and not record.status.terminal:
         # Every official client treats any status but `starting` as final: an unfinished one must say so.
         created["status"] = "starting"
-    headers = {"Location": created["urls"]["get"], "Preference-Applied": applied}
-    return JSONResponse(created, status_code=201, headers=headers)
+    return JSONResponse(created, status_code=201, headers={"Location": created["urls"]["get"], **headers})
 
 
 def _preferred_wait(prefer: str | None) -> tuple[int, str] | None:
