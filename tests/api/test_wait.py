@@ -22,7 +22,7 @@ def test_when_time_runs_out_a_running_prediction_is_reported_as_starting(api: ht
     start = time.monotonic()
     response = api.post("/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()}, headers={"Prefer": "wait=1"})
     elapsed = time.monotonic() - start
-    assert 0.5 < elapsed < 1.0  # answered before the client's own timeout
+    assert 0.5 < elapsed < 1.5  # answered before the client gives up (its read timeout is n + 0.5 s)
     assert response.json()["status"] == "starting" and response.json()["output"] is None
     assert response.headers["preference-applied"] == "wait=1"
     assert api.get(f"/predictions/{response.json()['id']}").json()["status"] == "processing"
