@@ -1,7 +1,8 @@
 """Webhooks from upstreams back to the gateway: per-prediction capability URLs.
 
-An upstream's callback only tells the gateway to look: the receiver re-reads the prediction from the
-upstream itself, so a forged or replayed payload can change nothing.
+From an upstream that can be asked (Replicate), a callback only tells the gateway to look: the receiver
+re-reads the prediction upstream, so a forged payload can change nothing. A Cog server cannot be asked, so
+its payload is trusted only with both the URL's token and that server's bearer token (`server_token`).
 """
 
 from __future__ import annotations

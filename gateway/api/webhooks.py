@@ -1,4 +1,5 @@
-"""The receiver upstreams call back: it checks the capability token, then re-reads the prediction upstream."""
+"""The receiver upstreams call back: it checks the capability token, then lets the prediction's adapter
+decide between trusting the payload (Cog, whose bearer token it checks) and re-reading upstream (Replicate)."""
 
 from __future__ import annotations
 
