@@ -26,7 +26,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gateway.cog_servers import CogServerPool  # noqa: E402
+from gateway.providers.cog import CogAdapter, CogServerPool  # noqa: E402
+from gateway.providers.http import UpstreamClient  # noqa: E402
 from tests.images import data_uri, mask_png, png_with_square  # noqa: E402
 from tests.servers import free_port  # noqa: E402
 
@@ -108,7 +109,8 @@ def _measure(gateway_port: int, direct_port: int, token: str, runs: int) -> None
 async def main(runs: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data_dir, port, direct_port = Path(tmp), free_port(), free_port()
-        pool = CogServerPool(ROOT / "models" / "inpaint", [f"http://127.0.0.1:{direct_port}"], log_dir=data_dir / "logs")
+        adapter = CogAdapter(UpstreamClient(2.0, 4), {})
+        pool = CogServerPool(ROOT / "models" / "inpaint", [f"http://127.0.0.1:{direct_port}"], adapter.health, log_dir=data_dir / "logs")
         await pool.start()
         gateway = _start_gateway(data_dir, port, free_port())
         try:
@@ -119,6 +121,7 @@ async def main(runs: int) -> None:
             gateway.terminate()
             gateway.wait(timeout=30)
             await pool.stop()
+            await adapter.aclose()
 
 
 def _report(size: int, times: dict[str, list[float]]) -> None:

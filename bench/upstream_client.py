@@ -28,7 +28,7 @@ from starlette.routing import Route
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gateway.providers.client import UpstreamClient  # noqa: E402
+from gateway.providers.http import UpstreamClient  # noqa: E402
 from tests.servers import serve_in_thread  # noqa: E402
 
 PREDICTION = b'{"id":"vgcm4plb7tgzlyznry5d5jkgvu","model":"a/b","version":"1","input":{},"output":null,"status":"starting"}'

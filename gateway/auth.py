@@ -11,8 +11,7 @@ import time
 
 from gateway.errors import Forbidden, Unauthenticated
 from gateway.keys import KeyRecord, Scope, parse_token
-from gateway.store import KeyStore
-from gateway.subscriptions import follow
+from gateway.store import KeyStore, follow
 
 logger = logging.getLogger(__name__)
 _SCHEMES = ("bearer", "token")

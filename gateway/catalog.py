@@ -44,6 +44,20 @@ class Route:
         return cls(route.provider, TargetKind.SERVER, "")
 
 
+class RefKind(enum.Enum):
+    """How a create request names what to run."""
+
+    VERSION = "version"  # `<64 hex>` or `owner/name:<64 hex>` in the body
+    MODEL = "model"  # `owner/name` in the path: its latest version
+    DEPLOYMENT = "deployment"  # `owner/name` of a catalog deployment in the path
+
+
+@dataclass(frozen=True)
+class Reference:
+    kind: RefKind
+    name: str
+
+
 @dataclass(frozen=True)
 class Resolved:
     """A public version ready to run: its model, version, optional deployment and ordered routes."""
@@ -73,6 +87,13 @@ class Catalog:
     def models(self) -> list[ModelConfig]:
         return list(self._models.values())
 
+    def resolve(self, reference: Reference) -> Resolved:
+        if reference.kind is RefKind.VERSION:
+            return self.resolve_version(reference.name)
+        if reference.kind is RefKind.MODEL:
+            return self.resolve_model(reference.name)
+        return self.resolve_deployment(reference.name)
+
     def resolve_version(self, ref: str) -> Resolved:
         """`<64 hex>` or `owner/name:<64 hex>` → Resolved; anything else is Replicate's 422."""
         match = _VERSION_REF.match(ref.strip()) if isinstance(ref, str) else None
@@ -100,7 +121,8 @@ class Catalog:
             raise NotFound(f"Model {name} not found")
         return model
 
-    def version(self, name: str, version_id: str) -> Resolved:
+    def resolve_model_version(self, name: str, version_id: str) -> Resolved:
+        """A version the model lists (the version endpoints); NotFound otherwise."""
         resolved = self._versions.get(version_id)
         if resolved is None or resolved[0].name != name:
             raise NotFound(f"Version {version_id} of model {name} not found")

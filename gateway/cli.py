@@ -8,7 +8,7 @@ import contextlib
 import json
 import secrets
 import sys
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,13 +18,14 @@ from pydantic import SecretStr, ValidationError
 
 from gateway import logs
 from gateway.api.app import create_app
+from gateway.api.urls import Links
 from gateway.catalog import Catalog
 from gateway.config import Settings, load_catalog, with_model_servers
-from gateway.embedded_redis import EmbeddedRedis, running_url
 from gateway.errors import ConfigError, GatewayError, StoreError
-from gateway.files import UploadTokens
 from gateway.keys import KeyRecord, KeyService, KeySpec, NewKeySpec, Token
-from gateway.store import KeyStore, connect, shared_secret
+from gateway.signing import SECRET_NAME, Signer
+from gateway.store import Store
+from gateway.store.embedded import EmbeddedRedis, running_url
 from gateway.welcome import DEMO_TENANT, demo_token, snippet
 
 
@@ -68,11 +69,8 @@ def serve(settings: Settings, args: argparse.Namespace | None = None) -> None:
 
 def _welcome(settings: Settings, catalog: Catalog) -> None:
     async def token() -> str:
-        redis = connect(str(settings.redis_url))
-        try:
-            return await demo_token(KeyService(KeyStore(redis)), settings.data_dir / "demo_key")
-        finally:
-            await redis.aclose()
+        async with _store(settings) as store:
+            return await demo_token(KeyService(store.keys), settings.data_dir / "demo_key")
 
     base_url = settings.public_base_url or settings.local_base_url()
     print(
@@ -87,6 +85,15 @@ def _settings(args: argparse.Namespace) -> Settings:
     names = ("host", "port", "catalog", "redis_url", "data_dir", "model_servers")
     overrides = {name: getattr(args, name) for name in names if getattr(args, name, None)}
     return Settings(**overrides)
+
+
+@contextlib.asynccontextmanager
+async def _store(settings: Settings) -> AsyncIterator[Store]:
+    store = Store.connect(str(settings.redis_url), prediction_retention_seconds=settings.prediction_retention_seconds)
+    try:
+        yield store
+    finally:
+        await store.aclose()
 
 
 @contextlib.contextmanager
@@ -123,15 +130,12 @@ def _with_admin_token(settings: Settings) -> Settings:
 
 def _run_keys(operation: Callable[[KeyService, argparse.Namespace], Awaitable[Any]]) -> Callable[[Settings, argparse.Namespace], None]:
     def run(settings: Settings, args: argparse.Namespace) -> None:
-        async def call(url: str) -> Any:
-            redis = connect(url)
-            try:
-                return await operation(KeyService(KeyStore(redis)), args)
-            finally:
-                await redis.aclose()
+        async def call(resolved: Settings) -> Any:
+            async with _store(resolved) as store:
+                return await operation(KeyService(store.keys), args)
 
         with _redis(settings, reuse_running=True) as resolved:
-            print(json.dumps(asyncio.run(call(str(resolved.redis_url))), indent=2))
+            print(json.dumps(asyncio.run(call(resolved)), indent=2))
 
     return run
 
@@ -183,16 +187,13 @@ async def _delete(service: KeyService, args: argparse.Namespace) -> Any:
 def _print_upload_url(settings: Settings, args: argparse.Namespace) -> None:
     """The `--upload-url` to give a Cog server the gateway does not run itself (a `servers` entry)."""
 
-    async def secret(url: str) -> bytes:
-        redis = connect(url)
-        try:
-            return await shared_secret(redis, "files")
-        finally:
-            await redis.aclose()
+    async def secret(resolved: Settings) -> bytes:
+        async with _store(resolved) as store:
+            return await store.shared_secret(SECRET_NAME)
 
     with _redis(settings, reuse_running=True) as resolved:
-        tokens = UploadTokens(asyncio.run(secret(str(resolved.redis_url))))
-    print(tokens.url(settings.public_base_url or settings.local_base_url(), args.server_url.rstrip("/")))
+        links = Links(Signer(asyncio.run(secret(resolved))), settings.public_base_url, settings.local_base_url())
+    print(links.upload(args.server_url.rstrip("/"), base=links.public_base))
 
 
 def _parser() -> argparse.ArgumentParser:

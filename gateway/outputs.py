@@ -8,14 +8,18 @@ key (as JS clients fetch outputs) and with an unrelated one (as the Python clien
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
+
+from gateway.signing import Purpose, Signer
 
 _REFERENCE = "gateway-output:"
 _PARSED = re.compile(rf"^{_REFERENCE}(?P<index>\d+)/(?P<name>.*)$")
+
+LinkTo = Callable[[int, str], str]
+"""The public link of the output at an index, with its file name."""
 
 
 def hide(output: Any) -> tuple[Any, list[str]]:
@@ -36,26 +40,24 @@ def hide(output: Any) -> tuple[Any, list[str]]:
     return replace(output), urls
 
 
-class OutputLinks:
-    def __init__(self, secret: bytes) -> None:
-        self._secret = secret
+def expand(output: Any, link_to: LinkTo) -> Any:
+    """`output` with each reference turned into its link."""
+    if isinstance(output, str):
+        match = _PARSED.match(output)
+        return output if match is None else link_to(int(match["index"]), match["name"])
+    if isinstance(output, list):
+        return [expand(item, link_to) for item in output]
+    if isinstance(output, dict):
+        return {key: expand(item, link_to) for key, item in output.items()}
+    return output
 
-    def expand(self, prediction_id: str, output: Any, api_root: str) -> Any:
-        """`output` with each reference turned into its link under `api_root`."""
-        if isinstance(output, str):
-            match = _PARSED.match(output)
-            if match is None:
-                return output
-            index, name = int(match["index"]), quote(match["name"])
-            return f"{api_root}/predictions/{prediction_id}/outputs/{index}/{self.signature(prediction_id, index)}/{name}"
-        if isinstance(output, list):
-            return [self.expand(prediction_id, item, api_root) for item in output]
-        if isinstance(output, dict):
-            return {key: self.expand(prediction_id, item, api_root) for key, item in output.items()}
-        return output
 
-    def signature(self, prediction_id: str, index: int) -> str:
-        return hmac.new(self._secret, f"{prediction_id}/{index}".encode(), hashlib.sha256).hexdigest()[:32]
+class OutputSignatures:
+    def __init__(self, signer: Signer) -> None:
+        self._signer = signer
+
+    def sign(self, prediction_id: str, index: int) -> str:
+        return self._signer.token(Purpose.OUTPUT_LINK, f"{prediction_id}/{index}")
 
     def verify(self, prediction_id: str, index: int, signature: str) -> bool:
-        return hmac.compare_digest(self.signature(prediction_id, index), signature)
+        return self._signer.verify(Purpose.OUTPUT_LINK, f"{prediction_id}/{index}", signature)

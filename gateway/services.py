@@ -1,152 +1,105 @@
-"""The gateway's services wired together over one Redis client and one set of providers."""
+"""The composition root: every service built over one store and one set of providers, with their background work."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
-
+from gateway.api.urls import Links, file_id_in
 from gateway.auth import Authenticator
 from gateway.catalog import Catalog
-from gateway.cog_servers import CogServerPool
 from gateway.config import Settings
-from gateway.dispatch import SlotDispatcher
-from gateway.events import Events
-from gateway.files import FileLimits, Files, file_id_in, prediction_owners
+from gateway.files import FileLimits, Files, InputFiles, LocalStorage, prediction_owners
+from gateway.files.inputs import DownloadUrl
 from gateway.keys import KeyService
 from gateway.metrics import Metrics
-from gateway.outputs import OutputLinks
-from gateway.predictions import Predictions
-from gateway.providers import CogProvider, Provider, build_providers
+from gateway.predictions import Predictions, Tracker, UpstreamRequests
+from gateway.providers import Provider, Reporting, build_providers, capabilities_of
 from gateway.schemas import Schemas
-from gateway.storage import LocalStorage
-from gateway.store import (
-    FileStore,
-    KeyStore,
-    PredictionStore,
-    QueueStore,
-    SchemaStore,
-    connect,
-    shared_secret,
-)
+from gateway.signing import SECRET_NAME, Signer
+from gateway.store import Store
 from gateway.validation import UrlPolicy
-from gateway.webhooks import UpstreamHooks
+from gateway.waiters import Waiters
 
 
 @dataclass(frozen=True)
 class Services:
     settings: Settings
     catalog: Catalog
-    redis: aioredis.Redis
     providers: dict[str, Provider]
     auth: Authenticator
     keys: KeyService
     schemas: Schemas
     predictions: Predictions
-    upstream_hooks: UpstreamHooks
     files: Files
-    model_servers: dict[str, CogServerPool]  # managed Cog servers by provider name
     metrics: Metrics
-    outputs: OutputLinks
-    events: Events
+    links: Links
+    waiters: Waiters
 
 
 @contextlib.asynccontextmanager
 async def open_services(settings: Settings, catalog: Catalog, metrics: Metrics | None = None) -> AsyncIterator[Services]:
-    """Build every service, start managed model servers and background tasks, and close it all on exit."""
+    """Build every service, start the providers and background tasks, and close it all on exit."""
     assert settings.redis_url, "the Redis URL is resolved (or an embedded server started) before services open"
-    redis = connect(settings.redis_url)
-    providers = build_providers(catalog.providers)
+    store = Store.connect(settings.redis_url, prediction_retention_seconds=settings.prediction_retention_seconds)
+    providers: dict[str, Provider] = {}
     tasks: list[asyncio.Task[None]] = []
-    pools: dict[str, CogServerPool] = {}
     try:
-        services = await _build(settings, catalog, redis, providers, metrics or Metrics())
-        pools = services.model_servers
-        for pool in pools.values():
-            await pool.start()
-        tasks.append(asyncio.create_task(services.auth.watch()))
-        tasks.append(asyncio.create_task(services.events.run()))
-        tasks.append(asyncio.create_task(services.files.sweep_forever(settings.file_sweep_seconds)))
-        tasks += [asyncio.create_task(d.run()) for d in services.predictions.dispatchers.values()]
+        services = await _build(settings, catalog, store, metrics or Metrics())
+        providers = services.providers
+        for provider in providers.values():
+            await provider.start()
+        tasks = [asyncio.create_task(work) for work in _background(services, settings)]
         yield services
     finally:
         for task in tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for name, pool in pools.items():
-            await services.predictions.dispatchers[name].abandon("The model server stopped with the gateway while running this prediction")
-            await pool.stop()
         for provider in providers.values():
             await provider.aclose()
-        await redis.aclose()
+        await store.aclose()
 
 
-async def _build(
-    settings: Settings, catalog: Catalog, redis: aioredis.Redis, providers: dict[str, Provider], metrics: Metrics
-) -> Services:
-    local_base = settings.local_base_url()
-    hooks = UpstreamHooks(await shared_secret(redis, "upstream-webhooks"), settings.public_base_url, local_base)
-    key_store = KeyStore(redis)
-    prediction_store = PredictionStore(redis, settings.prediction_retention_seconds)
+def _background(services: Services, settings: Settings) -> list[Coroutine[Any, Any, None]]:
+    return [services.auth.watch(), services.waiters.run(), services.files.sweep_forever(settings.file_sweep_seconds)]
+
+
+async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Metrics) -> Services:
+    links = Links(Signer(await store.shared_secret(SECRET_NAME)), settings.public_base_url, settings.local_base_url())
     files = Files(
-        FileStore(redis),
+        store.files,
         LocalStorage(settings.files_directory()),
-        await shared_secret(redis, "files"),
-        prediction_owners(prediction_store),
+        links.downloads,
+        links.uploads,
+        prediction_owners(store.predictions),
         FileLimits(settings.file_max_bytes, settings.file_expiry_seconds, settings.file_page_size),
     )
-    events = Events(redis)
+    tracker = Tracker(store.predictions, metrics, lambda name: capabilities_of(catalog.providers[name]).remote_outputs)
+    requests = UpstreamRequests(InputFiles(files, file_id_in), links.upstream_webhook, _download_urls(links))
+    reporting = Reporting(tracker.report, requests.for_server, store.queue, links.callbacks.server_token, links.upload)
+    providers = build_providers(catalog.providers, reporting)
     policy = UrlPolicy(settings.allow_private_input_urls, gateway_file=lambda url: file_id_in(url) is not None)
-    schemas = Schemas(SchemaStore(redis), providers, policy)
-
-    async def resolve_files(tenant: str, given: dict[str, Any], local: bool) -> dict[str, Any]:
-        return await files.resolve_inputs(tenant, given, base_url=local_base if local else settings.public_base_url)
-
+    schemas = Schemas(store.schemas, providers, policy)
+    waiters = Waiters(store.prediction_changes)
     predictions = Predictions(
-        catalog,
-        prediction_store,
-        schemas,
-        providers,
-        refresh_after=settings.refresh_after_seconds,
-        webhook_url=hooks.url,
-        resolve_files=resolve_files,
-        metrics=metrics,
-        events=events,
+        catalog, store.predictions, schemas, providers, tracker, requests, waiters, metrics, refresh_after=settings.refresh_after_seconds
     )
-    predictions.dispatchers = {
-        name: SlotDispatcher(name, provider, QueueStore(redis, name), predictions, provider.run_timeout) for name, provider in _cog(providers).items()
-    }
-    pools = _managed_pools(catalog, providers, hooks, files, local_base)
-    auth = Authenticator(key_store, settings.key_cache_seconds)
-    outputs = OutputLinks(await shared_secret(redis, "outputs"))
-    return Services(
-        settings, catalog, redis, providers, auth, KeyService(key_store), schemas, predictions, hooks, files, pools, metrics, outputs, events
-    )
+    auth = Authenticator(store.keys, settings.key_cache_seconds)
+    return Services(settings, catalog, providers, auth, KeyService(store.keys), schemas, predictions, files, metrics, links, waiters)
 
 
-def _cog(providers: dict[str, Provider]) -> dict[str, CogProvider]:
-    return {name: p for name, p in providers.items() if isinstance(p, CogProvider)}
+def _download_urls(links: Links) -> Callable[[bool], DownloadUrl | None]:
+    """Files reach servers beside the gateway by its local address, remote upstreams by its public one; without
+    a public address they are passed inline."""
 
+    def download_urls(local: bool) -> DownloadUrl | None:
+        base = links.local_base if local else links.public_base
+        if base is None:
+            return None
+        return lambda file, expires_at: links.file_download(file, base, expires_at)
 
-def _managed_pools(
-    catalog: Catalog, providers: dict[str, Provider], hooks: UpstreamHooks, files: Files, local_base: str
-) -> dict[str, CogServerPool]:
-    """Model servers the gateway runs itself; each learns its webhook token and where to upload outputs."""
-    pools = {}
-    for name, provider in _cog(providers).items():
-        managed = catalog.providers[name].managed
-        if managed is None:
-            continue
-        for url in managed.urls():
-            provider.server_tokens[url] = hooks.server_token(url)
-        upload_url = functools.partial(files.upload_url, local_base)
-        pools[name] = CogServerPool(
-            managed.model_dir, managed.urls(), upload_url=upload_url, webhook_token=hooks.server_token, env=managed.env
-        )
-    return pools
+    return download_urls

@@ -17,8 +17,8 @@ from starlette.applications import Starlette
 from gateway.api.app import create_app
 from gateway.catalog import Catalog
 from gateway.config import Settings, load_catalog
-from gateway.embedded_redis import EmbeddedRedis
 from gateway.services import Services
+from gateway.store.embedded import EmbeddedRedis
 from tests.emulator import EmulatedModel, create_replicate_emulator
 from tests.emulator.controls import EmulatorControls
 from tests.servers import free_port, serve_in_thread

@@ -20,8 +20,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.cog_servers import CogServerPool
 from gateway.errors import ConfigError
+from gateway.providers.cog import CogAdapter, CogServerPool, Health
+from gateway.providers.http import UpstreamClient
 from tests.images import colour_distance, data_uri, from_data_uri, mask_png, pixel, png_with_square
 from tests.servers import free_port, serve_in_thread
 
@@ -71,7 +72,7 @@ async def pool(receiver: Receiver, tmp_path_factory: pytest.TempPathFactory) -> 
     """Two servers: the first answers inline, the second uploads its outputs to the receiver."""
     urls = [f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"]
     servers = CogServerPool(
-        MODEL_DIR, urls, upload_url=_upload_to(receiver, urls[1]), webhook_token=_token,
+        MODEL_DIR, urls, _health_check, upload_url=_upload_to(receiver, urls[1]), webhook_token=_token,
         log_dir=tmp_path_factory.mktemp("cog-logs"), restart_delay=0.1,
     )  # fmt: skip
     await servers.start(ready_timeout=30)
@@ -86,6 +87,15 @@ def _upload_to(receiver: Receiver, uploading_url: str) -> Callable[[str], str | 
 def _inpainting_input() -> dict[str, str]:
     image = png_with_square(64, 64, ORANGE, (255, 255, 255), SQUARE)
     return {"image": data_uri(image), "mask": data_uri(mask_png(64, 64, SQUARE)), "prompt": "fill it"}
+
+
+async def _health_check(url: str) -> Health:
+    """A server's health read the way the gateway reads it."""
+    adapter = CogAdapter(UpstreamClient(2.0, 4), {})
+    try:
+        return await adapter.health(url)
+    finally:
+        await adapter.aclose()
 
 
 async def _health(url: str) -> str | None:
@@ -190,7 +200,7 @@ async def test_webhooks_carry_the_servers_token(pool: CogServerPool, receiver: R
 @in_module_loop
 async def test_a_killed_server_is_restarted_with_backoff(pool: CogServerPool, caplog: pytest.LogCaptureFixture) -> None:
     url = pool.servers[1].url
-    caplog.set_level(logging.WARNING, logger="gateway.cog_servers")
+    caplog.set_level(logging.WARNING, logger="gateway.providers.cog.servers")
 
     for crashes in (1, 2):
         await _kill_and_await_restart(pool, url, crashes)
@@ -212,7 +222,7 @@ async def _kill_and_await_restart(pool: CogServerPool, url: str, restarts: int) 
 
 async def test_restart_then_stop_leaves_no_processes(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    servers = CogServerPool(MODEL_DIR, [url], log_dir=tmp_path)
+    servers = CogServerPool(MODEL_DIR, [url], _health_check, log_dir=tmp_path)
     await servers.start(ready_timeout=30)
     first = _running_pid(servers, url)
 
@@ -235,7 +245,7 @@ def _running_pid(servers: CogServerPool, url: str) -> int:
 
 
 async def test_a_model_dir_without_predict_py_is_refused(tmp_path: Path) -> None:
-    servers = CogServerPool(tmp_path, [f"http://127.0.0.1:{free_port()}"], log_dir=tmp_path / "logs")
+    servers = CogServerPool(tmp_path, [f"http://127.0.0.1:{free_port()}"], _health_check, log_dir=tmp_path / "logs")
 
     with pytest.raises(ConfigError, match=r"has no predict\.py"):
         await servers.start(ready_timeout=10)
@@ -251,7 +261,7 @@ async def test_a_failing_setup_stops_the_start_and_shows_the_error(tmp_path: Pat
         "        return text\n"
     )
     url = f"http://127.0.0.1:{free_port()}"
-    servers = CogServerPool(tmp_path, [url], log_dir=tmp_path / "logs")
+    servers = CogServerPool(tmp_path, [url], _health_check, log_dir=tmp_path / "logs")
 
     with pytest.raises(ConfigError, match="failed its setup") as failure:
         await servers.start(ready_timeout=20)
@@ -275,7 +285,7 @@ async def test_the_command_environment_and_exit_show_in_the_error(tmp_path: Path
     fake_python = _fake_python(tmp_path / "bin" / "python")
     url = f"http://127.0.0.1:{free_port()}"
     servers = CogServerPool(
-        MODEL_DIR, [url], upload_url=lambda _: "http://files.test/up/", webhook_token=lambda _: "s3cret",
+        MODEL_DIR, [url], _health_check, upload_url=lambda _: "http://files.test/up/", webhook_token=lambda _: "s3cret",
         python=str(fake_python), log_dir=tmp_path / "logs", env={"MODEL_SETTING": "on", "PORT": "1"},
     )  # fmt: skip
 
@@ -297,7 +307,7 @@ async def test_a_port_in_use_is_refused(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        servers = CogServerPool(MODEL_DIR, [f"http://127.0.0.1:{port}"], log_dir=tmp_path)
+        servers = CogServerPool(MODEL_DIR, [f"http://127.0.0.1:{port}"], _health_check, log_dir=tmp_path)
 
         with pytest.raises(ConfigError, match=f"127.0.0.1:{port}: Address already in use"):
             await servers.start(ready_timeout=10)
@@ -306,4 +316,4 @@ async def test_a_port_in_use_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize("url", ["https://127.0.0.1:5000", "http://127.0.0.1", "http://127.0.0.1:5000/v1", "127.0.0.1:5000"])
 def test_a_url_that_is_not_http_host_port_is_refused(url: str) -> None:
     with pytest.raises(ConfigError, match="must look like http://<host>:<port>"):
-        CogServerPool(MODEL_DIR, [url])
+        CogServerPool(MODEL_DIR, [url], _health_check)

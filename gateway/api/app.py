@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from gateway.api import admin, files, models, predictions, webhooks
+from gateway.api import admin, callbacks, files, models, predictions
 from gateway.api.body_limit import BodyLimitMiddleware
 from gateway.api.problems import EXCEPTION_HANDLERS
 from gateway.api.timing import TimingMiddleware
@@ -47,7 +47,7 @@ def create_app(settings: Settings, catalog: Catalog) -> Starlette:
     routes = [
         *(Mount(prefix, routes=api_routes) for prefix in API_PREFIXES),
         Mount("/admin/v1", routes=admin.routes),
-        *webhooks.routes,
+        *callbacks.routes,
         *files.upload_routes,
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),

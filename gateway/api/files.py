@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from gateway.api.body_limit import PathLimit
-from gateway.api.requests import api_root, caller, services
+from gateway.api.requests import api_root, caller, origin, services
 from gateway.errors import BadRequest, InvalidInput
 from gateway.files import DEFAULT_CONTENT_TYPE, Upload, too_large_detail
 from gateway.store import StoredFile
@@ -112,7 +112,7 @@ async def upload_output(request: Request) -> Response:
     content_type = request.headers.get("content-type") or DEFAULT_CONTENT_TYPE
     with await _spooled_body(request) as body:
         file = await files.store_output(token, prediction_id, Upload(body, name, content_type))
-    return Response(status_code=201, headers={"Location": files.download_url(api_root(request), file)})
+    return Response(status_code=201, headers={"Location": services(request).links.file_download(file, origin(request))})
 
 
 async def _upload(form: FormData) -> Upload:

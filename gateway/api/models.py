@@ -20,7 +20,7 @@ from gateway.timestamps import timestamp
 async def get_model(request: Request) -> Response:
     key = await caller(request, "read")
     model = _visible_model(key, request)
-    latest = services(request).catalog.version(model.name, model.versions[0].id)
+    latest = services(request).catalog.resolve_model_version(model.name, model.versions[0].id)
     return JSONResponse(await _model_json(request, model, latest))
 
 
@@ -28,7 +28,7 @@ async def list_versions(request: Request) -> Response:
     key = await caller(request, "read")
     model = _visible_model(key, request)
     catalog = services(request).catalog
-    versions = [await _version_json(request, catalog.version(model.name, v.id)) for v in model.versions if key.allows(model.name, v.id)]
+    versions = [await _version_json(request, catalog.resolve_model_version(model.name, v.id)) for v in model.versions if key.allows(model.name, v.id)]
     return JSONResponse({"next": None, "previous": None, "results": versions})
 
 
@@ -38,14 +38,14 @@ async def get_version(request: Request) -> Response:
     version_id = request.path_params["version_id"]
     if not key.allows(model.name, version_id):
         raise NotFound(f"Version {version_id} of model {model.name} not found")
-    return JSONResponse(await _version_json(request, services(request).catalog.version(model.name, version_id)))
+    return JSONResponse(await _version_json(request, services(request).catalog.resolve_model_version(model.name, version_id)))
 
 
 async def list_models(request: Request) -> Response:
     key = await caller(request, "read")
     catalog = services(request).catalog
     visible = [m for m in catalog.models() if key.allows(m.name, m.versions[0].id)]
-    results = [await _model_json(request, m, catalog.version(m.name, m.versions[0].id)) for m in visible]
+    results = [await _model_json(request, m, catalog.resolve_model_version(m.name, m.versions[0].id)) for m in visible]
     return JSONResponse({"next": None, "previous": None, "results": results})
 
 

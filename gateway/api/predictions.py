@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -12,8 +11,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from gateway.api.requests import api_root, caller, json_object, services
-from gateway.catalog import Catalog, Resolved
-from gateway.errors import BadRequest, InvalidInput, NotFound, UpstreamError
+from gateway.catalog import Reference, RefKind
+from gateway.errors import BadRequest, InvalidInput, NotFound
+from gateway.outputs import expand
 from gateway.predictions import CreateOptions
 from gateway.providers.base import WEBHOOK_EVENTS
 from gateway.store import StoredPrediction
@@ -30,38 +30,31 @@ def prediction_json(record: StoredPrediction, request: Request) -> dict[str, Any
     """The public prediction object: the stored document plus absolute URLs on the address the tenant used."""
     root = api_root(request)
     url = f"{root}/predictions/{record.id}"
-    output = services(request).outputs.expand(record.id, record.doc["output"], root)
+    links = services(request).links
+    output = expand(record.doc["output"], lambda index, name: links.output(root, record.id, index, name))
     return {**record.doc, "output": output, "urls": {"get": url, "cancel": f"{url}/cancel", "web": url}}
 
 
 async def get_output(request: Request) -> Response:
     """An output file kept by the upstream, streamed through; the signed link is the only credential needed."""
     prediction_id, index = request.path_params["prediction_id"], request.path_params["index"]
-    if not services(request).outputs.verify(prediction_id, index, request.path_params["signature"]):
+    if not services(request).links.outputs.verify(prediction_id, index, request.path_params["signature"]):
         raise NotFound("The requested output does not exist")
-    record = await services(request).predictions.find(prediction_id)
-    if index >= len(record.upstream_outputs):
-        raise NotFound("The requested output does not exist")
-    stream = await services(request).providers[record.provider].open_output(record.upstream_outputs[index])
-    if stream.status != 200:
-        stream.close()
-        if stream.status == 404:
-            raise NotFound("The output is no longer available from the upstream provider")
-        raise UpstreamError(f"The upstream provider failed to send the output (HTTP {stream.status})")
+    stream = await services(request).predictions.open_output(prediction_id, index)
     headers = {k: v for k, v in stream.headers.items() if k in _PASSED_HEADERS}
     return StreamingResponse(stream.chunks(), headers=headers, background=BackgroundTask(stream.close))
 
 
 async def create_prediction(request: Request) -> Response:
-    return await _create(request, lambda catalog, body: catalog.resolve_version(body["version"]), version_required=True)
+    return await _create(request, RefKind.VERSION)
 
 
 async def create_model_prediction(request: Request) -> Response:
-    return await _create(request, lambda catalog, _: catalog.resolve_model(_path_name(request)), version_required=False)
+    return await _create(request, RefKind.MODEL)
 
 
 async def create_deployment_prediction(request: Request) -> Response:
-    return await _create(request, lambda catalog, _: catalog.resolve_deployment(_path_name(request)), version_required=False)
+    return await _create(request, RefKind.DEPLOYMENT)
 
 
 async def get_prediction(request: Request) -> Response:
@@ -91,12 +84,12 @@ async def list_predictions(request: Request) -> Response:
     )
 
 
-async def _create(request: Request, resolve: Callable[[Catalog, dict[str, Any]], Resolved], *, version_required: bool) -> Response:
+async def _create(request: Request, kind: RefKind) -> Response:
     key = await caller(request, "predict")
     body = await json_object(request)
-    options = _create_options(body, version_required=version_required)
-    resolved = resolve(services(request).catalog, body)
-    record = await services(request).predictions.create(key, resolved, options)
+    options = _create_options(body, version_required=kind is RefKind.VERSION)
+    name = body["version"] if kind is RefKind.VERSION else _path_name(request)
+    record = await services(request).predictions.create(key, Reference(kind, name), options)
     headers: dict[str, str] = {}
     wait = _preferred_wait(request.headers.get("prefer"))
     if wait is not None:

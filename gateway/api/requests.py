@@ -33,8 +33,12 @@ async def json_object(request: Request, *, required: bool = True) -> dict[str, A
     return body
 
 
+def origin(request: Request) -> str:
+    """The gateway's public address, else the one this request came in on."""
+    public = services(request).links.public_base
+    return public or f"{request.url.scheme}://{request.url.netloc}"
+
+
 def api_root(request: Request) -> str:
     """The absolute URL of the API prefix this request came in on (`…/v1` or `…/replicate/v1`)."""
-    public = services(request).settings.public_base_url
-    origin = public.rstrip("/") if public else f"{request.url.scheme}://{request.url.netloc}"
-    return origin + request.scope.get("root_path", "")
+    return origin(request) + str(request.scope.get("root_path", ""))

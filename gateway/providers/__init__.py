@@ -1,33 +1,39 @@
-"""Upstream adapters: one file per upstream kind behind the small `Provider` contract."""
+"""Upstream adapters: one file (or folder) per upstream kind behind the small `Provider` contract."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from gateway.config import ProviderConfig
-from gateway.providers.base import (
-    Capabilities,
-    CreateRequest,
-    Provider,
-    UpstreamPrediction,
-)
-from gateway.providers.client import UpstreamClient
-from gateway.providers.cog import CogProvider, ServerBusy
+from gateway.providers.base import Capabilities, CreateRequest, Provider, Reporting, UpstreamPrediction
+from gateway.providers.cog import CogProvider
+from gateway.providers.http import UpstreamClient, UpstreamStream
 from gateway.providers.replicate import ReplicateProvider
 
-ProviderFactory = Callable[[str, ProviderConfig, UpstreamClient], Provider]
-
-REGISTRY: dict[str, ProviderFactory] = {"replicate": ReplicateProvider, "cog": CogProvider}
+ProviderFactory = Callable[[str, ProviderConfig, UpstreamClient, Reporting], Provider]
 
 
-def build_providers(configs: dict[str, ProviderConfig]) -> dict[str, Provider]:
-    """One adapter, with its own connection pool, per configured provider whose kind is registered."""
-    providers = {}
-    for name, config in configs.items():
-        factory = REGISTRY.get(config.kind)
-        if factory is not None:
-            providers[name] = factory(name, config, UpstreamClient(config.timeout, config.max_connections))
-    return providers
+def _replicate(name: str, config: ProviderConfig, client: UpstreamClient, reporting: Reporting) -> Provider:
+    return ReplicateProvider(name, config, client)  # polled and called back: it reports through the webhook path
+
+
+REGISTRY: dict[str, tuple[type[Provider], ProviderFactory]] = {
+    "replicate": (ReplicateProvider, _replicate),
+    "cog": (CogProvider, CogProvider),
+}
+
+
+def capabilities_of(config: ProviderConfig) -> Capabilities:
+    """What a configured provider's kind can do, known before any adapter is built."""
+    return REGISTRY[config.kind][0].capabilities
+
+
+def build_providers(configs: dict[str, ProviderConfig], reporting: Reporting) -> dict[str, Provider]:
+    """One adapter, with its own connection pool, per configured provider."""
+    return {
+        name: REGISTRY[config.kind][1](name, config, UpstreamClient(config.timeout, config.max_connections), reporting)
+        for name, config in configs.items()
+    }
 
 
 __all__ = [
@@ -37,8 +43,11 @@ __all__ = [
     "CreateRequest",
     "Provider",
     "ProviderFactory",
-    "ServerBusy",
+    "ReplicateProvider",
+    "Reporting",
     "UpstreamClient",
     "UpstreamPrediction",
+    "UpstreamStream",
     "build_providers",
+    "capabilities_of",
 ]

@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from gateway.catalog import Route
 from gateway.errors import UpstreamError
-from gateway.providers.client import UpstreamStream
-from gateway.state import Status, parse_status
+from gateway.providers.http import UpstreamStream
+from gateway.status import Status, parse_status
+from gateway.store import QueueStore, StoredPrediction
 
 # Every event an upstream can report; the gateway asks for all of them and filters for tenants itself.
-WEBHOOK_EVENTS = ["start", "output", "logs", "completed"]
+WEBHOOK_EVENTS = ("start", "output", "logs", "completed")
 
 
 @dataclass(frozen=True)
 class Capabilities:
     """What a kind of upstream can do; `predictions` consults this instead of catching 'unsupported' errors."""
 
-    get_by_id: bool = True
+    get_by_id: bool = True  # the upstream answers GET for a prediction: stale records are refreshed from it
     cancel: bool = True
-    slots: bool = False  # each server runs one prediction at a time: predictions queue for a free slot
+    slots: bool = False  # each server runs one prediction at a time: create queues, the adapter dispatches
     remote_outputs: bool = False  # output files stay on the upstream; tenants get gateway links to them
 
 
@@ -31,7 +33,6 @@ class CreateRequest:
     route: Route
     input: dict[str, Any]
     webhook: str | None = None
-    server: str | None = None  # for slot-limited upstreams: the server chosen by the dispatcher
 
 
 @dataclass(frozen=True)
@@ -46,21 +47,44 @@ class UpstreamPrediction:
     metrics: dict[str, Any] | None = None
     started_at: str | None = None
     completed_at: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+
+
+Report = Callable[[str, UpstreamPrediction], Awaitable[StoredPrediction | None]]
+"""Apply what an upstream reported on a prediction (by id), as an upstream webhook is applied; the record as
+now stored, or None when there is none."""
+Prepare = Callable[[StoredPrediction], Awaitable[CreateRequest]]
+"""The request that runs a queued prediction on a server (its input files made fetchable there)."""
+
+
+@dataclass(frozen=True)
+class Reporting:
+    """What the gateway hands adapters that run predictions on their own schedule (slot queues, managed
+    servers). They report through `report`, the path webhooks take, and never call into the services above."""
+
+    report: Report
+    prepare: Prepare
+    queue: Callable[[str], QueueStore]  # a consumer of the named durable queue
+    server_token: Callable[[str], str]  # the webhook bearer token a managed server is started with
+    upload_url: Callable[[str], str]  # where a managed server uploads its output files
 
 
 class Provider:
-    """One upstream. Subclasses implement the calls their `capabilities` allow."""
+    """One upstream. Subclasses implement the calls their `capabilities` allow.
+
+    Lifecycle: `start()` once the gateway's services exist (background work, managed servers), `aclose()`
+    when it stops."""
 
     capabilities = Capabilities()
 
-    async def create(self, request: CreateRequest) -> UpstreamPrediction:
+    async def create(self, request: CreateRequest) -> UpstreamPrediction | None:
+        """Start the prediction upstream; None when it was queued instead (it is reported once it starts)."""
         raise NotImplementedError
 
     async def get(self, upstream_id: str) -> UpstreamPrediction:
         raise NotImplementedError
 
     async def cancel(self, upstream_id: str) -> UpstreamPrediction | None:
+        """Ask the upstream to stop; its state if it answers with one."""
         raise NotImplementedError
 
     def parse_webhook(self, payload: Any, upstream_id: str, authorization: str | None = None) -> UpstreamPrediction | None:
@@ -69,13 +93,19 @@ class Provider:
         Raises Unauthenticated when the adapter can tell the sender is not the upstream."""
         return None
 
+    async def finished(self, upstream_id: str) -> None:
+        """The upstream reported the end of a run: release whatever the run held."""
+
     async def version_schema(self, model: str, route: Route) -> dict[str, Any] | None:
         """The OpenAPI document of the version a route runs, or None when the upstream cannot tell."""
         return None
 
     async def open_output(self, url: str) -> UpstreamStream:
-        """Start reading an output file the upstream keeps (for `remote_outputs`)."""
+        """Start reading an output file the upstream keeps (for `remote_outputs`); NotFound when it has gone."""
         raise NotImplementedError
+
+    async def start(self) -> None:
+        pass
 
     async def aclose(self) -> None:
         pass

@@ -8,22 +8,9 @@ from urllib.parse import urlsplit
 
 from gateway.catalog import Route, TargetKind
 from gateway.config import ProviderConfig
-from gateway.errors import (
-    GatewayError,
-    InvalidInput,
-    UpstreamError,
-    UpstreamTimeout,
-    UpstreamUnavailable,
-)
-from gateway.providers.base import (
-    WEBHOOK_EVENTS,
-    Capabilities,
-    CreateRequest,
-    Provider,
-    UpstreamPrediction,
-    identify,
-)
-from gateway.providers.client import UpstreamClient, UpstreamResponse, UpstreamStream
+from gateway.errors import GatewayError, InvalidInput, NotFound, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from gateway.providers.base import WEBHOOK_EVENTS, Capabilities, CreateRequest, Provider, UpstreamPrediction, identify
+from gateway.providers.http import UpstreamClient, UpstreamResponse, UpstreamStream
 
 _DELIVERY_HOSTS = ("replicate.delivery",)
 _RESETS_IN = re.compile(r"(?:in|resets in) ~?(\d+)\s*s")
@@ -67,7 +54,13 @@ class ReplicateProvider(Provider):
         host = urlsplit(url).netloc
         trusted = any(host == h or host.endswith(f".{h}") for h in self._output_hosts)
         headers = {"Authorization": f"Bearer {self._tokens[self._token_index]}"} if trusted and self._tokens else {}
-        return await self._client.stream(url, headers=headers)
+        stream = await self._client.stream(url, headers=headers)
+        if stream.status != 200:
+            stream.close()
+            if stream.status == 404:
+                raise NotFound("The output is no longer available from the upstream provider")
+            raise UpstreamError(f"The upstream provider failed to send the output (HTTP {stream.status})")
+        return stream
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -1,18 +1,62 @@
-"""All Redis access: the key layout, pipelines and Lua scripts. No other module talks to Redis.
+"""All Redis access: the key layout, pipelines, Lua scripts, subscriptions and the embedded server.
+No other module talks to Redis.
 
 Keys that belong together share a Redis Cluster hash tag: `gw:pred:{<id>}` holds one prediction,
 `gw:tenant:{<tenant>}:predictions` indexes a tenant's predictions by creation time; `gw:file:{<id>}` and
 `gw:tenant:{<tenant>}:files` do the same for uploaded files.
 """
 
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aioredis
+
+from gateway.store import events
 from gateway.store.files import FileStore, StoredFile
 from gateway.store.keys import KeyStore, StoredKey
 from gateway.store.predictions import PredictionStore, StoredPrediction
 from gateway.store.queue import QueueStore
 from gateway.store.redis import connect, mapped_errors
 from gateway.store.schemas import SchemaStore
-from gateway.store.secrets import shared_secret
+from gateway.store.subscriptions import follow
 from gateway.store.timeline import IndexEntry
+
+
+class Store:
+    """Every store of the gateway over one pooled Redis client."""
+
+    def __init__(self, redis: aioredis.Redis, prediction_retention_seconds: int) -> None:
+        self._redis = redis
+        self.predictions = PredictionStore(redis, prediction_retention_seconds)
+        self.keys = KeyStore(redis)
+        self.files = FileStore(redis)
+        self.schemas = SchemaStore(redis)
+
+    @classmethod
+    def connect(cls, url: str, *, prediction_retention_seconds: int) -> Store:
+        return cls(connect(url), prediction_retention_seconds)
+
+    def queue(self, name: str) -> QueueStore:
+        """The slot queue `name` as a new consumer (one per dispatcher) sees it."""
+        return QueueStore(self._redis, name)
+
+    async def shared_secret(self, name: str) -> bytes:
+        """A secret every gateway process shares, created once by whichever process asks first."""
+        key = f"gw:secret:{{{name}}}"
+        with mapped_errors():
+            await self._redis.set(key, secrets.token_hex(32), nx=True)
+            value = await self._redis.get(key)
+        return str(value).encode()
+
+    def prediction_changes(self) -> AsyncIterator[str]:
+        """Ids of predictions as any process changes them; first an empty string once subscribed."""
+        return events.changes(self._redis)
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+
 
 __all__ = [
     "FileStore",
@@ -21,10 +65,9 @@ __all__ = [
     "PredictionStore",
     "QueueStore",
     "SchemaStore",
+    "Store",
     "StoredFile",
     "StoredKey",
     "StoredPrediction",
-    "connect",
-    "mapped_errors",
-    "shared_secret",
+    "follow",
 ]

@@ -9,7 +9,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from gateway.state import Status, allowed_sources
+from gateway.status import Status, allowed_sources
 from gateway.store import events, timeline
 from gateway.store.redis import mapped_errors
 from gateway.store.timeline import IndexEntry

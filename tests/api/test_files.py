@@ -12,14 +12,14 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
-import redis.asyncio as aioredis
 from replicate.client import Client
 from replicate.helpers import FileOutput
 
+from gateway.api.urls import Links, file_id_in
 from gateway.errors import InvalidInput
-from gateway.files import FileLimits, Files, Upload, file_id_in, prediction_owners
-from gateway.storage import LocalStorage
-from gateway.store import FileStore, PredictionStore, connect, shared_secret
+from gateway.files import FileLimits, Files, InputFiles, LocalStorage, Upload, prediction_owners
+from gateway.signing import SECRET_NAME, Signer
+from gateway.store import Store
 from tests.conftest import INPAINTING_VERSION, Gateway, gateway_settings, inpainting_input, run_gateway
 from tests.servers import free_port
 
@@ -55,17 +55,31 @@ def files_api(files_gateway: Gateway, tenant_key: str) -> Iterator[httpx.Client]
 @pytest.fixture
 async def service(redis_url: str, files_gateway: Gateway) -> AsyncIterator[Files]:
     """A second Files service over the same Redis, secret and directory, as another gateway process would have."""
-    redis = connect(redis_url)
-    yield await _files_service(redis, files_gateway, expiry_seconds=60)
-    await redis.aclose()
+    store = Store.connect(redis_url, prediction_retention_seconds=3600)
+    yield await _files_service(store, files_gateway, expiry_seconds=60)
+    await store.aclose()
 
 
-async def _files_service(redis: aioredis.Redis, gateway: Gateway, *, expiry_seconds: int) -> Files:
+@pytest.fixture
+async def links(redis_url: str, files_gateway: Gateway) -> AsyncIterator[Links]:
+    """The gateway's links as another gateway process makes them."""
+    store = Store.connect(redis_url, prediction_retention_seconds=3600)
+    yield await _links(store, files_gateway)
+    await store.aclose()
+
+
+async def _links(store: Store, gateway: Gateway) -> Links:
+    return Links(Signer(await store.shared_secret(SECRET_NAME)), gateway.url, gateway.url)
+
+
+async def _files_service(store: Store, gateway: Gateway, *, expiry_seconds: int) -> Files:
+    links = await _links(store, gateway)
     return Files(
-        FileStore(redis),
+        store.files,
         LocalStorage(gateway.settings.files_directory()),
-        await shared_secret(redis, "files"),
-        prediction_owners(PredictionStore(redis, 3600)),
+        links.downloads,
+        links.uploads,
+        prediction_owners(store.predictions),
         FileLimits(MAX_BYTES, expiry_seconds, PAGE_SIZE),
     )
 
@@ -254,12 +268,12 @@ def _query_form(url: str, owner: str) -> str:
 
 
 async def test_signed_urls_work_without_auth_despite_an_unrelated_bearer_and_not_when_tampered_or_expired(
-    files_gateway: Gateway, files_api: httpx.Client, service: Files, tenant_key: str
+    files_gateway: Gateway, files_api: httpx.Client, service: Files, links: Links, tenant_key: str
 ) -> None:
     created = _upload(files_api, b"\x00\x01binary", "out 1.png", "image/png", filename="dir/out 1.png")
     tenant = _tenant(files_api)
     file = await service.get(tenant, created["id"])
-    url = service.download_url(files_gateway.url, file)
+    url = links.file_download(file, files_gateway.url)
     assert url.startswith(f"{files_gateway.url}/v1/files/{file.id}/download/") and url.endswith("/dir%2Fout%201.png")
     for signed in (url, _query_form(url, tenant)):
         for headers in ({}, {"Authorization": "Bearer not-a-gateway-key"}, {"Authorization": f"Bearer {tenant_key}"}):
@@ -279,7 +293,7 @@ async def test_signed_urls_work_without_auth_despite_an_unrelated_bearer_and_not
     ):
         response = httpx.get(bad)
         assert response.status_code == 403 and response.json()["detail"] == "The download URL's signature is not valid"
-    expired = httpx.get(service.download_url(files_gateway.url, file, expires_at=time.time() - 1))
+    expired = httpx.get(links.file_download(file, files_gateway.url, expires_at=time.time() - 1))
     assert (expired.status_code, expired.json()["detail"]) == (403, "The download URL has expired")
     files_api.delete(f"/files/{file.id}")
     assert httpx.get(url).json() == NOT_FOUND
@@ -295,10 +309,10 @@ def _prediction_id(api: httpx.Client) -> str:
 
 
 async def test_a_cog_output_upload_becomes_a_short_signed_url_owned_by_the_predictions_tenant(
-    files_gateway: Gateway, api: httpx.Client, files_api: httpx.Client, service: Files
+    files_gateway: Gateway, api: httpx.Client, files_api: httpx.Client, links: Links
 ) -> None:
     prediction_id = _prediction_id(api)
-    upload_url = service.upload_url(files_gateway.url, "http://127.0.0.1:5100")
+    upload_url = links.upload("http://127.0.0.1:5100", base=files_gateway.url)
     assert upload_url.startswith(f"{files_gateway.url}/uploads/") and upload_url.endswith("/")
     headers = {"content-type": "image/png", "x-prediction-id": prediction_id}
     locations = []
@@ -315,8 +329,8 @@ async def test_a_cog_output_upload_becomes_a_short_signed_url_owned_by_the_predi
     assert [(f["name"], f["content_type"], f["metadata"]) for f in listed] == [("out-0.png", "image/png", {"prediction_id": prediction_id})] * 2
 
 
-async def test_output_uploads_need_a_valid_token_and_a_known_prediction(files_gateway: Gateway, api: httpx.Client, service: Files) -> None:
-    upload_url = service.upload_url(files_gateway.url, "server-a")
+async def test_output_uploads_need_a_valid_token_and_a_known_prediction(files_gateway: Gateway, api: httpx.Client, links: Links) -> None:
+    upload_url = links.upload("server-a", base=files_gateway.url)
     prediction_id = _prediction_id(api)
     forged = upload_url.replace(upload_url.split("/")[-2], upload_url.split("/")[-2][:-4] + "0000")
     for url, headers, status in (
@@ -333,11 +347,14 @@ async def test_output_uploads_need_a_valid_token_and_a_known_prediction(files_ga
 # --- prediction inputs -------------------------------------------------------------------------
 
 
-async def test_resolve_inputs_turns_own_file_urls_into_fetchable_ones(files_gateway: Gateway, files_api: httpx.Client, service: Files) -> None:
+async def test_resolve_inputs_turns_own_file_urls_into_fetchable_ones(
+    files_gateway: Gateway, files_api: httpx.Client, service: Files, links: Links
+) -> None:
     created = _upload(files_api, b"mask bytes", "mask.png", "image/png")
     tenant, elsewhere = _tenant(files_api), f"https://gw.example.com/replicate/v1/files/{created['id']}"
     given = {"image": created["urls"]["get"], "masks": [{"m": elsewhere}], "prompt": "a cat", "steps": 4, "other": "https://example.com/v1/x.png"}
-    signed = await service.resolve_inputs(tenant, given, base_url="https://public.example.com")
+    inputs = InputFiles(service, file_id_in)
+    signed = await inputs.resolve(tenant, given, lambda file, expires_at: links.file_download(file, "https://public.example.com", expires_at))
     assert signed["image"].startswith(f"https://public.example.com/v1/files/{created['id']}/download/")
     assert signed["masks"][0]["m"].startswith("https://public.example.com/v1/files/")
     assert {k: signed[k] for k in ("prompt", "steps", "other")} == {k: given[k] for k in ("prompt", "steps", "other")}
@@ -345,7 +362,7 @@ async def test_resolve_inputs_turns_own_file_urls_into_fetchable_ones(files_gate
     assert time.time() + 3500 < expiry <= time.time() + 3600
     fetchable = signed["image"].replace("https://public.example.com", files_gateway.url)
     assert httpx.get(fetchable).content == b"mask bytes"
-    inline = await service.resolve_inputs(tenant, given, base_url=None)
+    inline = await inputs.resolve(tenant, given, None)
     assert inline["image"] == "data:image/png;base64," + base64.b64encode(b"mask bytes").decode()
     assert inline["masks"][0]["m"] == inline["image"]
 
@@ -354,7 +371,7 @@ async def test_resolve_inputs_refuses_foreign_and_missing_files(files_gateway: G
     created = _upload(files_api)
     given = {"image": created["urls"]["get"], "mask": f"{files_gateway.url}/v1/files/nosuchfile", "seed": 1}
     with pytest.raises(InvalidInput) as caught:
-        await service.resolve_inputs("another-tenant", given, base_url=None)
+        await InputFiles(service, file_id_in).resolve("another-tenant", given, None)
     assert caught.value.invalid_fields == [
         {"type": "file_not_found", "field": "input.image", "description": f"File {created['id']} not found"},
         {"type": "file_not_found", "field": "input.mask", "description": "File nosuchfile not found"},
@@ -394,10 +411,10 @@ async def test_the_sweeper_deletes_blobs_whose_files_expired_and_keeps_the_rest(
 
 
 async def test_the_gateway_sweeps_expired_files_on_its_own(redis_url: str, files_gateway: Gateway) -> None:
-    redis = connect(redis_url)
-    short_lived = await _files_service(redis, files_gateway, expiry_seconds=1)
+    store = Store.connect(redis_url, prediction_retention_seconds=3600)
+    short_lived = await _files_service(store, files_gateway, expiry_seconds=1)
     file = await short_lived.create("sweep-tenant", Upload(io.BytesIO(b"brief"), "brief.txt"))
-    await redis.aclose()
+    await store.aclose()
     deadline = time.monotonic() + 5
     while _blob(files_gateway, file.id).exists() and time.monotonic() < deadline:
         await asyncio.sleep(0.1)

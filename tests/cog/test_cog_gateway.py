@@ -13,7 +13,7 @@ import pytest
 import redis
 import replicate
 
-from gateway.providers.cog import split_upstream_id
+from gateway.providers.cog import CogProvider, split_upstream_id
 from tests.cog.conftest import FAST_VERSION, SLOW_VERSION, CogGateway
 from tests.images import data_uri, decode_png, mask_png, png_with_square
 
@@ -142,7 +142,8 @@ def test_a_server_killed_mid_prediction_fails_it_with_a_clear_error(cog_gateway:
     created = api.post("/predictions", json={"version": SLOW_VERSION, "input": _image_input()}).json()
     _until(api, created["id"], {"processing"})
     server = split_upstream_id(_stored(cog_gateway, created["id"]))[0]
-    pool = next(p for p in cog_gateway.services.model_servers.values() if server in [s.url for s in p.servers])
+    pools = [p.pool for p in cog_gateway.services.providers.values() if isinstance(p, CogProvider) and p.pool is not None]
+    pool = next(p for p in pools if server in [s.url for s in p.servers])
     pid = pool.pid(server)
     assert pid is not None
     os.killpg(pid, signal.SIGKILL)

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from gateway.embedded_redis import EmbeddedRedis
+from gateway.store.embedded import EmbeddedRedis
 from tests.conftest import INPAINTING_VERSION, Upstream, gateway_settings, inpainting_input, run_gateway
 from tests.servers import free_port
 

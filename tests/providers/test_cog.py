@@ -5,9 +5,9 @@ import json
 import pytest
 
 from gateway.errors import InvalidInput, UpstreamError
-from gateway.providers.client import UpstreamResponse
-from gateway.providers.cog import ServerBusy, _raise_for_status, from_cog, split_upstream_id
-from gateway.state import Status
+from gateway.providers.cog.adapter import ServerBusy, _raise_for_status, from_cog, split_upstream_id
+from gateway.providers.http import UpstreamResponse
+from gateway.status import Status
 
 SERVER = "http://127.0.0.1:5100"
 

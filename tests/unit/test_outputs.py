@@ -1,4 +1,6 @@
-from gateway.outputs import OutputLinks, hide
+from gateway.api.urls import Links
+from gateway.outputs import expand, hide
+from gateway.signing import Signer
 
 
 def test_hide_replaces_urls_wherever_they_are_and_keeps_other_values() -> None:
@@ -11,10 +13,11 @@ def test_hide_replaces_urls_wherever_they_are_and_keeps_other_values() -> None:
 
 
 def test_expand_makes_signed_links_under_the_api_root_the_tenant_used() -> None:
-    links = OutputLinks(b"secret")
-    expanded = links.expand("p1", ["gateway-output:0/out 0.png", "plain"], "https://gw.example/replicate/v1")
-    signature = links.signature("p1", 0)
+    links = Links(Signer(b"secret"), None, "http://127.0.0.1:8000")
+    root = "https://gw.example/replicate/v1"
+    expanded = expand(["gateway-output:0/out 0.png", "plain"], lambda index, name: links.output(root, "p1", index, name))
+    signature = links.outputs.sign("p1", 0)
     assert expanded == [f"https://gw.example/replicate/v1/predictions/p1/outputs/0/{signature}/out%200.png", "plain"]
-    assert links.verify("p1", 0, signature)
-    assert not links.verify("p1", 1, signature) and not links.verify("p2", 0, signature)
-    assert OutputLinks(b"other").signature("p1", 0) != signature
+    assert links.outputs.verify("p1", 0, signature)
+    assert not links.outputs.verify("p1", 1, signature) and not links.outputs.verify("p2", 0, signature)
+    assert Links(Signer(b"other"), None, "http://127.0.0.1:8000").outputs.sign("p1", 0) != signature

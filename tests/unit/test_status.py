@@ -2,7 +2,7 @@ import itertools
 
 import pytest
 
-from gateway.state import TERMINAL, Status, allowed_sources, can_transition, parse_status
+from gateway.status import TERMINAL, Status, allowed_sources, can_transition, parse_status
 
 ORDER = [Status.STARTING, Status.PROCESSING]
 

@@ -1,20 +1,14 @@
-"""Files: tenant uploads and model outputs, their signed download URLs, and file URLs in prediction inputs.
+"""The files service: tenant uploads and model outputs, read back with a key or a signed download URL.
 
 A file is a metadata record in the store (expiring with the file) plus a blob in file storage under the
-file's id. A signed download URL lets anyone holding it read the file until it expires, with no API key; its
-signature is the base64 HMAC-SHA256 of `"{owner} {id} {expiry}"`. Two forms are accepted:
-`…/files/{id}/download?owner=&expiry=&signature=` (Replicate's) and `…/files/{id}/download/{expiry}/{signature}/{name}`
-(URL-safe base64, owner implied by the file). The gateway hands out the second: Cog servers drop the query
-string of the URL an upload answers with, and a URL ending in the file name tells clients what they hold.
+file's id. A signed download URL lets anyone holding it read the file until it expires, with no API key.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import hashlib
-import hmac
 import logging
 import mimetypes
 import re
@@ -23,34 +17,24 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import IO, Any
-from urllib.parse import quote, urlsplit
 
 from gateway.cursors import window
-from gateway.errors import (
-    Forbidden,
-    GatewayError,
-    InvalidInput,
-    NotFound,
-    PayloadTooLarge,
-)
-from gateway.storage import CHUNK_BYTES, FileStorage
+from gateway.errors import Forbidden, GatewayError, InvalidInput, NotFound, PayloadTooLarge
+from gateway.files.signing import DownloadSignatures, UploadTokens
+from gateway.files.storage import CHUNK_BYTES, FileStorage
 from gateway.store import FileStore, PredictionStore, StoredFile
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 NAME_MAX_BYTES = 255
-INPUT_URL_SECONDS = 3600  # how long an upstream may fetch a file a prediction's input points at
-INLINE_MAX_BYTES = 10 * 1024 * 1024  # the largest file passed to an upstream as a data: URI
 SWEEP_BATCH = 100
 _MIB, _KIB = 1024 * 1024, 1024
 _CONTENT_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*(\s*;[ -~]*)?$")
-_FILE_PATH = re.compile(r"^(?:/replicate)?/v1/files/(?P<id>[A-Za-z0-9_-]{1,200})(?:/download(?:/[^/]+/[^/]+/[^/]+)?)?/?$")
 _PREDICTION_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 OwnerOf = Callable[[str], Awaitable[str | None]]
 """The tenant owning a prediction id, or None when there is no such prediction."""
-Problems = list[dict[str, str]]  # InvalidInput's invalid_fields, collected
 
 
 @dataclass(frozen=True)
@@ -86,7 +70,7 @@ class _Digest:
 
 def too_large_detail(max_bytes: int) -> str:
     """Replicate's 413 wording for the configured limit."""
-    return f"Files must be less than {_human_size(max_bytes)} in size"
+    return f"Files must be less than {human_size(max_bytes)} in size"
 
 
 def prediction_owners(store: PredictionStore) -> OwnerOf:
@@ -101,47 +85,22 @@ def prediction_owners(store: PredictionStore) -> OwnerOf:
     return owner_of
 
 
-def file_id_in(url: str) -> str | None:
-    """The file id when `url` is a gateway file URL (`…/v1/files/{id}[/download]`, on any host), else None."""
-    if not url.startswith(("https://", "http://")):
-        return None
-    try:
-        path = urlsplit(url).path
-    except ValueError:
-        return None
-    match = _FILE_PATH.match(path)
-    return match["id"] if match else None
-
-
-class UploadTokens:
-    """Capability URLs Cog servers upload outputs to (`--upload-url`): only their holders may add files."""
-
-    def __init__(self, secret: bytes) -> None:
-        self._key = hmac.new(secret, b"output uploads", hashlib.sha256).digest()
-
-    def url(self, base_url: str, server_id: str) -> str:
-        """The `--upload-url` for one Cog server."""
-        name = base64.urlsafe_b64encode(server_id.encode()).decode().rstrip("=")
-        return f"{base_url.rstrip('/')}/uploads/{name}.{self._mac(name)}/"
-
-    def check(self, token: str) -> None:
-        """Forbidden unless `token` came from `url`."""
-        name, _, mac = token.rpartition(".")
-        if not name or not hmac.compare_digest(self._mac(name).encode(), mac.encode()):
-            raise Forbidden("The upload URL is not valid")
-
-    def _mac(self, name: str) -> str:
-        return hmac.new(self._key, name.encode(), hashlib.sha256).hexdigest()[:32]
-
-
 class Files:
     """Create, read, list and delete files; sign and check download URLs; take Cog output uploads."""
 
-    def __init__(self, store: FileStore, storage: FileStorage, secret: bytes, owner_of: OwnerOf, limits: FileLimits) -> None:
+    def __init__(
+        self,
+        store: FileStore,
+        storage: FileStorage,
+        signatures: DownloadSignatures,
+        uploads: UploadTokens,
+        owner_of: OwnerOf,
+        limits: FileLimits,
+    ) -> None:
         self._store = store
         self._storage = storage
-        self._download_key = hmac.new(secret, b"file downloads", hashlib.sha256).digest()
-        self._uploads = UploadTokens(secret)
+        self._signatures = signatures
+        self._uploads = uploads
         self._owner_of = owner_of
         self._limits = limits
 
@@ -194,15 +153,6 @@ class Files:
         """The file's bytes as chunks (NotFound when the blob has gone)."""
         return await self._storage.open(file.id)
 
-    def download_url(self, base_url: str, file: StoredFile, expires_at: float | None = None) -> str:
-        """A signed URL on `base_url` (the gateway's origin) that reads the file without an API key.
-
-        It is valid until `expires_at`, by default until the file itself expires.
-        """
-        expiry = int(file.expires_ms / 1000 if expires_at is None else expires_at)
-        signature = base64.urlsafe_b64encode(self._signature(file.tenant, file.id, expiry)).decode().rstrip("=")
-        return f"{base_url.rstrip('/')}/v1/files/{file.id}/download/{expiry}/{signature}/{quote(file.name, safe='')}"
-
     async def signed(self, file_id: str, expiry: str, signature: str, owner: str | None = None) -> StoredFile:
         """The file a signed download URL names (`owner` comes with the query form; the path form signs the file's own).
 
@@ -212,17 +162,13 @@ class Files:
         signer = owner if owner is not None else (file.tenant if file else None)
         if signer is None:
             raise NotFound("File not found")
-        given = _signature_bytes(signature)
-        if given is None or not hmac.compare_digest(self._signature(signer, file_id, expiry), given):
+        if not self._signatures.verify(signer, file_id, expiry, signature):
             raise Forbidden("The download URL's signature is not valid")
         if not expiry.isdigit() or int(expiry) <= time.time():
             raise Forbidden("The download URL has expired")
         if file is None or file.tenant != signer:
             raise NotFound("File not found")
         return file
-
-    def upload_url(self, base_url: str, server_id: str) -> str:
-        return self._uploads.url(base_url, server_id)
 
     def check_upload_token(self, token: str) -> None:
         self._uploads.check(token)
@@ -237,17 +183,9 @@ class Files:
         output = Upload(upload.source, upload.name, content_type, {"prediction_id": prediction_id})
         return await self.create(tenant, output)
 
-    async def resolve_inputs(self, tenant: str, input: dict[str, Any], *, base_url: str | None) -> dict[str, Any]:
-        """`input` with every gateway file URL replaced by one the upstream can fetch.
-
-        With `base_url` that is a signed download URL valid for an hour (at most until the file expires),
-        otherwise a `data:` URI of the bytes. A missing or foreign file is an InvalidInput `file_not_found`.
-        """
-        problems: Problems = []
-        resolved = {name: await self._resolve(tenant, value, f"input.{name}", base_url, problems) for name, value in input.items()}
-        if problems:
-            raise InvalidInput(problems)
-        return resolved
+    async def read(self, file: StoredFile) -> bytes:
+        """All of the file's bytes (NotFound when the blob has gone)."""
+        return await self._storage.read(file.id)
 
     async def sweep(self, now: float | None = None) -> int:
         """Delete the blobs of expired (or deleted) files; the number of files swept."""
@@ -271,31 +209,6 @@ class Files:
                 if swept:
                     logger.info("swept %d expired files", swept)
 
-    async def _resolve(self, tenant: str, value: Any, field: str, base_url: str | None, problems: Problems) -> Any:
-        if isinstance(value, list):
-            return [await self._resolve(tenant, v, f"{field}.{i}", base_url, problems) for i, v in enumerate(value)]
-        if isinstance(value, dict):
-            return {k: await self._resolve(tenant, v, f"{field}.{k}", base_url, problems) for k, v in value.items()}
-        file_id = file_id_in(value) if isinstance(value, str) else None
-        if file_id is None:
-            return value
-        try:
-            return await self._fetchable_url(tenant, file_id, base_url)
-        except NotFound:
-            problems.append({"type": "file_not_found", "field": field, "description": f"File {file_id} not found"})
-        except PayloadTooLarge as exc:
-            problems.append({"type": "file_too_large", "field": field, "description": exc.detail})
-        return value
-
-    async def _fetchable_url(self, tenant: str, file_id: str, base_url: str | None) -> str:
-        file = await self.get(tenant, file_id)
-        if base_url is not None:
-            return self.download_url(base_url, file, min(time.time() + INPUT_URL_SECONDS, file.expires_ms / 1000))
-        if file.size > INLINE_MAX_BYTES:
-            raise PayloadTooLarge(f"File {file_id} is too large to pass inline ({_human_size(INLINE_MAX_BYTES)} at most)")
-        data = base64.b64encode(await self._storage.read(file.id)).decode()
-        return f"data:{file.content_type};base64,{data}"
-
     async def _live(self, file_id: str) -> StoredFile | None:
         file = await self._store.get(file_id)
         return file if file is not None and file.expires_ms > time.time() * 1000 else None
@@ -303,10 +216,6 @@ class Files:
     async def _drop_blob(self, file_id: str) -> None:
         await self._storage.delete(file_id)
         await self._store.forget(file_id)
-
-    def _signature(self, owner: str, file_id: str, expiry: int | str) -> bytes:
-        return hmac.new(self._download_key, f"{owner} {file_id} {expiry}".encode(), hashlib.sha256).digest()
-
 
 
 def _digest(source: IO[bytes]) -> _Digest:
@@ -319,16 +228,6 @@ def _digest(source: IO[bytes]) -> _Digest:
         size += len(chunk)
     source.seek(start)
     return _Digest(size, sha256.hexdigest(), md5.hexdigest())
-
-
-def _signature_bytes(text: str) -> bytes | None:
-    """A signature in standard or URL-safe base64, padded or not; None if it is neither."""
-    # A '+' in a query string that was not percent-encoded arrives as ' '; base64 has no spaces.
-    standard = text.replace(" ", "+").replace("-", "+").replace("_", "/")
-    try:
-        return base64.b64decode(standard + "=" * (-len(standard) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        return None
 
 
 def _checked_name(name: str) -> str:
@@ -351,7 +250,7 @@ def _new_file_id() -> str:
     return base64.b32encode(secrets.token_bytes(20)).decode().lower()
 
 
-def _human_size(size: int) -> str:
+def human_size(size: int) -> str:
     if size % _MIB == 0:
         return f"{size // _MIB}MB"
     if size % _KIB == 0:

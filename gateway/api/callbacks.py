@@ -15,7 +15,7 @@ from gateway.errors import NotFound
 
 async def upstream_webhook(request: Request) -> Response:
     prediction_id = request.path_params["prediction_id"]
-    if not services(request).upstream_hooks.verify(prediction_id, request.query_params.get("token", "")):
+    if not services(request).links.callbacks.verify(prediction_id, request.query_params.get("token", "")):
         raise NotFound("The requested resource does not exist")
     try:
         payload = json.loads(await request.body())

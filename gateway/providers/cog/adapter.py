@@ -1,4 +1,4 @@
-"""Self-hosted Cog model servers (coglet): one prediction slot per server, async runs reported by webhook.
+"""Cog's wire format: one prediction slot per server, async runs reported by webhook.
 
 Cog differs from Replicate: no GET by id, 409 when its slot is busy, FastAPI-style 422 bodies, webhook
 payloads without timestamps, and intermediate output wrapped in a list. This module translates all of it.
@@ -7,27 +7,15 @@ The upstream id of a Cog prediction is `<server url>|<prediction id>`: the serve
 
 from __future__ import annotations
 
+import enum
 import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from gateway.catalog import Route
-from gateway.config import ProviderConfig
-from gateway.errors import (
-    GatewayError,
-    InvalidInput,
-    Unauthenticated,
-    UpstreamError,
-    UpstreamUnavailable,
-)
-from gateway.providers.base import (
-    WEBHOOK_EVENTS,
-    Capabilities,
-    CreateRequest,
-    Provider,
-    UpstreamPrediction,
-    identify,
-)
-from gateway.providers.client import UpstreamClient, UpstreamResponse
+from gateway.errors import GatewayError, InvalidInput, Unauthenticated, UpstreamError, UpstreamUnavailable
+from gateway.providers.base import WEBHOOK_EVENTS, CreateRequest, UpstreamPrediction, identify
+from gateway.providers.http import UpstreamClient, UpstreamResponse
 
 _HEALTH_TIMEOUT_SECONDS = 2.0
 
@@ -36,23 +24,51 @@ class ServerBusy(UpstreamUnavailable):
     """The server's single slot is taken (409) or it is not ready yet (503): try again later."""
 
 
-class CogProvider(Provider):
-    capabilities = Capabilities(get_by_id=False, cancel=True, slots=True)
+class ServerStatus(enum.Enum):
+    """What a server's `/health-check` reports; UNREACHABLE when it does not answer with one."""
 
-    def __init__(self, name: str, config: ProviderConfig, client: UpstreamClient) -> None:
-        self.name = name
-        self.servers = config.server_urls()
-        token = config.webhook_token.get_secret_value() if config.webhook_token else None
-        # The bearer token each server sends with its webhooks (WEBHOOK_AUTH_TOKEN); managed servers get theirs
-        # from the gateway when it starts them.
-        self.server_tokens: dict[str, str] = {server: token for server in config.servers if token}
-        self.run_timeout = config.run_timeout
-        self._output_is_array: bool | None = None  # learned from the model's schema
+    STARTING = "STARTING"
+    READY = "READY"
+    BUSY = "BUSY"  # set up and running a prediction
+    SETUP_FAILED = "SETUP_FAILED"
+    DEFUNCT = "DEFUNCT"
+    UNREACHABLE = "UNREACHABLE"
+
+    @property
+    def serving(self) -> bool:
+        return self in (ServerStatus.READY, ServerStatus.BUSY)
+
+    @property
+    def failed(self) -> bool:
+        return self in (ServerStatus.SETUP_FAILED, ServerStatus.DEFUNCT)
+
+
+@dataclass(frozen=True)
+class Health:
+    status: ServerStatus
+    setup_logs: str = ""
+
+
+def upstream_id(server: str, prediction_id: str) -> str:
+    return f"{server}|{prediction_id}"
+
+
+def split_upstream_id(value: str) -> tuple[str, str]:
+    server, _, prediction_id = value.rpartition("|")
+    return server, prediction_id
+
+
+class CogAdapter:
+    """Calls to Cog servers over one pooled client, and the checks of what they send back."""
+
+    def __init__(self, client: UpstreamClient, server_tokens: Mapping[str, str]) -> None:
         self._client = client
+        # The bearer token each server sends with its webhooks (WEBHOOK_AUTH_TOKEN).
+        self._server_tokens = server_tokens
+        self._output_is_array: bool | None = None  # learned from the model's schema
 
-    async def create(self, request: CreateRequest) -> UpstreamPrediction:
-        """Start the prediction on `request.server` under the gateway's own id (PUT is idempotent in flight)."""
-        server = request.server or self.servers[0]
+    async def start(self, request: CreateRequest, server: str) -> UpstreamPrediction:
+        """Start the prediction on `server` under the gateway's own id (PUT is idempotent in flight)."""
         body: dict[str, Any] = {"id": request.prediction_id, "input": request.input}
         if request.webhook:
             body.update(webhook=request.webhook, webhook_events_filter=WEBHOOK_EVENTS)
@@ -61,50 +77,44 @@ class CogProvider(Provider):
         _raise_for_status(response)
         return from_cog(response.json(), server)
 
-    async def cancel(self, upstream_id: str) -> UpstreamPrediction | None:
+    async def cancel(self, upstream: str) -> None:
         """Ask the server to stop; the outcome arrives by webhook. A 404 means it is not running there."""
-        server, prediction_id = split_upstream_id(upstream_id)
+        server, prediction_id = split_upstream_id(upstream)
         response = await self._client.request("POST", f"{server}/predictions/{prediction_id}/cancel", headers={})
         if response.status != 404:
             _raise_for_status(response)
-        return None
 
-    async def health(self, server: str) -> str | None:
-        """The server's reported status (READY, BUSY, STARTING, ...), or None when it cannot be reached."""
+    async def health(self, server: str) -> Health:
         try:
             response = await self._client.request("GET", f"{server}/health-check", headers={}, timeout=_HEALTH_TIMEOUT_SECONDS)
             data = response.json()
         except GatewayError:
-            return None
-        return str(data.get("status")) if isinstance(data, dict) else None
+            return Health(ServerStatus.UNREACHABLE)
+        return _health(data)
 
-    async def version_schema(self, model: str, route: Route) -> dict[str, Any] | None:
+    async def openapi(self, servers: list[str]) -> dict[str, Any] | None:
         """The model's OpenAPI document, as the first server that answers publishes it."""
-        for server in self.servers:
+        for server in servers:
             try:
                 response = await self._client.request("GET", f"{server}/openapi.json", headers={}, timeout=_HEALTH_TIMEOUT_SECONDS)
-                if response.status == 200 and isinstance(document := response.json(), dict):
-                    output = document.get("components", {}).get("schemas", {}).get("Output", {})
-                    self._output_is_array = isinstance(output, dict) and output.get("type") == "array"
-                    return document
+                document = response.json() if response.status == 200 else None
             except GatewayError:
                 continue
+            if isinstance(document, dict):
+                output = document.get("components", {}).get("schemas", {}).get("Output", {})
+                self._output_is_array = isinstance(output, dict) and output.get("type") == "array"
+                return document
         return None
 
-    def parse_webhook(self, payload: Any, upstream_id: str, authorization: str | None = None) -> UpstreamPrediction:
-        server, _ = split_upstream_id(upstream_id)
-        expected = self.server_tokens.get(server)
+    def parse_webhook(self, payload: Any, upstream: str, authorization: str | None) -> UpstreamPrediction:
+        server, _ = split_upstream_id(upstream)
+        expected = self._server_tokens.get(server)
         if expected is not None and not hmac.compare_digest(authorization or "", f"Bearer {expected}"):
             raise Unauthenticated("The webhook did not come from the model server running this prediction")
         return from_cog(payload, server, output_is_array=self._output_is_array)
 
     async def aclose(self) -> None:
         await self._client.aclose()
-
-
-def split_upstream_id(upstream_id: str) -> tuple[str, str]:
-    server, _, prediction_id = upstream_id.rpartition("|")
-    return server, prediction_id
 
 
 def from_cog(data: Any, server: str, *, output_is_array: bool | None = None) -> UpstreamPrediction:
@@ -121,7 +131,7 @@ def from_cog(data: Any, server: str, *, output_is_array: bool | None = None) -> 
     if output_is_array is False and not status.terminal and isinstance(output, list):
         output = output[-1] if output else None
     return UpstreamPrediction(
-        id=f"{server}|{prediction_id}",
+        id=upstream_id(server, prediction_id),
         status=status,
         output=output,
         logs=data.get("logs"),
@@ -130,12 +140,29 @@ def from_cog(data: Any, server: str, *, output_is_array: bool | None = None) -> 
     )
 
 
+def _health(data: Any) -> Health:
+    if not isinstance(data, dict):
+        return Health(ServerStatus.UNREACHABLE)
+    try:
+        status = ServerStatus(data.get("status"))
+    except ValueError:
+        status = ServerStatus.UNREACHABLE
+    setup = data.get("setup")
+    logs = setup.get("logs") if isinstance(setup, dict) else None
+    return Health(status, str(logs or ""))
+
+
+# Cog's error statuses: the slot is taken or the server is not ready (try again later), or the input is refused.
+_BUSY_STATUSES = (409, 503)
+_INVALID_STATUS = 422
+
+
 def _raise_for_status(response: UpstreamResponse) -> None:
     if response.status < 400:
         return
-    if response.status in (409, 503):
+    if response.status in _BUSY_STATUSES:
         raise ServerBusy("The model server is busy")
-    if response.status == 422:
+    if response.status == _INVALID_STATUS:
         raise InvalidInput(_invalid_fields(response))
     raise UpstreamError(f"The model server failed with HTTP {response.status}")
 

@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
-import redis.asyncio as aioredis
-
-from gateway.store import events
-from gateway.subscriptions import follow
+from gateway.store import follow
 
 
-class Events:
-    def __init__(self, redis: aioredis.Redis) -> None:
-        self._redis = redis
+class Waiters:
+    """Wake-ups for `Prefer: wait` (and, later, streams), fed by the store's change events."""
+
+    def __init__(self, changes: Callable[[], AsyncIterator[str]]) -> None:
+        self._changes = changes
         self._waiters: dict[str, set[asyncio.Event]] = {}
 
     async def run(self) -> None:
         """Listen for changes until cancelled."""
-        await follow("prediction event", lambda: events.changes(self._redis), self._wake, self._wake_all)
+        await follow("prediction change", self._changes, self._wake, self._wake_all)
 
     @contextlib.contextmanager
     def watching(self, prediction_id: str) -> Iterator[asyncio.Event]:

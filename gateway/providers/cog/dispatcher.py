@@ -1,10 +1,11 @@
 """Dispatch of queued predictions onto pools of one-slot model servers (Cog).
 
 The queue lives in Redis (FIFO, claimed atomically under a lease, taken back from dispatchers that stopped),
-so a queued prediction survives a crash and is never run twice: the server's id for a run is the gateway's prediction id, and Cog's PUT is
-idempotent while the run is in flight. Servers are chosen round-robin among the free ones; a 409 or 503
-puts the prediction back at the head of the queue. A health watch fails a prediction whose server died or
-forgot it, and one that outlived the run timeout, so none stays unfinished forever.
+so a queued prediction survives a crash and is never run twice: the server's id for a run is the gateway's
+prediction id, and Cog's PUT is idempotent while the run is in flight. Servers are chosen round-robin among
+the free ones; a 409 or 503 puts the prediction back at the head of the queue. A health watch fails a
+prediction whose server died or forgot it, and one that outlived the run timeout, so none stays unfinished
+forever. Every change is reported through `report`, the path upstream webhooks take.
 """
 
 from __future__ import annotations
@@ -14,14 +15,13 @@ import contextlib
 import itertools
 import logging
 import time
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass
 
 from gateway.errors import GatewayError, InvalidInput, UpstreamError
-from gateway.providers import CogProvider, CreateRequest, ServerBusy, UpstreamPrediction
-from gateway.providers.cog import split_upstream_id
-from gateway.state import Status
-from gateway.store import QueueStore, StoredPrediction
+from gateway.providers.base import Prepare, Report, UpstreamPrediction
+from gateway.providers.cog.adapter import CogAdapter, ServerBusy, ServerStatus, split_upstream_id, upstream_id
+from gateway.status import Status
+from gateway.store import QueueStore
 
 logger = logging.getLogger(__name__)
 
@@ -43,29 +43,29 @@ class _Slot:
     healthy: bool = True
 
 
-@dataclass
 class SlotDispatcher:
-    name: str
-    provider: CogProvider
-    queue: QueueStore
-    predictions: PredictionsPort
-    run_timeout: float
-    _slots: list[_Slot] = field(init=False)
-    _next: int = field(default=0, init=False)
-    _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
-    _tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
-
-    def __post_init__(self) -> None:
-        self._slots = [_Slot(server) for server in self.provider.servers]
+    def __init__(
+        self, name: str, adapter: CogAdapter, servers: list[str], queue: QueueStore, report: Report, prepare: Prepare, run_timeout: float
+    ) -> None:
+        self.name = name
+        self.run_timeout = run_timeout
+        self._adapter = adapter
+        self._queue = queue
+        self._report = report
+        self._prepare = prepare
+        self._slots = [_Slot(server) for server in servers]
+        self._next = 0
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def submit(self, prediction_id: str) -> None:
-        await self.queue.push(prediction_id)
+        await self._queue.push(prediction_id)
         self._wake.set()
 
-    async def release(self, upstream_id: str) -> None:
+    async def release(self, upstream: str) -> None:
         """A run ended (its terminal webhook arrived): the server's slot is free again."""
-        await self.queue.finished(upstream_id)
-        server, prediction_id = split_upstream_id(upstream_id)
+        await self._queue.finished(upstream)
+        server, prediction_id = split_upstream_id(upstream)
         for slot in self._slots:
             if slot.server == server and slot.prediction_id == prediction_id:
                 self._free(slot)
@@ -96,7 +96,7 @@ class SlotDispatcher:
 
     async def _claim_quietly(self) -> str | None:
         try:
-            return await self.queue.claim()
+            return await self._queue.claim()
         except GatewayError as exc:
             logger.warning("%s: queue unavailable: %s", self.name, exc.detail)
             return None
@@ -115,20 +115,20 @@ class SlotDispatcher:
             self._free(slot)
 
     async def _start(self, slot: _Slot, prediction_id: str) -> None:
-        upstream_id = f"{slot.server}|{prediction_id}"
+        run_id = upstream_id(slot.server, prediction_id)
         try:
-            record = await self.predictions.claimed(prediction_id, upstream_id)
-            if record is None:  # canceled while queued, or expired
-                await self.queue.done(prediction_id)
+            record = await self._report(prediction_id, UpstreamPrediction(run_id, Status.STARTING))
+            if record is None or record.status.terminal:  # canceled while queued, or expired
+                await self._queue.done(prediction_id)
                 self._free(slot)
                 return
-            upstream = await self.provider.create(await self.predictions.create_request(record, slot.server))
+            started = await self._adapter.start(await self._prepare(record), slot.server)
         except ServerBusy:
             await self._requeue(slot, prediction_id, BUSY_BACKOFF_SECONDS)
             return
         except InvalidInput as exc:
-            await self.predictions.settle(prediction_id, UpstreamPrediction(upstream_id, Status.FAILED, error=exc.detail.strip()))
-            await self.queue.done(prediction_id)
+            await self._report(prediction_id, UpstreamPrediction(run_id, Status.FAILED, error=exc.detail.strip()))
+            await self._queue.done(prediction_id)
             self._free(slot)
             return
         except UpstreamError as exc:  # the server is down or broken; the health watch tells when it is back
@@ -137,14 +137,14 @@ class SlotDispatcher:
             await self._requeue(slot, prediction_id, DOWN_BACKOFF_SECONDS)
             return
         slot.accepted = True
-        await self.queue.accepted(prediction_id, upstream.id, time.time() + self.run_timeout)
-        stored = await self.predictions.settle(prediction_id, upstream)
-        if stored is None or stored.terminal:  # canceled (or expired) while it was being handed over
+        await self._queue.accepted(prediction_id, started.id, time.time() + self.run_timeout)
+        stored = await self._report(prediction_id, started)
+        if stored is None or stored.status.terminal:  # canceled (or expired) while it was being handed over
             with contextlib.suppress(GatewayError):
-                await self.provider.cancel(upstream.id)
+                await self._adapter.cancel(started.id)
 
     async def _requeue(self, slot: _Slot, prediction_id: str, backoff: float) -> None:
-        await self.queue.push_front(prediction_id)
+        await self._queue.push_front(prediction_id)
         slot.skip_until = time.monotonic() + backoff
         self._free(slot)
 
@@ -171,10 +171,10 @@ class SlotDispatcher:
         """Renew this dispatcher's lease on what it claimed, fail runs past their deadline, and now and then
         take back what stopped dispatchers had claimed."""
         try:
-            await self.queue.renew()
-            for upstream_id in await self.queue.overdue(time.time()):
-                await self._expire(upstream_id)
-            recovered = await self.queue.recover() if recover else 0
+            await self._queue.renew()
+            for overdue in await self._queue.overdue(time.time()):
+                await self._expire(overdue)
+            recovered = await self._queue.recover() if recover else 0
         except GatewayError as exc:
             logger.warning("%s: queue unavailable: %s", self.name, exc.detail)
             return
@@ -183,45 +183,34 @@ class SlotDispatcher:
             self._wake.set()
 
     async def _check(self, slot: _Slot) -> None:
-        status = await self.provider.health(slot.server)
-        was_healthy, slot.healthy = slot.healthy, status in ("READY", "BUSY")
+        status = (await self._adapter.health(slot.server)).status
+        was_healthy, slot.healthy = slot.healthy, status.serving
         if slot.healthy and not was_healthy:
             self._wake.set()
         if slot.prediction_id is None or not slot.accepted:
             return
-        slot.misses = 0 if status == "BUSY" else slot.misses + 1
+        slot.misses = 0 if status is ServerStatus.BUSY else slot.misses + 1
         if slot.misses >= MISSES_BEFORE_LOST:
-            reason = "stopped" if status is None else "restarted or lost the run"
+            reason = "stopped" if status is ServerStatus.UNREACHABLE else "restarted or lost the run"
             await self._fail(slot, f"The model server {reason} while running this prediction")
 
-    async def _expire(self, upstream_id: str) -> None:
+    async def _expire(self, run_id: str) -> None:
         """A run outlived the run timeout (or the process that started it): stop it and fail the prediction."""
         with contextlib.suppress(GatewayError):
-            await self.provider.cancel(upstream_id)
-        error = f"The prediction did not finish within {self.run_timeout:g}s"
-        await self._settle_failed(upstream_id, error)
-        await self.release(upstream_id)
+            await self._adapter.cancel(run_id)
+        await self._report_failed(run_id, f"The prediction did not finish within {self.run_timeout:g}s")
+        await self.release(run_id)
 
     async def _fail(self, slot: _Slot, error: str) -> None:
         assert slot.prediction_id is not None
-        upstream_id = f"{slot.server}|{slot.prediction_id}"
+        run_id = upstream_id(slot.server, slot.prediction_id)
         self._free(slot)
-        await self._settle_failed(upstream_id, error)
+        await self._report_failed(run_id, error)
         with contextlib.suppress(GatewayError):
-            await self.queue.finished(upstream_id)
+            await self._queue.finished(run_id)
 
-    async def _settle_failed(self, upstream_id: str, error: str) -> None:
-        server, prediction_id = split_upstream_id(upstream_id)
+    async def _report_failed(self, run_id: str, error: str) -> None:
+        server, prediction_id = split_upstream_id(run_id)
         logger.warning("%s: prediction %s on %s failed: %s", self.name, prediction_id, server, error)
         with contextlib.suppress(GatewayError):
-            await self.predictions.settle(prediction_id, UpstreamPrediction(upstream_id, Status.FAILED, error=error))
-
-
-class PredictionsPort(Protocol):
-    """What the dispatcher needs from the prediction service (implemented by `Predictions`)."""
-
-    async def claimed(self, prediction_id: str, upstream_id: str) -> StoredPrediction | None: ...
-
-    async def create_request(self, record: StoredPrediction, server: str) -> CreateRequest: ...
-
-    async def settle(self, prediction_id: str, upstream: UpstreamPrediction) -> Status | None: ...
+            await self._report(prediction_id, UpstreamPrediction(run_id, Status.FAILED, error=error))

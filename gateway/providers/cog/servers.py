@@ -18,27 +18,26 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import NoReturn
 from urllib.parse import urlsplit
 
-import httpx
-
 from gateway.errors import ConfigError
+from gateway.providers.cog.adapter import Health
 
 logger = logging.getLogger(__name__)
 
 PREDICTOR_REF = "predict.py:Predictor"
 _PREDICTOR_FILE = "predict.py"
-_READY_STATUSES = frozenset({"READY", "BUSY"})  # BUSY: set up and already serving a prediction
-_FAILED_STATUSES = frozenset({"SETUP_FAILED", "DEFUNCT"})
 _POLL_SECONDS = 0.1
 _STOP_GRACE_SECONDS = 10.0
 _MAX_RESTART_DELAY_SECONDS = 10.0
 _STABLE_SECONDS = 30.0  # a server that ran this long before exiting is restarted without backoff
 _LOG_TAIL_LINES = 20
 _LOG_TAIL_BYTES = 64 * 1024
+
+HealthCheck = Callable[[str], Awaitable[Health]]
 
 
 class CogServer:
@@ -82,16 +81,12 @@ class CogServer:
             except OSError as exc:
                 raise ConfigError(f"cannot start the Cog server for {self.url}: {exc}") from exc
 
-    async def wait_ready(self, timeout: float) -> None:
-        """Poll /health-check until the server is ready; ConfigError if it exits, fails setup or times out."""
+    async def wait_ready(self, health: HealthCheck, timeout: float) -> None:
+        """Poll the server's health until it is ready; ConfigError if it exits, fails setup or times out."""
         deadline = time.monotonic() + timeout
-        async with httpx.AsyncClient(trust_env=False, timeout=_POLL_SECONDS * 10) as client:
-            while True:
-                health = await _health(client, self.url)
-                if health.get("status") in _READY_STATUSES:
-                    return
-                self._check_starting(health, deadline, timeout)
-                await asyncio.sleep(_POLL_SECONDS)
+        while not (reported := await health(self.url)).status.serving:
+            self._check_starting(reported, deadline, timeout)
+            await asyncio.sleep(_POLL_SECONDS)
 
     async def terminate(self, grace: float) -> None:
         """SIGTERM the server, SIGKILL its process group after `grace` seconds, and wait for it to exit."""
@@ -116,16 +111,14 @@ class CogServer:
             lines = log.read().decode(errors="replace").splitlines()
         return "\n".join(_readable(line) for line in lines[-_LOG_TAIL_LINES:])
 
-    def _check_starting(self, health: dict[str, object], deadline: float, timeout: float) -> None:
+    def _check_starting(self, health: Health, deadline: float, timeout: float) -> None:
         assert self.process is not None
         if self.process.returncode is not None:
             self._fail(f"exited during start-up with code {self.process.returncode}")
-        if health.get("status") in _FAILED_STATUSES:
-            setup = health.get("setup")
-            logs = setup.get("logs") if isinstance(setup, dict) else None
-            self._fail(f"failed its setup ({health['status']}): {logs or 'no setup logs'}")
+        if health.status.failed:
+            self._fail(f"failed its setup ({health.status.value}): {health.setup_logs or 'no setup logs'}")
         if time.monotonic() > deadline:
-            self._fail(f"was not ready after {timeout:g}s (status {health.get('status', 'unreachable')})")
+            self._fail(f"was not ready after {timeout:g}s (status {health.status.value})")
 
     def _fail(self, reason: str) -> NoReturn:
         raise ConfigError(f"the Cog server for {self.url} {reason}; last output in {self.log_path}:\n{self.log_tail()}")
@@ -134,15 +127,17 @@ class CogServer:
 class CogServerPool:
     """The managed Cog servers of one model directory, started, watched and stopped together.
 
-    `upload_url(server_url)` gives the server's `--upload-url` and `webhook_token(server_url)` its
-    `WEBHOOK_AUTH_TOKEN` (sent by coglet as `Authorization: Bearer <token>` on webhooks); None means none.
-    `env` adds model settings to the inherited environment; it cannot override the variables set here.
+    `health(server_url)` reads a server's health; `upload_url(server_url)` gives the server's `--upload-url`
+    and `webhook_token(server_url)` its `WEBHOOK_AUTH_TOKEN` (sent by coglet as `Authorization: Bearer
+    <token>` on webhooks); None means none. `env` adds model settings to the inherited environment; it cannot
+    override the variables set here.
     """
 
     def __init__(
         self,
         model_dir: Path,
         urls: list[str],
+        health: HealthCheck,
         *,
         upload_url: Callable[[str], str | None] | None = None,
         webhook_token: Callable[[str], str | None] | None = None,
@@ -154,6 +149,7 @@ class CogServerPool:
         self.model_dir = model_dir
         self.log_dir = log_dir or model_dir / ".cog" / "logs"
         self.restart_delay = restart_delay
+        self._health = health
         self._interpreter = _interpreter(python)
         self._upload_url = upload_url or _none
         self._webhook_token = webhook_token or _none
@@ -174,7 +170,7 @@ class CogServerPool:
             for server in self.servers:
                 await server.launch()
             for server in self.servers:
-                await server.wait_ready(ready_timeout)
+                await server.wait_ready(self._health, ready_timeout)
         except BaseException:
             await self._terminate_all()
             raise
@@ -234,7 +230,7 @@ class CogServerPool:
         server.restarts += 1
         await server.launch()
         try:
-            await server.wait_ready(self._ready_timeout)
+            await server.wait_ready(self._health, self._ready_timeout)
         except BaseException:
             await server.terminate(_STOP_GRACE_SECONDS)
             raise
@@ -321,15 +317,6 @@ def _check_port_free(url: str, host: str, port: int) -> None:
             probe.bind(address)
         except OSError as exc:
             raise ConfigError(f"cannot start the Cog server for {url}: {host}:{port}: {exc.strerror}") from exc
-
-
-async def _health(client: httpx.AsyncClient, url: str) -> dict[str, object]:
-    """The server's /health-check body, or {} while it does not answer with JSON."""
-    try:
-        body = (await client.get(f"{url}/health-check")).json()
-    except (httpx.HTTPError, ValueError):
-        return {}
-    return body if isinstance(body, dict) else {}
 
 
 def _kill_group(pgid: int) -> None:

@@ -1,0 +1,68 @@
+"""The capability URLs the gateway hands out and recognises: their shapes, signed with the one signer.
+
+`Links` serves the layers below the API (which receive its methods as plain callables from the
+composition root) and the endpoints that answer these URLs.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote, urlsplit
+
+from gateway.callbacks import Callbacks
+from gateway.files.signing import DownloadSignatures, UploadTokens
+from gateway.outputs import OutputSignatures
+from gateway.signing import Signer
+from gateway.store import StoredFile
+
+_FILE_PATH = re.compile(r"^(?:/replicate)?/v1/files/(?P<id>[A-Za-z0-9_-]{1,200})(?:/download(?:/[^/]+/[^/]+/[^/]+)?)?/?$")
+
+
+def file_id_in(url: str) -> str | None:
+    """The file id when `url` is a gateway file URL (`…/v1/files/{id}[/download…]`, on any host), else None."""
+    if not url.startswith(("https://", "http://")):
+        return None
+    try:
+        path = urlsplit(url).path
+    except ValueError:
+        return None
+    match = _FILE_PATH.match(path)
+    return match["id"] if match else None
+
+
+class Links:
+    """URLs on the gateway's public address, or on its local one for model servers running beside it."""
+
+    def __init__(self, signer: Signer, public_base_url: str | None, local_base_url: str) -> None:
+        self.callbacks = Callbacks(signer)
+        self.outputs = OutputSignatures(signer)
+        self.downloads = DownloadSignatures(signer)
+        self.uploads = UploadTokens(signer)
+        self.public_base = public_base_url.rstrip("/") if public_base_url else None
+        self.local_base = local_base_url.rstrip("/")
+
+    def upstream_webhook(self, prediction_id: str, local: bool) -> str | None:
+        """Where an upstream should report on a prediction; None for a remote upstream when the gateway has
+        no public address (it is polled instead)."""
+        base = self.local_base if local else self.public_base
+        if base is None:
+            return None
+        return f"{base}/webhooks/upstream/{prediction_id}?token={self.callbacks.token(prediction_id)}"
+
+    def upload(self, server_url: str, base: str | None = None) -> str:
+        """The `--upload-url` of a model server (on the local address unless `base` says otherwise)."""
+        return f"{base or self.local_base}/uploads/{self.uploads.token(server_url)}/"
+
+    def file_download(self, file: StoredFile, base: str, expires_at: float | None = None) -> str:
+        """A signed URL that reads the file without an API key until `expires_at` (by default, as long as the file lives).
+
+        Of Replicate's two forms, the gateway hands out the path form: Cog servers drop the query string of
+        the URL an upload answers with, and a URL ending in the file name tells clients what they hold."""
+        expiry = int(file.expires_ms / 1000 if expires_at is None else expires_at)
+        signature = self.downloads.sign(file.tenant, file.id, expiry)
+        return f"{base.rstrip('/')}/v1/files/{file.id}/download/{expiry}/{signature}/{quote(file.name, safe='')}"
+
+    def output(self, api_root: str, prediction_id: str, index: int, name: str) -> str:
+        """The signed link to an output file an upstream keeps."""
+        signature = self.outputs.sign(prediction_id, index)
+        return f"{api_root}/predictions/{prediction_id}/outputs/{index}/{signature}/{quote(name)}"

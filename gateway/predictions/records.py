@@ -1,0 +1,67 @@
+"""New prediction records: the gateway's own ids and the public document a create starts from."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.catalog import Resolved
+from gateway.keys import KeyRecord
+from gateway.providers.base import WEBHOOK_EVENTS
+from gateway.status import Status
+from gateway.store import StoredPrediction
+from gateway.timestamps import timestamp
+
+
+@dataclass(frozen=True)
+class CreateOptions:
+    """What a create request asks for besides the version: the input and delivery preferences."""
+
+    input: dict[str, Any]
+    webhook: str | None = None
+    webhook_events_filter: list[str] | None = None
+
+
+def new_prediction_id() -> str:
+    """26 lowercase base32 characters, like Replicate's (and Cog's recommendation)."""
+    return base64.b32encode(secrets.token_bytes(16)).decode().lower().rstrip("=")
+
+
+def new_record(key: KeyRecord, resolved: Resolved, prepared: dict[str, Any], options: CreateOptions) -> StoredPrediction:
+    created_ms = int(time.time() * 1000)  # `created_at` and the index score are the same instant
+    now = created_ms / 1000
+    prediction_id = new_prediction_id()
+    doc: dict[str, Any] = {
+        "id": prediction_id,
+        "model": resolved.model.name,
+        "version": resolved.version.id,
+        "input": dict(sorted(prepared.items())),
+        "output": None,
+        "logs": "",
+        "error": None,
+        "status": Status.STARTING.value,
+        "created_at": timestamp(now),
+        "started_at": None,
+        "completed_at": None,
+        "data_removed": False,
+        "source": "api",
+    }
+    if resolved.deployment:
+        doc["deployment"] = resolved.deployment
+    if options.webhook:
+        doc["webhook"] = options.webhook
+        doc["webhook_events_filter"] = options.webhook_events_filter or list(WEBHOOK_EVENTS)
+    return StoredPrediction(
+        id=prediction_id,
+        tenant=key.tenant,
+        key_id=key.key_id,
+        provider=resolved.routes[0].provider,
+        upstream_id="",
+        status=Status.STARTING,
+        doc=doc,
+        created_ms=created_ms,
+        refreshed_at=now,
+    )

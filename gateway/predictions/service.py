@@ -1,0 +1,205 @@
+"""Create, read, list, wait on and cancel predictions; every change goes through the tracker's compare-and-set."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.catalog import Catalog, Reference, Resolved
+from gateway.cursors import window
+from gateway.errors import GatewayError, InvalidVersion, NotFound, UpstreamUnavailable
+from gateway.keys import KeyRecord
+from gateway.metrics import Metrics
+from gateway.predictions.records import CreateOptions, new_record
+from gateway.predictions.requests import UpstreamRequests
+from gateway.predictions.tracking import Tracker
+from gateway.providers import CreateRequest, Provider, UpstreamPrediction, UpstreamStream
+from gateway.schemas import Schemas
+from gateway.status import Status
+from gateway.store import IndexEntry, PredictionStore, StoredPrediction
+from gateway.waiters import Waiters
+
+logger = logging.getLogger(__name__)
+PAGE_SIZE = 100
+_WAIT_TICK_SECONDS = 0.5  # a waiter re-reads at least this often, in case an event was missed
+_REFRESH_HOLD_MS = 60_000  # longest an upstream read may take before another process may try
+
+
+@dataclass(frozen=True)
+class Page:
+    predictions: list[StoredPrediction]
+    next_cursor: str | None
+    previous_cursor: str | None
+
+
+class Predictions:
+    def __init__(
+        self,
+        catalog: Catalog,
+        store: PredictionStore,
+        schemas: Schemas,
+        providers: dict[str, Provider],
+        tracker: Tracker,
+        requests: UpstreamRequests,
+        waiters: Waiters,
+        metrics: Metrics,
+        *,
+        refresh_after: float,
+    ) -> None:
+        self._catalog = catalog
+        self._store = store
+        self._schemas = schemas
+        self._providers = providers
+        self._tracker = tracker
+        self._requests = requests
+        self._waiters = waiters
+        self._metrics = metrics
+        self._refresh_after = refresh_after
+        self._refreshing: dict[str, asyncio.Task[StoredPrediction]] = {}
+
+    async def create(self, key: KeyRecord, reference: Reference, options: CreateOptions) -> StoredPrediction:
+        """Record first, then dispatch upstream: two store round trips, and no upstream run without a record."""
+        resolved = self._catalog.resolve(reference)
+        if not key.allows(resolved.model.name, resolved.version.id):
+            raise InvalidVersion()
+        prepared = resolved.prepare_input(options.input)
+        validator = await self._schemas.validator(resolved)
+        validator.validate(prepared)
+        record = new_record(key, resolved, prepared, options)
+        await self._store.insert(record)
+        try:
+            started = await self._start(record, resolved)
+        except Exception:  # the tenant gets an error, so no prediction may remain
+            await self._store.delete(record)
+            raise
+        self._metrics.prediction_created(resolved.model.name, record.provider)
+        return started
+
+    async def get(self, key: KeyRecord, prediction_id: str) -> StoredPrediction:
+        """From Redis; a stale, unfinished record is refreshed from the upstream once for all concurrent readers."""
+        record = await self._owned(key, prediction_id)
+        if self._stale(record):
+            record = await self.refresh(record)
+        return record
+
+    async def wait(self, record: StoredPrediction, seconds: float, gone: Callable[[], Awaitable[bool]]) -> StoredPrediction:
+        """The prediction once finished, or as it stands after `seconds` (or when the client `gone`).
+
+        Woken by change events from any gateway process; between them, a stale record is refreshed upstream."""
+        deadline = time.monotonic() + seconds
+        with self._waiters.watching(record.id) as changed:
+            while not record.status.terminal and not await gone():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), min(remaining, _WAIT_TICK_SECONDS))
+                record = await self._store.get(record.id) or record
+                if self._stale(record):
+                    record = await self.refresh(record)
+        return record
+
+    async def on_upstream_webhook(self, prediction_id: str, payload: Any, authorization: str | None) -> None:
+        """An upstream reported a change: trust its payload if its adapter can, else re-read it upstream."""
+        record = await self._store.get(prediction_id)
+        if record is None or not record.upstream_id:
+            return
+        provider = self._providers[record.provider]
+        reported = provider.parse_webhook(payload, record.upstream_id, authorization)
+        if reported is None:
+            if not record.status.terminal:
+                await self.refresh(record)
+            return
+        await self._tracker.apply(record, reported)
+        if reported.status.terminal:
+            await provider.finished(record.upstream_id)
+
+    async def open_output(self, prediction_id: str, index: int) -> UpstreamStream:
+        """Start reading an output file the upstream keeps, for a caller holding the link to it."""
+        record = await self._store.get(prediction_id)
+        if record is None or index >= len(record.upstream_outputs):
+            raise NotFound("The requested output does not exist")
+        return await self._providers[record.provider].open_output(record.upstream_outputs[index])
+
+    async def refresh(self, record: StoredPrediction) -> StoredPrediction:
+        task = self._refreshing.get(record.id)
+        if task is None:
+            task = asyncio.create_task(self._refresh(record))
+            self._refreshing[record.id] = task
+            task.add_done_callback(lambda _: self._refreshing.pop(record.id, None))
+        return await asyncio.shield(task)
+
+    async def list(self, key: KeyRecord, cursor: str | None, created_after: float | None, created_before: float | None) -> Page:
+        """The tenant's predictions, newest first, a page at a time; the time bounds are exclusive."""
+        # Whole milliseconds that keep both bounds exclusive: created_ms < before_ms and created_ms > after_ms.
+        before_ms = math.ceil(created_before * 1000) if created_before is not None else None
+        after_ms = math.floor(created_after * 1000) if created_after is not None else None
+
+        async def older(edge: IndexEntry | None, count: int) -> list[IndexEntry]:
+            return await self._store.older(key.tenant, edge, count, before_ms=before_ms, after_ms=after_ms)
+
+        async def newer(edge: IndexEntry, count: int) -> list[IndexEntry]:
+            return await self._store.newer(key.tenant, edge, count, before_ms=before_ms)
+
+        page = await window(cursor, PAGE_SIZE, older, newer)
+        return Page(await self._store.load(page.entries), page.next_cursor, page.previous_cursor)
+
+    async def cancel(self, key: KeyRecord, prediction_id: str) -> StoredPrediction:
+        record = await self._owned(key, prediction_id)
+        if record.status.terminal:
+            return record
+        provider = self._providers.get(record.provider)
+        upstream = None
+        if record.upstream_id and provider is not None and provider.capabilities.cancel:
+            upstream = await provider.cancel(record.upstream_id)
+        if upstream is None or not upstream.status.terminal:
+            upstream = UpstreamPrediction(id=record.upstream_id, status=Status.CANCELED)
+        return await self._tracker.apply(record, upstream)
+
+    async def _owned(self, key: KeyRecord, prediction_id: str) -> StoredPrediction:
+        record = await self._store.get(prediction_id)
+        if record is None or record.tenant != key.tenant:
+            raise NotFound("The requested prediction does not exist")
+        return record
+
+    def _stale(self, record: StoredPrediction) -> bool:
+        provider = self._providers.get(record.provider)
+        return (
+            not record.status.terminal
+            and bool(record.upstream_id)
+            and provider is not None
+            and provider.capabilities.get_by_id
+            and time.time() - record.refreshed_at >= self._refresh_after
+        )
+
+    async def _refresh(self, record: StoredPrediction) -> StoredPrediction:
+        if not await self._store.claim_refresh(record.id, _REFRESH_HOLD_MS):  # another gateway process is on it
+            return record
+        try:
+            upstream = await self._providers[record.provider].get(record.upstream_id)
+            return await self._tracker.apply(record, upstream)
+        except GatewayError as exc:
+            logger.warning("refresh of prediction %s failed: %s", record.id, exc.detail)
+            return record
+        finally:
+            await self._store.release_refresh(record.id)
+
+    async def _start(self, record: StoredPrediction, resolved: Resolved) -> StoredPrediction:
+        """Create the prediction upstream, or queue it for a server slot (it stays `starting` until one takes it)."""
+        route = resolved.routes[0]
+        provider = self._providers.get(route.provider)
+        if provider is None:
+            raise UpstreamUnavailable("The upstream provider for this model is not available")
+        if provider.capabilities.slots:
+            request = CreateRequest(record.id, resolved.model.name, route, record.doc["input"])
+        else:
+            request = await self._requests.build(record, route, local=False)
+        started = await provider.create(request)
+        return record if started is None else await self._tracker.apply(record, started)

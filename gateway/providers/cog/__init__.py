@@ -1,0 +1,84 @@
+"""Self-hosted Cog model servers as one provider: the wire adapter, the slot dispatcher over a durable queue,
+and the servers the gateway runs itself."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from gateway.catalog import Route
+from gateway.config import ProviderConfig
+from gateway.providers.base import Capabilities, CreateRequest, Provider, Reporting, UpstreamPrediction
+from gateway.providers.cog.adapter import CogAdapter, Health, ServerBusy, ServerStatus, from_cog, split_upstream_id, upstream_id
+from gateway.providers.cog.dispatcher import SlotDispatcher
+from gateway.providers.cog.servers import CogServerPool
+from gateway.providers.http import UpstreamClient
+
+_STOPPED_WITH_GATEWAY = "The model server stopped with the gateway while running this prediction"
+
+
+class CogProvider(Provider):
+    capabilities = Capabilities(get_by_id=False, cancel=True, slots=True)
+
+    def __init__(self, name: str, config: ProviderConfig, client: UpstreamClient, reporting: Reporting) -> None:
+        self.name = name
+        self.servers = config.server_urls()
+        managed = config.managed.urls() if config.managed else []
+        listed_token = config.webhook_token.get_secret_value() if config.webhook_token else None
+        tokens = {server: listed_token for server in config.servers if listed_token}
+        tokens.update({server: reporting.server_token(server) for server in managed})
+        self.adapter = CogAdapter(client, tokens)
+        self.dispatcher = SlotDispatcher(
+            name, self.adapter, self.servers, reporting.queue(name), reporting.report, reporting.prepare, config.run_timeout
+        )
+        self._running: asyncio.Task[None] | None = None
+        self.pool: CogServerPool | None = None
+        if config.managed is not None:
+            self.pool = CogServerPool(
+                config.managed.model_dir,
+                managed,
+                self.adapter.health,
+                upload_url=reporting.upload_url,
+                webhook_token=reporting.server_token,
+                env=config.managed.env,
+            )
+
+    async def create(self, request: CreateRequest) -> UpstreamPrediction | None:
+        """Queue the prediction: it stays `starting` until a server's slot takes it."""
+        await self.dispatcher.submit(request.prediction_id)
+        return None
+
+    async def cancel(self, upstream_id: str) -> UpstreamPrediction | None:
+        await self.adapter.cancel(upstream_id)
+        return None
+
+    def parse_webhook(self, payload: Any, upstream_id: str, authorization: str | None = None) -> UpstreamPrediction:
+        return self.adapter.parse_webhook(payload, upstream_id, authorization)
+
+    async def finished(self, upstream_id: str) -> None:
+        await self.dispatcher.release(upstream_id)
+
+    async def version_schema(self, model: str, route: Route) -> dict[str, Any] | None:
+        return await self.adapter.openapi(self.servers)
+
+    async def start(self) -> None:
+        """Start the managed servers (waiting until they are ready), then dispatching."""
+        if self.pool is not None:
+            await self.pool.start()
+        self._running = asyncio.create_task(self.dispatcher.run())
+
+    async def aclose(self) -> None:
+        """Stop dispatching; fail the runs of managed servers, which stop with the gateway; close the pool."""
+        if self._running is not None:
+            self._running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._running
+            self._running = None
+        if self.pool is not None:
+            await self.dispatcher.abandon(_STOPPED_WITH_GATEWAY)
+            await self.pool.stop()
+        await self.adapter.aclose()
+
+
+__all__ = ["CogAdapter", "CogProvider", "CogServerPool", "Health", "ServerBusy", "ServerStatus", "from_cog", "split_upstream_id", "upstream_id"]
