@@ -43,7 +43,10 @@ class Authenticator:
 
     async def watch(self) -> None:
         """Evict changed keys as their notifications arrive; runs until cancelled."""
-        await follow("key change", self._store.changes, lambda key_id: self._cache.pop(key_id, None), self._cache.clear)
+        await follow("key change", self._store.changes, self._evict, self._cache.clear)
+
+    def _evict(self, key_id: str) -> None:
+        self._cache.pop(key_id, None)
 
     async def _record(self, key_id: str) -> KeyRecord | None:
         cached = self._cache.get(key_id)

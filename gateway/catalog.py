@@ -146,7 +146,11 @@ def _apply_aliases(given: dict[str, Any], aliases: dict[str, str]) -> dict[str, 
         real = aliases.get(name, name)
         if real != name and real in given:
             conflicts.append(
-                {"type": "alias_conflict", "field": f"input.{name}", "description": f"{name} is an alias of {real}; send only one of them"}
+                {
+                    "type": "alias_conflict",
+                    "field": f"input.{name}",
+                    "description": f"{name} is an alias of {real}; send only one of them",
+                }
             )
         prepared[real] = value
     if conflicts:

@@ -128,7 +128,9 @@ def _with_admin_token(settings: Settings) -> Settings:
 # --- keys --------------------------------------------------------------------------------------
 
 
-def _run_keys(operation: Callable[[KeyService, argparse.Namespace], Awaitable[Any]]) -> Callable[[Settings, argparse.Namespace], None]:
+def _run_keys(
+    operation: Callable[[KeyService, argparse.Namespace], Awaitable[Any]],
+) -> Callable[[Settings, argparse.Namespace], None]:
     def run(settings: Settings, args: argparse.Namespace) -> None:
         async def call(resolved: Settings) -> Any:
             async with _store(resolved) as store:

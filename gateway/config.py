@@ -7,7 +7,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -197,7 +197,7 @@ class RouteConfig(_Strict):
 
 class VersionConfig(_Strict):
     id: str
-    created_at: datetime = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    created_at: datetime = datetime(2024, 1, 1, tzinfo=UTC)
     cog_version: str = DEFAULT_COG_VERSION
     schema_file: str | None = Field(default=None, alias="schema")
     openapi_schema: dict[str, Any] | None = Field(default=None, exclude=True)
@@ -334,7 +334,7 @@ def _read_schema(schema_path: Path, where: str) -> dict[str, Any]:
         raise ConfigError(f"{where}: schema file {schema_path} not found") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{where}: {schema_path} is not valid JSON: {exc}") from None
-    if not isinstance(schema.get("components", {}).get("schemas", {}).get("Input"), dict):
+    if not isinstance(schema, dict) or not isinstance(schema.get("components", {}).get("schemas", {}).get("Input"), dict):
         raise ConfigError(f"{where}: {schema_path} has no components.schemas.Input (an OpenAPI document is expected)")
     return schema
 

@@ -5,16 +5,13 @@ GatewayError (status, title, detail)
  ├── Unauthenticated           401
  ├── Forbidden                 403
  ├── NotFound                  404
- ├── MethodNotAllowed          405
- ├── Conflict                  409
  ├── PayloadTooLarge           413
  ├── InvalidInput              422 (+ invalid_fields)
- │    └── InvalidVersion       422 "Invalid version or not permitted"
- ├── RateLimited               429 (+ retry_after)
- └── UpstreamError             502
-      ├── UpstreamUnavailable  503 (+ retry_after)
-      └── UpstreamTimeout      504
-StoreError                     503 (Redis unreachable or failing)
+ ├── InvalidVersion            422 "Invalid version or not permitted"
+ ├── UpstreamError             502
+ │    ├── UpstreamUnavailable  503 (+ retry_after)
+ │    └── UpstreamTimeout      504
+ └── StoreError                503 (Redis unreachable or failing)
 ConfigError                    raised at start-up only, never over HTTP
 """
 
@@ -64,16 +61,6 @@ class NotFound(GatewayError):
     title = "Not found"
 
 
-class MethodNotAllowed(GatewayError):
-    status = 405
-    title = "Method not allowed"
-
-
-class Conflict(GatewayError):
-    status = 409
-    title = "Conflict"
-
-
 class PayloadTooLarge(GatewayError):
     status = 413
     title = "Payload too large"
@@ -104,28 +91,21 @@ class InvalidVersion(GatewayError):
         super().__init__(detail)
 
 
-class _Retryable(GatewayError):
+class UpstreamError(GatewayError):
+    status = 502
+    title = "Bad gateway"
+
+
+class UpstreamUnavailable(UpstreamError):
+    status = 503
+    title = "Service unavailable"
+
     def __init__(self, detail: str, *, retry_after: int | None = None) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
 
     def headers(self) -> dict[str, str]:
         return {} if self.retry_after is None else {"Retry-After": str(self.retry_after)}
-
-
-class RateLimited(_Retryable):
-    status = 429
-    title = "Too many requests"
-
-
-class UpstreamError(GatewayError):
-    status = 502
-    title = "Bad gateway"
-
-
-class UpstreamUnavailable(_Retryable, UpstreamError):
-    status = 503
-    title = "Service unavailable"
 
 
 class UpstreamTimeout(UpstreamError):

@@ -132,7 +132,11 @@ class KeyService:
         token = new_token()
         fields = spec.model_dump(exclude_none=True)
         record = KeyRecord(
-            key_id=token.key_id, created_at=time.time(), secret_hash=hash_secret(token.secret), secret_hint=token.secret[-4:], **fields
+            key_id=token.key_id,
+            created_at=time.time(),
+            secret_hash=hash_secret(token.secret),
+            secret_hint=token.secret[-4:],
+            **fields,
         )
         await self._store.put(record.model_dump())
         return record, token

@@ -32,6 +32,5 @@ class RedactingFilter(logging.Filter):
 
 def configure(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # its per-request lines would log every health check
     for name in ("uvicorn.access", "uvicorn.error", "gateway"):
         logging.getLogger(name).addFilter(RedactingFilter())

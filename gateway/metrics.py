@@ -20,7 +20,9 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
             registry=self.registry,
         )
-        self.created = Counter("gateway_predictions_created", "Predictions created", ["model", "provider"], registry=self.registry)
+        self.created = Counter(
+            "gateway_predictions_created", "Predictions created", ["model", "provider"], registry=self.registry
+        )
         self.finished = Counter(
             "gateway_predictions_finished",
             "Predictions that reached a terminal status (counted once, by the process that recorded it)",

@@ -86,10 +86,20 @@ async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Me
     schemas = Schemas(store.schemas, providers, policy)
     waiters = Waiters(store.prediction_changes)
     predictions = Predictions(
-        catalog, store.predictions, schemas, providers, tracker, requests, waiters, metrics, refresh_after=settings.refresh_after_seconds
+        catalog,
+        store.predictions,
+        schemas,
+        providers,
+        tracker,
+        requests,
+        waiters,
+        metrics,
+        refresh_after=settings.refresh_after_seconds,
     )
     auth = Authenticator(store.keys, settings.key_cache_seconds)
-    return Services(settings, catalog, providers, auth, KeyService(store.keys), schemas, predictions, files, metrics, links, waiters)
+    return Services(
+        settings, catalog, providers, auth, KeyService(store.keys), schemas, predictions, files, metrics, links, waiters
+    )
 
 
 def _download_urls(links: Links) -> Callable[[bool], DownloadUrl | None]:

@@ -12,6 +12,7 @@ import hmac
 
 SECRET_NAME = "capabilities"  # the name of the shared secret in the store
 
+
 class Purpose(enum.Enum):
     """What a signature grants; the value is the key-derivation label."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 
 
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     """Replicate's prediction statuses. `aborted` is never emitted: PY 1.0.7 rejects it and JS polls forever."""
 
     STARTING = "starting"
@@ -40,7 +40,9 @@ def parse_status(value: object) -> Status:
     """An upstream's status string; `aborted` (never started, then cut off) is reported as `canceled`."""
     if value == "aborted":
         return Status.CANCELED
-    try:
-        return Status(value)
-    except ValueError:
-        raise ValueError(f"unknown prediction status {value!r}") from None
+    if isinstance(value, str) and value in _BY_VALUE:
+        return _BY_VALUE[value]
+    raise ValueError(f"unknown prediction status {value!r}")
+
+
+_BY_VALUE = {status.value: status for status in Status}

@@ -113,7 +113,7 @@ def _wording(error: ValidationError) -> tuple[str, str]:
         return "required", f"{match['name'] if match else error.message} is required"
     if keyword == "type":
         return "invalid_type", f"Invalid type. Expected: {_type_names(limit)}, given: {_json_type(error.instance)}"
-    if keyword == "enum":
+    if keyword == "enum" and isinstance(limit, list):
         allowed = ", ".join(json.dumps(v) for v in limit)
         return "enum", f"{_leaf(error)} must be one of the following: {allowed}"
     if keyword == "additionalProperties":
@@ -143,8 +143,8 @@ def _leaf(error: ValidationError) -> str:
     return str(error.absolute_path[-1]) if error.absolute_path else "input"
 
 
-def _type_names(expected: str | list[str]) -> str:
-    return "/".join(expected) if isinstance(expected, list) else expected
+def _type_names(expected: object) -> str:
+    return "/".join(map(str, expected)) if isinstance(expected, list) else str(expected)
 
 
 def _json_type(value: Any) -> str:

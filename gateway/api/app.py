@@ -60,8 +60,8 @@ def create_app(settings: Settings, catalog: Catalog) -> Starlette:
                 BodyLimitMiddleware,
                 max_bytes=settings.max_body_bytes,
                 path_limits=files.body_limits(API_PREFIXES, settings.file_max_bytes),
-            )
+            ),
         ],
-        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

@@ -158,7 +158,7 @@ def _bad_metadata(description: str) -> InvalidInput:
 
 async def _spooled_body(request: Request) -> tempfile.SpooledTemporaryFile[bytes]:
     """The request body in memory, or on disk once large; the body-limit middleware bounds its size."""
-    spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)
+    spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)  # noqa: SIM115  # the caller closes it
     try:
         async for chunk in request.stream():
             await asyncio.to_thread(spool.write, chunk)

@@ -28,7 +28,11 @@ async def list_versions(request: Request) -> Response:
     key = await caller(request, "read")
     model = _visible_model(key, request)
     catalog = services(request).catalog
-    versions = [await _version_json(request, catalog.resolve_model_version(model.name, v.id)) for v in model.versions if key.allows(model.name, v.id)]
+    versions = [
+        await _version_json(request, catalog.resolve_model_version(model.name, v.id))
+        for v in model.versions
+        if key.allows(model.name, v.id)
+    ]
     return JSONResponse({"next": None, "previous": None, "results": versions})
 
 

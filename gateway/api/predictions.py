@@ -123,7 +123,9 @@ def _path_name(request: Request) -> str:
 def _create_options(body: dict[str, Any], *, version_required: bool) -> CreateOptions:
     """Check the top-level body the way Replicate does (additionalProperties: false) and pick out the options."""
     allowed = _BODY_FIELDS if version_required else _BODY_FIELDS - {"version"}
-    problems = [_problem("required", "(root)", f"{f} is required") for f in ("version", "input") if f in allowed and f not in body]
+    problems = [
+        _problem("required", "(root)", f"{f} is required") for f in ("version", "input") if f in allowed and f not in body
+    ]
     problems += [
         _problem("additional_property_not_allowed", "(root)", f"Additional property {name} is not allowed")
         for name in body
@@ -140,7 +142,14 @@ def _create_options(body: dict[str, Any], *, version_required: bool) -> CreateOp
 
 
 def _type_problems(body: dict[str, Any]) -> list[dict[str, str]]:
-    expected = {"version": str, "input": dict, "webhook": str, "webhook_completed": str, "webhook_events_filter": list, "stream": bool}
+    expected = {
+        "version": str,
+        "input": dict,
+        "webhook": str,
+        "webhook_completed": str,
+        "webhook_events_filter": list,
+        "stream": bool,
+    }
     names = {str: "string", dict: "object", list: "array", bool: "boolean"}
     problems = [
         _problem("invalid_type", name, f"Invalid type. Expected: {names[kind]}, given: {_json_type(body[name])}")
@@ -150,7 +159,9 @@ def _type_problems(body: dict[str, Any]) -> list[dict[str, str]]:
     events = body.get("webhook_events_filter")
     if isinstance(events, list) and not set(events) <= _WEBHOOK_EVENTS:
         allowed = ", ".join(f'"{e}"' for e in sorted(_WEBHOOK_EVENTS))
-        problems.append(_problem("enum", "webhook_events_filter", f"webhook_events_filter must be one of the following: {allowed}"))
+        problems.append(
+            _problem("enum", "webhook_events_filter", f"webhook_events_filter must be one of the following: {allowed}")
+        )
     for name in ("webhook", "webhook_completed"):
         if isinstance(body.get(name), str) and body[name] and not body[name].startswith(("https://", "http://")):
             problems.append(_problem("format", name, "Does not match format 'uri'"))

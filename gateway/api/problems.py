@@ -53,7 +53,11 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
-    body = {"title": "Internal server error", "detail": "The gateway failed unexpectedly; the error has been logged", "status": 500}
+    body = {
+        "title": "Internal server error",
+        "detail": "The gateway failed unexpectedly; the error has been logged",
+        "status": 500,
+    }
     return ProblemResponse(body, status_code=500)
 
 

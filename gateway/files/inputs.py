@@ -33,7 +33,9 @@ class InputFiles:
         otherwise a `data:` URI of the bytes. A missing or foreign file is an InvalidInput `file_not_found`.
         """
         problems: _Problems = []
-        resolved = {name: await self._resolve(tenant, value, f"input.{name}", download_url, problems) for name, value in given.items()}
+        resolved = {
+            name: await self._resolve(tenant, value, f"input.{name}", download_url, problems) for name, value in given.items()
+        }
         if problems:
             raise InvalidInput(problems)
         return resolved

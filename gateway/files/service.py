@@ -232,7 +232,9 @@ def _digest(source: IO[bytes]) -> _Digest:
 
 def _checked_name(name: str) -> str:
     if len(name.encode()) > NAME_MAX_BYTES:
-        raise InvalidInput([{"type": "max_length", "field": "filename", "description": f"Must be at most {NAME_MAX_BYTES} bytes"}])
+        raise InvalidInput(
+            [{"type": "max_length", "field": "filename", "description": f"Must be at most {NAME_MAX_BYTES} bytes"}]
+        )
     return name
 
 
@@ -256,4 +258,3 @@ def human_size(size: int) -> str:
     if size % _KIB == 0:
         return f"{size // _KIB}KB"
     return f"{size} bytes"
-

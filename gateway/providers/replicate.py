@@ -115,7 +115,9 @@ def _error(response: UpstreamResponse) -> GatewayError:
             return InvalidInput([{k: str(v) for k, v in f.items()} for f in fields if isinstance(f, dict)])
         return UpstreamError("The upstream provider rejected the prediction as invalid")
     if status == 429:
-        return UpstreamUnavailable("The upstream provider is rate limiting the gateway; retry shortly", retry_after=_retry_after(response))
+        return UpstreamUnavailable(
+            "The upstream provider is rate limiting the gateway; retry shortly", retry_after=_retry_after(response)
+        )
     if status in (401, 403):
         return UpstreamError("The upstream provider rejected the gateway's credentials")
     if status == 404:

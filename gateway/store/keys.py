@@ -50,7 +50,7 @@ class KeyStore:
             key_ids = await self._redis.zrange(_INDEX, 0, -1)
             async with self._redis.pipeline(transaction=False) as pipe:
                 for key_id in key_ids:
-                    pipe.get(_key(key_id))
+                    pipe.get(_key(str(key_id)))
                 rows = await pipe.execute()
         return [json.loads(raw) for raw in rows if raw is not None]
 

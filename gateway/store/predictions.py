@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.typing import EncodableT, FieldT
 
 from gateway.status import Status, allowed_sources
 from gateway.store import events, timeline
@@ -52,7 +53,7 @@ class StoredPrediction:
     def entry(self) -> IndexEntry:
         return IndexEntry(self.id, self.created_ms)
 
-    def to_fields(self) -> dict[str, str]:
+    def to_fields(self) -> dict[FieldT, EncodableT]:
         return {
             "tenant": self.tenant,
             "key_id": self.key_id,
@@ -101,7 +102,7 @@ class PredictionStore:
     async def get(self, prediction_id: str) -> StoredPrediction | None:
         with mapped_errors():
             fields = await self._redis.hgetall(_key(prediction_id))
-        return StoredPrediction.from_fields(prediction_id, fields) if fields else None
+        return StoredPrediction.from_fields(prediction_id, _strings(fields)) if fields else None
 
     async def apply(
         self,
@@ -115,7 +116,15 @@ class PredictionStore:
         """Compare-and-set: store `doc` only if `status` may follow the current status. True when applied."""
         outputs = "" if upstream_outputs is None else _dumps(list(upstream_outputs))
         channel = events.channel(prediction_id)
-        args = [status.value, _dumps(doc), repr(refreshed_at), upstream_id, outputs, channel, *(s.value for s in allowed_sources(status))]
+        args = [
+            status.value,
+            _dumps(doc),
+            repr(refreshed_at),
+            upstream_id,
+            outputs,
+            channel,
+            *(s.value for s in allowed_sources(status)),
+        ]
         with mapped_errors():
             return int(await self._apply(keys=[_key(prediction_id)], args=args)) == 1
 
@@ -155,7 +164,7 @@ class PredictionStore:
                 pipe.hgetall(_key(entry.id))
             with mapped_errors():
                 rows = await pipe.execute()
-        return [StoredPrediction.from_fields(e.id, f) for e, f in zip(entries, rows) if f]
+        return [StoredPrediction.from_fields(e.id, _strings(f)) for e, f in zip(entries, rows, strict=True) if f]
 
 
 def _key(prediction_id: str) -> str:
@@ -172,3 +181,8 @@ def _index_key(tenant: str) -> str:
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _strings(fields: Mapping[Any, Any]) -> dict[str, str]:
+    """A hash as read with decoded replies (redis-py types them as bytes or str)."""
+    return {str(name): str(value) for name, value in fields.items()}

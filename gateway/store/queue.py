@@ -80,17 +80,13 @@ class QueueStore:
         """Put the ids claimed by consumers whose lease ran out back at the head of the queue, oldest first."""
         moved = 0
         with mapped_errors():
-            for consumer in await self._redis.smembers(self._consumers):
+            for consumer in map(str, await self._redis.smembers(self._consumers)):
                 if consumer == self.consumer or await self._redis.exists(self._alive(consumer)):
                     continue
                 while await self._redis.lmove(self._claimed(consumer), self._waiting, "RIGHT", "LEFT") is not None:
                     moved += 1
                 await self._redis.srem(self._consumers, consumer)
         return moved
-
-    async def length(self) -> int:
-        with mapped_errors():
-            return int(await self._redis.llen(self._waiting))
 
     def _renew(self, pipe: aioredis.client.Pipeline) -> None:
         pipe.set(self._alive(self.consumer), 1, px=LEASE_MS)

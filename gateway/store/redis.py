@@ -25,13 +25,15 @@ def mapped_errors() -> Iterator[None]:
         raise StoreError(f"The gateway's state store is unavailable ({type(exc).__name__})") from exc
 
 
-async def messages(redis: aioredis.Redis, *, channel: str | None = None, pattern: str | None = None) -> AsyncIterator[tuple[str, str] | None]:
+async def messages(
+    redis: aioredis.Redis, *, channel: str | None = None, pattern: str | None = None
+) -> AsyncIterator[tuple[str, str] | None]:
     """`(channel, data)` of each message published on `channel` or on channels matching `pattern`; None once
     subscribed. Raises StoreError when the subscription drops."""
     pubsub = redis.pubsub(ignore_subscribe_messages=True)
     try:
         with mapped_errors():
-            await (pubsub.psubscribe(pattern) if pattern else pubsub.subscribe(channel))
+            await (pubsub.psubscribe(pattern) if pattern else pubsub.subscribe(channel or ""))
         yield None
         while True:
             with mapped_errors():
@@ -39,4 +41,4 @@ async def messages(redis: aioredis.Redis, *, channel: str | None = None, pattern
             if message is not None:
                 yield str(message["channel"]), str(message["data"])
     finally:
-        await pubsub.aclose()
+        await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated

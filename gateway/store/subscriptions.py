@@ -13,7 +13,9 @@ _FIRST_RETRY_SECONDS = 0.1
 _LAST_RETRY_SECONDS = 2.0
 
 
-async def follow(name: str, stream: Callable[[], AsyncIterator[str]], on_item: Callable[[str], None], on_gap: Callable[[], None]) -> None:
+async def follow(
+    name: str, stream: Callable[[], AsyncIterator[str]], on_item: Callable[[str], None], on_gap: Callable[[], None]
+) -> None:
     """Hand each item of `stream()` to `on_item`; runs until cancelled.
 
     `stream()` yields an empty string once subscribed. `on_gap` runs then, and whenever the subscription

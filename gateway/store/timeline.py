@@ -30,7 +30,13 @@ def add(pipe: aioredis.client.Pipeline, key: str, entry: IndexEntry, oldest_kept
 
 
 async def older(
-    redis: aioredis.Redis, key: str, edge: IndexEntry | None, count: int, *, before_ms: int | None = None, after_ms: int | None = None
+    redis: aioredis.Redis,
+    key: str,
+    edge: IndexEntry | None,
+    count: int,
+    *,
+    before_ms: int | None = None,
+    after_ms: int | None = None,
 ) -> list[IndexEntry]:
     """Up to `count` entries older than `edge` (or created before `before_ms`) and after `after_ms`; newest first."""
     start = f"({member(edge)}" if edge else (f"({before_ms:015d}" if before_ms is not None else "+")
@@ -40,7 +46,9 @@ async def older(
     return [_entry(str(m)) for m in members]
 
 
-async def newer(redis: aioredis.Redis, key: str, edge: IndexEntry, count: int, *, before_ms: int | None = None) -> list[IndexEntry]:
+async def newer(
+    redis: aioredis.Redis, key: str, edge: IndexEntry, count: int, *, before_ms: int | None = None
+) -> list[IndexEntry]:
     """Up to `count` entries newer than `edge` and created before `before_ms`; oldest first."""
     stop = f"({before_ms:015d}" if before_ms is not None else "+"
     with mapped_errors():

@@ -46,7 +46,7 @@ async def test_a_busy_server_puts_the_id_back_at_the_head_and_done_forgets_it(cl
     await queue.push("b")
     assert await queue.claim() == "a"
     await queue.push_front("a")
-    assert await queue.length() == 2
+    assert await client.lrange(f"gw:queue:{{{name}}}", 0, -1) == ["a", "b"]
     assert await queue.claim() == "a"
     await queue.done("a")
     await client.delete(f"gw:queue:{{{name}}}:alive:{queue.consumer}")

@@ -81,4 +81,14 @@ class CogProvider(Provider):
         await self.adapter.aclose()
 
 
-__all__ = ["CogAdapter", "CogProvider", "CogServerPool", "Health", "ServerBusy", "ServerStatus", "from_cog", "split_upstream_id", "upstream_id"]
+__all__ = [
+    "CogAdapter",
+    "CogProvider",
+    "CogServerPool",
+    "Health",
+    "ServerBusy",
+    "ServerStatus",
+    "from_cog",
+    "split_upstream_id",
+    "upstream_id",
+]

@@ -73,7 +73,9 @@ class CogAdapter:
         if request.webhook:
             body.update(webhook=request.webhook, webhook_events_filter=WEBHOOK_EVENTS)
         headers = {"Content-Type": "application/json", "Prefer": "respond-async"}
-        response = await self._client.request("PUT", f"{server}/predictions/{request.prediction_id}", headers=headers, json_body=body)
+        response = await self._client.request(
+            "PUT", f"{server}/predictions/{request.prediction_id}", headers=headers, json_body=body
+        )
         _raise_for_status(response)
         return from_cog(response.json(), server)
 
@@ -96,7 +98,9 @@ class CogAdapter:
         """The model's OpenAPI document, as the first server that answers publishes it."""
         for server in servers:
             try:
-                response = await self._client.request("GET", f"{server}/openapi.json", headers={}, timeout=_HEALTH_TIMEOUT_SECONDS)
+                response = await self._client.request(
+                    "GET", f"{server}/openapi.json", headers={}, timeout=_HEALTH_TIMEOUT_SECONDS
+                )
                 document = response.json() if response.status == 200 else None
             except GatewayError:
                 continue
@@ -180,5 +184,7 @@ def _invalid_fields(response: UpstreamResponse) -> list[dict[str, str]]:
         if item.get("type") == "value_error.missing":
             fields.append({"type": "required", "field": ".".join(location[:-1]) or "input", "description": f"{name} is required"})
         else:
-            fields.append({"type": str(item.get("type", "invalid")), "field": ".".join(location), "description": str(item.get("msg", ""))})
+            fields.append(
+                {"type": str(item.get("type", "invalid")), "field": ".".join(location), "description": str(item.get("msg", ""))}
+            )
     return fields or [{"type": "invalid", "field": "input", "description": "The model server rejected the input"}]

@@ -45,7 +45,14 @@ class _Slot:
 
 class SlotDispatcher:
     def __init__(
-        self, name: str, adapter: CogAdapter, servers: list[str], queue: QueueStore, report: Report, prepare: Prepare, run_timeout: float
+        self,
+        name: str,
+        adapter: CogAdapter,
+        servers: list[str],
+        queue: QueueStore,
+        report: Report,
+        prepare: Prepare,
+        run_timeout: float,
     ) -> None:
         self.name = name
         self.run_timeout = run_timeout
