@@ -36,7 +36,11 @@ SIMPLE_SCHEMA: dict[str, Any] = {
     "paths": {},
     "components": {
         "schemas": {
-            "Input": {"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}, "repeat": {"type": "integer", "minimum": 1, "maximum": 3}}},
+            "Input": {
+                "type": "object",
+                "required": ["text"],
+                "properties": {"text": {"type": "string"}, "repeat": {"type": "integer", "minimum": 1, "maximum": 3}},
+            },
             "Output": {"type": "string"},
         }
     },
@@ -114,7 +118,9 @@ class Gateway:
 
 
 @contextlib.contextmanager
-def run_gateway(settings: Settings, environ: dict[str, str] | None = None, kind: type[Gateway] = Gateway, **extra: Any) -> Iterator[Gateway]:
+def run_gateway(
+    settings: Settings, environ: dict[str, str] | None = None, kind: type[Gateway] = Gateway, **extra: Any
+) -> Iterator[Gateway]:
     """A gateway app for `settings` served on 127.0.0.1:`settings.port` until the block exits."""
     catalog = Catalog(load_catalog(settings.catalog, {"UPSTREAM_TOKEN": UPSTREAM_TOKEN} if environ is None else environ))
     app = create_app(settings, catalog)
@@ -135,7 +141,12 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def _emulator(prefix: str) -> Iterator[Upstream]:
     models = [
         EmulatedModel(owner="stability-ai", name="stable-diffusion-inpainting", versions={INPAINTING_VERSION: INPAINTING_SCHEMA}),
-        EmulatedModel(owner="stability-ai", name="inpaint-deploy-model", versions={"cd" * 32: INPAINTING_SCHEMA}, deployments=["stability-ai/inpaint-deploy"]),
+        EmulatedModel(
+            owner="stability-ai",
+            name="inpaint-deploy-model",
+            versions={"cd" * 32: INPAINTING_SCHEMA},
+            deployments=["stability-ai/inpaint-deploy"],
+        ),
         EmulatedModel(owner="upstream-owner", name="echo", versions={"ef" * 32: SIMPLE_SCHEMA}),
     ]
     app = create_replicate_emulator(tokens=[UPSTREAM_TOKEN], models=models, prefix=prefix)

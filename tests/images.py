@@ -216,4 +216,4 @@ def png_size(png_bytes: bytes) -> tuple[int, int]:
 
 def colour_distance(a: RGB, b: RGB) -> int:
     """Largest per-channel difference between two colours."""
-    return max(abs(int(p) - int(q)) for p, q in zip(a, b))
+    return max(abs(int(p) - int(q)) for p, q in zip(a, b, strict=True))

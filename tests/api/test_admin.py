@@ -13,11 +13,19 @@ def test_admin_api_needs_its_own_token(gateway: Gateway, tenant_key: str) -> Non
 
 
 def test_create_shows_the_secret_once_and_stores_only_a_hash(gateway: Gateway) -> None:
-    created = gateway.admin.post("/keys", json={"tenant": "acme-admin", "name": "ci", "models": ["stability-ai/*"], "scopes": ["read"]})
+    created = gateway.admin.post(
+        "/keys", json={"tenant": "acme-admin", "name": "ci", "models": ["stability-ai/*"], "scopes": ["read"]}
+    )
     assert created.status_code == 201
     token, key = created.json()["token"], created.json()["key"]
     assert token.startswith(f"gwk_{key['key_id']}_") and key["token_hint"].endswith(token[-4:])
-    assert (key["tenant"], key["name"], key["models"], key["scopes"], key["disabled"]) == ("acme-admin", "ci", ["stability-ai/*"], ["read"], False)
+    assert (key["tenant"], key["name"], key["models"], key["scopes"], key["disabled"]) == (
+        "acme-admin",
+        "ci",
+        ["stability-ai/*"],
+        ["read"],
+        False,
+    )
     shown = gateway.admin.get(f"/keys/{key['key_id']}")
     assert shown.status_code == 200 and token.split("_")[2] not in shown.text and "hash" not in shown.text
     listed = gateway.admin.get("/keys", params={"tenant": "acme-admin"}).json()["results"]

@@ -21,10 +21,17 @@ def _problem(response: httpx.Response, status: int) -> dict:
     return body
 
 
-@pytest.mark.parametrize("authorization", [None, "", "Bearer", "Bearer r8_notours", "Basic dXNlcjpwYXNz", "Bearer gwk_aaaaaaaaaaaa_" + "A" * 40])
+@pytest.mark.parametrize(
+    "authorization", [None, "", "Bearer", "Bearer r8_notours", "Basic dXNlcjpwYXNz", "Bearer gwk_aaaaaaaaaaaa_" + "A" * 40]
+)
 def test_missing_or_wrong_tokens_get_replicates_401(gateway: Gateway, authorization: str | None) -> None:
     headers = {} if authorization is None else {"Authorization": authorization}
-    for method, path in (("GET", "/v1/predictions"), ("POST", "/v1/predictions"), ("GET", "/v1/account"), ("GET", "/replicate/v1/predictions/x")):
+    for method, path in (
+        ("GET", "/v1/predictions"),
+        ("POST", "/v1/predictions"),
+        ("GET", "/v1/account"),
+        ("GET", "/replicate/v1/predictions/x"),
+    ):
         response = httpx.request(method, gateway.url + path, headers=headers, json={})
         assert _problem(response, 401) == UNAUTHENTICATED
 
@@ -35,7 +42,10 @@ def test_both_bearer_and_token_schemes_are_accepted(gateway: Gateway, tenant_key
 
 
 def test_malformed_json_is_400_and_a_non_object_body_too(api: httpx.Client) -> None:
-    assert "not valid JSON" in _problem(api.post("/predictions", content=b"{not json", headers={"Content-Type": "application/json"}), 400)["detail"]
+    assert (
+        "not valid JSON"
+        in _problem(api.post("/predictions", content=b"{not json", headers={"Content-Type": "application/json"}), 400)["detail"]
+    )
     assert _problem(api.post("/predictions", json=[1, 2]), 400)["detail"] == "The request body must be a JSON object"
 
 
@@ -69,12 +79,17 @@ def test_unknown_version_and_body_shape_errors_follow_replicate(api: httpx.Clien
         {"type": "required", "field": "(root)", "description": "version is required"},
         {"type": "additional_property_not_allowed", "field": "(root)", "description": "Additional property model is not allowed"},
     ]
-    assert _problem(api.post("/predictions", json={"version": INPAINTING_VERSION, "input": "x"}), 422)["invalid_fields"][0]["type"] == "invalid_type"
+    assert (
+        _problem(api.post("/predictions", json={"version": INPAINTING_VERSION, "input": "x"}), 422)["invalid_fields"][0]["type"]
+        == "invalid_type"
+    )
     assert _problem(api.post("/models/nobody/nothing/predictions", json={"input": {}}), 404)
 
 
 def test_input_validation_happens_before_any_upstream_call(api: httpx.Client, replicate_upstream: Upstream) -> None:
-    body = _problem(api.post("/predictions", json={"version": INPAINTING_VERSION, "input": {"image": "/etc/passwd", "steps": 0}}), 422)
+    body = _problem(
+        api.post("/predictions", json={"version": INPAINTING_VERSION, "input": {"image": "/etc/passwd", "steps": 0}}), 422
+    )
     assert body["title"] == "Input validation failed"
     assert {f["field"] for f in body["invalid_fields"]} == {"input", "input.image", "input.num_inference_steps"}
     assert replicate_upstream.controls.requests() == []
@@ -83,9 +98,9 @@ def test_input_validation_happens_before_any_upstream_call(api: httpx.Client, re
 def test_not_allowed_models_look_like_unknown_versions(gateway: Gateway, replicate_upstream: Upstream) -> None:
     token, _ = gateway.new_key(models=["acme/*"])
     with gateway.client(token) as client:
-        assert _problem(client.post("/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()}), 422)["title"] == (
-            "Invalid version or not permitted"
-        )
+        assert _problem(client.post("/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()}), 422)[
+            "title"
+        ] == ("Invalid version or not permitted")
         assert _problem(client.get("/models/stability-ai/stable-diffusion-inpainting"), 404)
     assert replicate_upstream.controls.requests() == []
 
@@ -93,9 +108,9 @@ def test_not_allowed_models_look_like_unknown_versions(gateway: Gateway, replica
 def test_a_read_only_key_cannot_create(gateway: Gateway) -> None:
     token, _ = gateway.new_key(scopes=["read"])
     with gateway.client(token) as client:
-        assert _problem(client.post("/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()}), 403)["detail"] == (
-            "This API key lacks the 'predict' scope"
-        )
+        assert _problem(client.post("/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()}), 403)[
+            "detail"
+        ] == ("This API key lacks the 'predict' scope")
         assert client.get("/predictions").status_code == 200
 
 
@@ -104,7 +119,11 @@ def test_a_read_only_key_cannot_create(gateway: Gateway) -> None:
     [
         (Fault(route="create", status=500), 502, "The upstream provider failed with HTTP 500"),
         (Fault(route="create", status=503, retry_after=7), 503, "The upstream provider is temporarily unavailable"),
-        (Fault(route="create", status=429, retry_after=12), 503, "The upstream provider is rate limiting the gateway; retry shortly"),
+        (
+            Fault(route="create", status=429, retry_after=12),
+            503,
+            "The upstream provider is rate limiting the gateway; retry shortly",
+        ),
         (Fault(route="create", status=401), 502, "The upstream provider rejected the gateway's credentials"),
         (Fault(route="create", status=504), 504, "The upstream provider timed out"),
         (Fault(route="create", delay=4), 504, "The upstream provider did not answer within 3s"),
@@ -130,7 +149,11 @@ def test_retry_after_is_passed_on_as_integer_seconds(api: httpx.Client, replicat
 def test_an_unreachable_upstream_is_502(gateway: Gateway, redis_url: str, tmp_path: Path) -> None:
     dead = free_port()
     path = tmp_path / "catalog.toml"
-    path.write_text(gateway.settings.catalog.read_text().replace(str(gateway.catalog.providers["replicate"].base_url), f"http://127.0.0.1:{dead}/v1"))
+    path.write_text(
+        gateway.settings.catalog.read_text().replace(
+            str(gateway.catalog.providers["replicate"].base_url), f"http://127.0.0.1:{dead}/v1"
+        )
+    )
     with run_gateway(gateway_settings(redis_url, path, free_port())) as unreachable:
         token, _ = gateway.new_key()
         with unreachable.client(token) as api:
@@ -150,5 +173,9 @@ def test_an_unexpected_failure_is_a_generic_500_problem_without_a_traceback(
         client.close()
     with caplog.at_level(logging.ERROR):
         body = _problem(api.get(f"/predictions/{created['id']}"), 500)
-    assert body == {"title": "Internal server error", "detail": "The gateway failed unexpectedly; the error has been logged", "status": 500}
+    assert body == {
+        "title": "Internal server error",
+        "detail": "The gateway failed unexpectedly; the error has been logged",
+        "status": 500,
+    }
     assert "unhandled error on GET" in caplog.text

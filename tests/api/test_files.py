@@ -98,7 +98,9 @@ def _blob(gateway: Gateway, file_id: str) -> Path:
     return gateway.settings.files_directory() / file_id[:2] / file_id
 
 
-def _upload(client: httpx.Client, data: bytes = b"hello", name: str = "hello.txt", content_type: str = "text/plain", **fields: str) -> dict[str, Any]:
+def _upload(
+    client: httpx.Client, data: bytes = b"hello", name: str = "hello.txt", content_type: str = "text/plain", **fields: str
+) -> dict[str, Any]:
     response = client.post("/files", files={"content": (name, data, content_type)}, data=fields)
     assert response.status_code == 201, response.text
     return response.json()  # type: ignore[no-any-return]
@@ -111,7 +113,9 @@ def _tenant(client: httpx.Client) -> str:
 # --- upload, get, list, delete -----------------------------------------------------------------
 
 
-def test_upload_returns_the_file_object_with_checksums_and_an_absolute_url(files_gateway: Gateway, files_api: httpx.Client) -> None:
+def test_upload_returns_the_file_object_with_checksums_and_an_absolute_url(
+    files_gateway: Gateway, files_api: httpx.Client
+) -> None:
     data = b"\x89PNG fake image bytes"
     response = files_api.post(
         "/files", files={"content": ("cat.png", data, "image/png")}, data={"metadata": json.dumps({"purpose": "mask"})}
@@ -135,7 +139,9 @@ def test_form_fields_name_and_type_the_file_and_metadata_may_be_a_json_part(file
     assert (named["name"], named["content_type"]) == ("renamed.png", "image/png")
     typed = _upload(files_api, b"x", "a.txt", "text/plain", type="image/png")
     assert typed["content_type"] == "text/plain"
-    as_blob = files_api.post("/files", files={"content": ("a.txt", b"x", "text/plain"), "metadata": ("blob", b'{"a": 1}', "application/json")})
+    as_blob = files_api.post(
+        "/files", files={"content": ("a.txt", b"x", "text/plain"), "metadata": ("blob", b'{"a": 1}', "application/json")}
+    )
     assert as_blob.status_code == 201 and as_blob.json()["metadata"] == {"a": 1}
     empty = _upload(files_api, b"", "empty.txt")
     assert (empty["size"], empty["etag"]) == (0, "d41d8cd98f00b204e9800998ecf8427e")
@@ -152,14 +158,18 @@ def test_form_fields_name_and_type_the_file_and_metadata_may_be_a_json_part(file
         ({"content": ("a.bin", b"x", "application/octet-stream")}, {"type": "<script>"}, "type"),
     ],
 )
-def test_malformed_uploads_are_422_naming_the_field(files_api: httpx.Client, files: dict[str, Any], data: dict[str, str], field: str) -> None:
+def test_malformed_uploads_are_422_naming_the_field(
+    files_api: httpx.Client, files: dict[str, Any], data: dict[str, str], field: str
+) -> None:
     response = files_api.post("/files", files=files, data=data)
     assert response.status_code == 422, response.text
     assert response.headers["content-type"] == "application/problem+json"
     assert [f["field"] for f in response.json()["invalid_fields"]] == [field]
 
 
-def test_the_unmodified_python_client_uploads_gets_lists_and_deletes(files_gateway: Gateway, tenant_key: str, tmp_path: Path) -> None:
+def test_the_unmodified_python_client_uploads_gets_lists_and_deletes(
+    files_gateway: Gateway, tenant_key: str, tmp_path: Path
+) -> None:
     path = tmp_path / "photo.png"
     path.write_bytes(b"png bytes")
     with _python_client(tenant_key, files_gateway) as client:
@@ -322,14 +332,20 @@ async def test_a_cog_output_upload_becomes_a_short_signed_url_owned_by_the_predi
         locations.append(response.headers["location"])
         time.sleep(0.002)
     assert locations[0] != locations[1]
-    assert all(url.startswith(f"{files_gateway.url}/v1/files/") and url.endswith("/out-0.png") and "?" not in url for url in locations)
+    assert all(
+        url.startswith(f"{files_gateway.url}/v1/files/") and url.endswith("/out-0.png") and "?" not in url for url in locations
+    )
     assert [httpx.get(url).content for url in locations] == [b"first png", b"second png"]
     listed = files_api.get("/files").json()["results"]
     assert [f["id"] for f in listed] == [url.split("/")[-5] for url in locations[::-1]]
-    assert [(f["name"], f["content_type"], f["metadata"]) for f in listed] == [("out-0.png", "image/png", {"prediction_id": prediction_id})] * 2
+    assert [(f["name"], f["content_type"], f["metadata"]) for f in listed] == [
+        ("out-0.png", "image/png", {"prediction_id": prediction_id})
+    ] * 2
 
 
-async def test_output_uploads_need_a_valid_token_and_a_known_prediction(files_gateway: Gateway, api: httpx.Client, links: Links) -> None:
+async def test_output_uploads_need_a_valid_token_and_a_known_prediction(
+    files_gateway: Gateway, api: httpx.Client, links: Links
+) -> None:
     upload_url = links.upload("server-a", base=files_gateway.url)
     prediction_id = _prediction_id(api)
     forged = upload_url.replace(upload_url.split("/")[-2], upload_url.split("/")[-2][:-4] + "0000")
@@ -352,9 +368,17 @@ async def test_resolve_inputs_turns_own_file_urls_into_fetchable_ones(
 ) -> None:
     created = _upload(files_api, b"mask bytes", "mask.png", "image/png")
     tenant, elsewhere = _tenant(files_api), f"https://gw.example.com/replicate/v1/files/{created['id']}"
-    given = {"image": created["urls"]["get"], "masks": [{"m": elsewhere}], "prompt": "a cat", "steps": 4, "other": "https://example.com/v1/x.png"}
+    given = {
+        "image": created["urls"]["get"],
+        "masks": [{"m": elsewhere}],
+        "prompt": "a cat",
+        "steps": 4,
+        "other": "https://example.com/v1/x.png",
+    }
     inputs = InputFiles(service, file_id_in)
-    signed = await inputs.resolve(tenant, given, lambda file, expires_at: links.file_download(file, "https://public.example.com", expires_at))
+    signed = await inputs.resolve(
+        tenant, given, lambda file, expires_at: links.file_download(file, "https://public.example.com", expires_at)
+    )
     assert signed["image"].startswith(f"https://public.example.com/v1/files/{created['id']}/download/")
     assert signed["masks"][0]["m"].startswith("https://public.example.com/v1/files/")
     assert {k: signed[k] for k in ("prompt", "steps", "other")} == {k: given[k] for k in ("prompt", "steps", "other")}
@@ -367,7 +391,9 @@ async def test_resolve_inputs_turns_own_file_urls_into_fetchable_ones(
     assert inline["masks"][0]["m"] == inline["image"]
 
 
-async def test_resolve_inputs_refuses_foreign_and_missing_files(files_gateway: Gateway, files_api: httpx.Client, service: Files) -> None:
+async def test_resolve_inputs_refuses_foreign_and_missing_files(
+    files_gateway: Gateway, files_api: httpx.Client, service: Files
+) -> None:
     created = _upload(files_api)
     given = {"image": created["urls"]["get"], "mask": f"{files_gateway.url}/v1/files/nosuchfile", "seed": 1}
     with pytest.raises(InvalidInput) as caught:

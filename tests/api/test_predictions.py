@@ -14,7 +14,20 @@ from tests.conftest import (
 )
 from tests.emulator.predictions import output_bytes
 
-PREDICTION_KEYS = {"id", "model", "version", "input", "output", "logs", "error", "status", "created_at", "urls", "data_removed", "source"}
+PREDICTION_KEYS = {
+    "id",
+    "model",
+    "version",
+    "input",
+    "output",
+    "logs",
+    "error",
+    "status",
+    "created_at",
+    "urls",
+    "data_removed",
+    "source",
+}
 
 
 def _wait_done(api: httpx.Client, prediction_id: str, timeout: float = 10) -> dict[str, Any]:
@@ -27,12 +40,14 @@ def _wait_done(api: httpx.Client, prediction_id: str, timeout: float = 10) -> di
     raise AssertionError(f"prediction {prediction_id} did not finish")
 
 
-def test_create_returns_201_with_the_public_shape_and_gateway_urls(gateway: Gateway, api: httpx.Client, replicate_upstream: Upstream) -> None:
+def test_create_returns_201_with_the_public_shape_and_gateway_urls(
+    gateway: Gateway, api: httpx.Client, replicate_upstream: Upstream
+) -> None:
     response = api.post("/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()})
     assert response.status_code == 201
     assert response.headers["content-type"] == "application/json"
     body = response.json()
-    assert PREDICTION_KEYS <= body.keys()
+    assert body.keys() >= PREDICTION_KEYS
     assert len(body["id"]) == 26 and body["id"].isalnum() and body["id"].islower()
     assert (body["model"], body["version"], body["status"], body["output"]) == (INPAINTING, INPAINTING_VERSION, "starting", None)
     url = f"{gateway.url}/v1/predictions/{body['id']}"
@@ -47,7 +62,9 @@ def test_the_upstream_gets_the_upstream_version_the_real_input_names_and_the_ope
     api: httpx.Client, replicate_upstream: Upstream
 ) -> None:
     ref = f"{INPAINTING}:{INPAINTING_VERSION}"
-    response = api.post("/predictions", json={"version": ref, "input": inpainting_input(steps=20, cfg_scale=7, sampler_name="DDIM")})
+    response = api.post(
+        "/predictions", json={"version": ref, "input": inpainting_input(steps=20, cfg_scale=7, sampler_name="DDIM")}
+    )
     assert response.status_code == 201, response.text
     [sent] = replicate_upstream.requests("POST", "/v1/predictions")
     assert sent.headers["authorization"] == f"Bearer {UPSTREAM_TOKEN}"
@@ -160,4 +177,6 @@ def test_upstream_output_files_are_served_through_signed_gateway_links(
     listed = api.get("/predictions").json()["results"][0]
     assert listed["output"] == links
     with gateway.client(api.headers["authorization"].split()[1], prefix="/replicate/v1") as aggregator_style:
-        assert aggregator_style.get(f"/predictions/{created['id']}").json()["output"][0].startswith(f"{gateway.url}/replicate/v1/")
+        assert (
+            aggregator_style.get(f"/predictions/{created['id']}").json()["output"][0].startswith(f"{gateway.url}/replicate/v1/")
+        )

@@ -9,7 +9,9 @@ from tests.conftest import INPAINTING, INPAINTING_VERSION, Gateway, Upstream, in
 
 
 def test_a_prediction_that_finishes_in_time_comes_back_finished(api: httpx.Client) -> None:
-    response = api.post("/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()}, headers={"Prefer": "wait=5"})
+    response = api.post(
+        "/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()}, headers={"Prefer": "wait=5"}
+    )
     assert response.status_code == 201
     assert response.headers["preference-applied"] == "wait=5"
     body = response.json()
@@ -20,7 +22,9 @@ def test_a_prediction_that_finishes_in_time_comes_back_finished(api: httpx.Clien
 def test_when_time_runs_out_a_running_prediction_is_reported_as_starting(api: httpx.Client, replicate_upstream: Upstream) -> None:
     replicate_upstream.controls.configure(run_seconds=5)
     start = time.monotonic()
-    response = api.post("/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()}, headers={"Prefer": "wait=1"})
+    response = api.post(
+        "/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()}, headers={"Prefer": "wait=1"}
+    )
     elapsed = time.monotonic() - start
     assert 0.5 < elapsed < 1.5  # answered before the client gives up (its read timeout is n + 0.5 s)
     assert response.json()["status"] == "starting" and response.json()["output"] is None
@@ -29,12 +33,20 @@ def test_when_time_runs_out_a_running_prediction_is_reported_as_starting(api: ht
 
 
 def test_waits_above_60_seconds_are_capped_and_odd_preferences_ignored(api: httpx.Client) -> None:
-    capped = api.post("/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()}, headers={"Prefer": "wait=70"})
+    capped = api.post(
+        "/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()}, headers={"Prefer": "wait=70"}
+    )
     assert capped.headers["preference-applied"] == "wait=60" and capped.json()["status"] == "succeeded"
-    plain = api.post("/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()}, headers={"Prefer": "respond-async, wait"})
+    plain = api.post(
+        "/predictions",
+        json={"version": INPAINTING_VERSION, "input": inpainting_input()},
+        headers={"Prefer": "respond-async, wait"},
+    )
     assert plain.headers["preference-applied"] == "wait" and plain.json()["status"] == "succeeded"
     for prefer in ("wait=soon", "wait=0", "handling=lenient"):
-        response = api.post("/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()}, headers={"Prefer": prefer})
+        response = api.post(
+            "/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()}, headers={"Prefer": prefer}
+        )
         assert response.status_code == 201 and "preference-applied" not in response.headers
         assert response.json()["status"] == "starting"
 

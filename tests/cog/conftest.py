@@ -95,7 +95,12 @@ def cog_gateway(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     port = free_port()
     with tls_proxy(port, server_context) as public_url:
         settings = gateway_settings(
-            redis_url, path, port, public_base_url=public_url, files_dir=tmp_path_factory.mktemp("files"), refresh_after_seconds=0.5
+            redis_url,
+            path,
+            port,
+            public_base_url=public_url,
+            files_dir=tmp_path_factory.mktemp("files"),
+            refresh_after_seconds=0.5,
         )
         with run_gateway(settings, {}, CogGateway, public_url=public_url, ca=ca) as running:
             yield running  # type: ignore[misc]

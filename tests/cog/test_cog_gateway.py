@@ -27,7 +27,12 @@ def _image_input(**extra: Any) -> dict[str, Any]:
 
 
 def _client(gateway: CogGateway, token: str) -> httpx.Client:
-    return httpx.Client(base_url=f"{gateway.public_url}/v1", headers={"Authorization": f"Bearer {token}"}, verify=gateway.client_ssl_context(), timeout=15)
+    return httpx.Client(
+        base_url=f"{gateway.public_url}/v1",
+        headers={"Authorization": f"Bearer {token}"},
+        verify=gateway.client_ssl_context(),
+        timeout=15,
+    )
 
 
 def _until(api: httpx.Client, prediction_id: str, statuses: set[str], timeout: float = 20) -> dict[str, Any]:
@@ -43,7 +48,7 @@ def _until(api: httpx.Client, prediction_id: str, statuses: set[str], timeout: f
 def _assert_inpainted(png: bytes) -> None:
     image = decode_png(png)
     centre = image.pixel(32, 32)
-    assert all(abs(c - o) <= 40 for c, o in zip(centre, ORANGE)), f"the masked square was not filled: {centre}"
+    assert all(abs(c - o) <= 40 for c, o in zip(centre, ORANGE, strict=True)), f"the masked square was not filled: {centre}"
     assert image.pixel(2, 2) == ORANGE
 
 
@@ -71,7 +76,9 @@ def test_a_prediction_inpaints_for_real_and_returns_short_gateway_urls(cog_gatew
 def test_the_model_schema_comes_from_the_server_and_validates_before_dispatch(api: httpx.Client) -> None:
     version = api.get(f"/models/test/inpaint/versions/{FAST_VERSION}").json()
     assert version["openapi_schema"]["components"]["schemas"]["Input"]["required"] == ["image", "mask"]
-    response = api.post("/predictions", json={"version": FAST_VERSION, "input": {"image": _image_input()["image"], "num_outputs": 9}})
+    response = api.post(
+        "/predictions", json={"version": FAST_VERSION, "input": {"image": _image_input()["image"], "num_outputs": 9}}
+    )
     assert response.status_code == 422
     assert {f["field"] for f in response.json()["invalid_fields"]} == {"input", "input.num_outputs"}
 

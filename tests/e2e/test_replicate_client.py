@@ -23,7 +23,9 @@ def test_run_with_a_qualified_version_returns_the_models_output(gateway: Gateway
 
 
 def test_run_with_the_aggregator_parameter_names(client: replicate.Client, replicate_upstream: Upstream) -> None:
-    output = client.run(f"{INPAINTING}:{INPAINTING_VERSION}", input=inpainting_input(steps=10, cfg_scale=5, sampler_name="K_EULER"))
+    output = client.run(
+        f"{INPAINTING}:{INPAINTING_VERSION}", input=inpainting_input(steps=10, cfg_scale=5, sampler_name="K_EULER")
+    )
     assert len(output) == 1
     [sent] = replicate_upstream.requests("POST", "/v1/predictions")
     assert sent.json["input"]["num_inference_steps"] == 10 and sent.json["input"]["guidance_scale"] == 5
@@ -69,9 +71,14 @@ def test_models_versions_and_account(client: replicate.Client) -> None:
     assert client.accounts.current().username
 
 
-def test_listing_pages_through_more_than_150_predictions_newest_first(gateway: Gateway, tenant_key: str, client: replicate.Client) -> None:
+def test_listing_pages_through_more_than_150_predictions_newest_first(
+    gateway: Gateway, tenant_key: str, client: replicate.Client
+) -> None:
     with httpx.Client(base_url=f"{gateway.url}/v1", headers={"Authorization": f"Bearer {tenant_key}"}, timeout=10) as api:
-        created = [api.post("/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()}).json()["id"] for _ in range(155)]
+        created = [
+            api.post("/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()}).json()["id"]
+            for _ in range(155)
+        ]
     first = client.predictions.list()
     assert len(first.results) == 100 and first.next and first.next.startswith(f"{gateway.url}/v1/predictions?cursor=")
     assert first.previous is None

@@ -187,7 +187,8 @@ def control_routes(base: str) -> list[Route]:
         "drop_webhooks": lambda controls, body: controls.drop_webhooks(bool(body["drop"])),
     }
     routes = [Route(f"{base}/{name}", _control_endpoint(action), methods=["POST"]) for name, action in actions.items()]
-    return routes + [
+    return [
+        *routes,
         Route(f"{base}/requests", _recorded_requests, methods=["GET"]),
         Route(f"{base}/predictions", _current_predictions, methods=["GET"]),
     ]

@@ -76,9 +76,9 @@ def create_replicate_emulator(
     """A Replicate API app under `prefix`; its controls are `app.state.emulator`."""
     prefix = prefix.rstrip("/")
     app = ReplicateEmulatorApp(
-        routes=_api_routes(prefix) + control_routes(f"{prefix}/_emulator") + [
-            Route("/delivery/{prediction_id}/{name}", _api("delivery", _get_output), methods=["GET"])
-        ],
+        routes=_api_routes(prefix)
+        + control_routes(f"{prefix}/_emulator")
+        + [Route("/delivery/{prediction_id}/{name}", _api("delivery", _get_output), methods=["GET"])],
         exception_handlers={HTTPException: _http_error},
     )
     app.state.emulator = EmulatorControls(tokens, models, prefix)

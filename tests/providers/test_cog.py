@@ -16,11 +16,27 @@ SERVER = "http://127.0.0.1:5100"
     "payload,output_is_array,expected",
     [
         ({"id": "p1", "status": "processing", "logs": "", "metrics": {}}, None, (Status.PROCESSING, None, None, "")),
-        ({"id": "p1", "status": "processing", "output": ["data:a"], "logs": "x\n"}, False, (Status.PROCESSING, "data:a", None, "x\n")),
-        ({"id": "p1", "status": "processing", "output": ["data:a"], "logs": "x\n"}, True, (Status.PROCESSING, ["data:a"], None, "x\n")),
+        (
+            {"id": "p1", "status": "processing", "output": ["data:a"], "logs": "x\n"},
+            False,
+            (Status.PROCESSING, "data:a", None, "x\n"),
+        ),
+        (
+            {"id": "p1", "status": "processing", "output": ["data:a"], "logs": "x\n"},
+            True,
+            (Status.PROCESSING, ["data:a"], None, "x\n"),
+        ),
         ({"id": "p1", "status": "processing", "output": ["data:a"]}, None, (Status.PROCESSING, ["data:a"], None, None)),
-        ({"id": "p1", "status": "succeeded", "output": "data:b", "metrics": {"predict_time": 0.1}}, False, (Status.SUCCEEDED, "data:b", None, None)),
-        ({"id": "p1", "status": "failed", "error": "Prediction failed: ValueError: bad image"}, None, (Status.FAILED, None, "ValueError: bad image", None)),
+        (
+            {"id": "p1", "status": "succeeded", "output": "data:b", "metrics": {"predict_time": 0.1}},
+            False,
+            (Status.SUCCEEDED, "data:b", None, None),
+        ),
+        (
+            {"id": "p1", "status": "failed", "error": "Prediction failed: ValueError: bad image"},
+            None,
+            (Status.FAILED, None, "ValueError: bad image", None),
+        ),
         ({"id": "p1", "status": "canceled", "metrics": {"predict_time": 1.2}}, None, (Status.CANCELED, None, None, None)),
     ],
 )

@@ -26,7 +26,7 @@ routes = [{{ provider = "replicate", model = "upstream/newer" }}]
 
 [[models.versions]]
 id = "{V1}"
-routes = [{{ provider = "replicate", version = "{'b' * 64}" }}]
+routes = [{{ provider = "replicate", version = "{"b" * 64}" }}]
 
 [[deployments]]
 name = "acme/inpaint-prod"
@@ -51,7 +51,9 @@ def test_bare_and_qualified_version_ids_resolve_to_their_upstream_route(catalog:
         assert [(r.provider, r.kind, r.target) for r in resolved.routes] == [("replicate", TargetKind.VERSION, "b" * 64)]
 
 
-@pytest.mark.parametrize("ref", ["c" * 64, f"other/model:{V1}", "stability-ai/stable-diffusion-inpainting", V1[:-1], V1.upper(), ""])
+@pytest.mark.parametrize(
+    "ref", ["c" * 64, f"other/model:{V1}", "stability-ai/stable-diffusion-inpainting", V1[:-1], V1.upper(), ""]
+)
 def test_unknown_or_mismatched_versions_are_replicates_422(catalog: Catalog, ref: str) -> None:
     with pytest.raises(InvalidVersion) as caught:
         catalog.resolve_version(ref)
@@ -88,7 +90,11 @@ def test_an_alias_sent_with_its_real_name_is_refused(catalog: Catalog) -> None:
     with pytest.raises(InvalidInput) as caught:
         catalog.resolve_version(V1).prepare_input({"steps": 10, "num_inference_steps": 20})
     assert caught.value.invalid_fields == [
-        {"type": "alias_conflict", "field": "input.steps", "description": "steps is an alias of num_inference_steps; send only one of them"}
+        {
+            "type": "alias_conflict",
+            "field": "input.steps",
+            "description": "steps is an alias of num_inference_steps; send only one of them",
+        }
     ]
 
 

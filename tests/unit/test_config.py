@@ -21,7 +21,8 @@ PROVIDER = '[providers.up]\nkind = "replicate"\nbase_url = "https://up.example/v
     "body,message",
     [
         (
-            PROVIDER + f'[[models]]\nname = "bad name"\n[[models.versions]]\nid = "{GOOD_VERSION}"\nroutes = [{{provider = "up", version = "x"}}]\n',
+            PROVIDER
+            + f'[[models]]\nname = "bad name"\n[[models.versions]]\nid = "{GOOD_VERSION}"\nroutes = [{{provider = "up", version = "x"}}]\n',
             "models[0].name: 'bad name' is not an owner/name",
         ),
         (
@@ -29,17 +30,28 @@ PROVIDER = '[providers.up]\nkind = "replicate"\nbase_url = "https://up.example/v
             "models[0].versions[0].id: must be 64 lowercase hex characters",
         ),
         (
-            PROVIDER + f'[[models]]\nname = "a/b"\n[[models.versions]]\nid = "{GOOD_VERSION}"\nroutes = [{{provider = "nope", version = "x"}}]\n',
+            PROVIDER
+            + f'[[models]]\nname = "a/b"\n[[models.versions]]\nid = "{GOOD_VERSION}"\nroutes = [{{provider = "nope", version = "x"}}]\n',
             "models[0].versions[0].routes[0].provider: unknown provider 'nope'",
         ),
         (
-            PROVIDER + f'[[models]]\nname = "a/b"\n[[models.versions]]\nid = "{GOOD_VERSION}"\nroutes = [{{provider = "up", version = "x", model = "a/b"}}]\n',
+            PROVIDER
+            + f'[[models]]\nname = "a/b"\n[[models.versions]]\nid = "{GOOD_VERSION}"\nroutes = [{{provider = "up", version = "x", model = "a/b"}}]\n',
             "models[0].versions[0].routes[0]: a route needs exactly one of version, model or deployment",
         ),
-        ('[providers.up]\nkind = "replicate"\nbase_url = "ftp://x"\n', "providers.up.base_url: must be an http:// or https:// URL"),
-        ('[providers.up]\nkind = "replicate"\nbase_url = "https://x"\ntoken_env = ["r8_secret value"]\n', "providers.up.token_env"),
+        (
+            '[providers.up]\nkind = "replicate"\nbase_url = "ftp://x"\n',
+            "providers.up.base_url: must be an http:// or https:// URL",
+        ),
+        (
+            '[providers.up]\nkind = "replicate"\nbase_url = "https://x"\ntoken_env = ["r8_secret value"]\n',
+            "providers.up.token_env",
+        ),
         ('[providers.up]\nkind = "magic"\nbase_url = "https://x"\n', "providers.up.kind"),
-        ('[providers.up]\nkind = "replicate"\nbase_url = "https://x"\ntoken = "r8_literal"\n', "providers.up.token: Extra inputs are not permitted"),
+        (
+            '[providers.up]\nkind = "replicate"\nbase_url = "https://x"\ntoken = "r8_literal"\n',
+            "providers.up.token: Extra inputs are not permitted",
+        ),
         ("providers = [", "not valid TOML"),
         (PROVIDER + '[[deployments]]\nname = "a/d"\nmodel = "a/missing"\n', "deployments[0].model: unknown model 'a/missing'"),
     ],
@@ -53,7 +65,10 @@ def test_bad_catalogs_fail_naming_file_field_and_problem(tmp_path: Path, body: s
 
 
 def test_missing_schema_file_and_missing_catalog_are_named(tmp_path: Path) -> None:
-    body = PROVIDER + f'[[models]]\nname = "a/b"\n[[models.versions]]\nid = "{GOOD_VERSION}"\nschema = "nope.json"\nroutes = [{{provider = "up", version = "x"}}]\n'
+    body = (
+        PROVIDER
+        + f'[[models]]\nname = "a/b"\n[[models.versions]]\nid = "{GOOD_VERSION}"\nschema = "nope.json"\nroutes = [{{provider = "up", version = "x"}}]\n'
+    )
     with pytest.raises(ConfigError, match=r"models\[0\]\.versions\[0\]\.schema: schema file .*nope.json not found"):
         load_catalog(_write(tmp_path, body), {})
     with pytest.raises(ConfigError, match="catalog file not found"):

@@ -8,7 +8,13 @@ from gateway.keys import KeyRecord, KeySpec, hash_secret, new_token, parse_token
 
 def _record(**fields: object) -> KeyRecord:
     token = new_token()
-    values = {"key_id": token.key_id, "tenant": "acme", "created_at": time.time(), "secret_hash": hash_secret(token.secret), "secret_hint": "abcd"}
+    values = {
+        "key_id": token.key_id,
+        "tenant": "acme",
+        "created_at": time.time(),
+        "secret_hash": hash_secret(token.secret),
+        "secret_hint": "abcd",
+    }
     return KeyRecord(**{**values, **fields})
 
 
@@ -20,7 +26,9 @@ def test_token_format_round_trips_and_shows_the_key_id() -> None:
     assert parse_token(text) == token
 
 
-@pytest.mark.parametrize("text", ["", "gwk_short_x", "r8_abcdefabcdefabcdefabcdef", "gwk_ABCDEFGHIJKL_" + "a" * 40, "gwk_abcdefghijkl_" + "a" * 39])
+@pytest.mark.parametrize(
+    "text", ["", "gwk_short_x", "r8_abcdefabcdefabcdefabcdef", "gwk_ABCDEFGHIJKL_" + "a" * 40, "gwk_abcdefghijkl_" + "a" * 39]
+)
 def test_malformed_tokens_do_not_parse(text: str) -> None:
     assert parse_token(text) is None
 

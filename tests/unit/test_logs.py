@@ -10,7 +10,10 @@ from gateway.logs import RedactingFilter, redact
     [
         ("POST /webhooks/upstream/abc?token=8d13 HTTP/1.1", "POST /webhooks/upstream/abc?token=[redacted] HTTP/1.1"),
         ("GET /v1/files/f1/download/1795/xVC_Xm-7/out-0.png", "GET /v1/files/f1/download/1795/[redacted]/out-0.png"),
-        ("GET /v1/files/f1/download?owner=acme&expiry=1&signature=a%2Bb", "GET /v1/files/f1/download?owner=acme&expiry=1&signature=[redacted]"),
+        (
+            "GET /v1/files/f1/download?owner=acme&expiry=1&signature=a%2Bb",
+            "GET /v1/files/f1/download?owner=acme&expiry=1&signature=[redacted]",
+        ),
         ("PUT /uploads/aHR0cDo.1d0e/out-0.png", "PUT /uploads/[redacted]/out-0.png"),
         ("GET /v1/predictions/abc", "GET /v1/predictions/abc"),
     ],

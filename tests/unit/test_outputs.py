@@ -7,7 +7,12 @@ def test_hide_replaces_urls_wherever_they_are_and_keeps_other_values() -> None:
     output = {"images": ["https://up.example/a/out-0.png", "data:image/png;base64,AA"], "text": "hi", "n": 2, "u": "http://x/y"}
     public, urls = hide(output)
     assert urls == ["https://up.example/a/out-0.png", "http://x/y"]
-    assert public == {"images": ["gateway-output:0/out-0.png", "data:image/png;base64,AA"], "text": "hi", "n": 2, "u": "gateway-output:1/y"}
+    assert public == {
+        "images": ["gateway-output:0/out-0.png", "data:image/png;base64,AA"],
+        "text": "hi",
+        "n": 2,
+        "u": "gateway-output:1/y",
+    }
     assert hide(None) == (None, [])
     assert hide("https://up.example/") == ("gateway-output:0/output", ["https://up.example/"])
 

@@ -10,26 +10,41 @@ SCHEMA = json.loads((Path(__file__).parents[2] / "config" / "schemas" / "stable-
 IMAGE = "https://example.com/image.png"
 
 
-def _fields(given: dict, policy: UrlPolicy = UrlPolicy()) -> list[dict[str, str]]:
+def _fields(given: dict, policy: UrlPolicy | None = None) -> list[dict[str, str]]:
     with pytest.raises(InvalidInput) as caught:
-        InputValidator(SCHEMA, policy).validate(given)
+        InputValidator(SCHEMA, policy or UrlPolicy()).validate(given)
     return caught.value.invalid_fields
 
 
 def test_valid_input_passes() -> None:
-    InputValidator(SCHEMA).validate({"image": IMAGE, "mask": "data:image/png;base64,AAAA", "num_inference_steps": 25, "scheduler": "DDIM"})
+    InputValidator(SCHEMA).validate(
+        {"image": IMAGE, "mask": "data:image/png;base64,AAAA", "num_inference_steps": 25, "scheduler": "DDIM"}
+    )
 
 
 @pytest.mark.parametrize(
     "given,expected",
     [
         ({"mask": IMAGE}, {"type": "required", "field": "input", "description": "image is required"}),
-        ({"image": IMAGE, "mask": IMAGE, "num_inference_steps": 501}, {"type": "number_lte", "field": "input.num_inference_steps", "description": "Must be less than or equal to 500"}),
-        ({"image": IMAGE, "mask": IMAGE, "guidance_scale": 0}, {"type": "number_gte", "field": "input.guidance_scale", "description": "Must be greater than or equal to 1"}),
-        ({"image": IMAGE, "mask": IMAGE, "prompt": 5}, {"type": "invalid_type", "field": "input.prompt", "description": "Invalid type. Expected: string, given: integer"}),
+        (
+            {"image": IMAGE, "mask": IMAGE, "num_inference_steps": 501},
+            {"type": "number_lte", "field": "input.num_inference_steps", "description": "Must be less than or equal to 500"},
+        ),
+        (
+            {"image": IMAGE, "mask": IMAGE, "guidance_scale": 0},
+            {"type": "number_gte", "field": "input.guidance_scale", "description": "Must be greater than or equal to 1"},
+        ),
+        (
+            {"image": IMAGE, "mask": IMAGE, "prompt": 5},
+            {"type": "invalid_type", "field": "input.prompt", "description": "Invalid type. Expected: string, given: integer"},
+        ),
         (
             {"image": IMAGE, "mask": IMAGE, "scheduler": "Euler a"},
-            {"type": "enum", "field": "input.scheduler", "description": 'scheduler must be one of the following: "DDIM", "K_EULER", "DPMSolverMultistep", "K_EULER_ANCESTRAL", "PNDM", "KLMS"'},
+            {
+                "type": "enum",
+                "field": "input.scheduler",
+                "description": 'scheduler must be one of the following: "DDIM", "K_EULER", "DPMSolverMultistep", "K_EULER_ANCESTRAL", "PNDM", "KLMS"',
+            },
         ),
     ],
 )
@@ -52,7 +67,10 @@ def test_local_paths_and_file_uris_are_refused_for_file_inputs(path: str) -> Non
     assert [f["type"] for f in _fields({"image": path, "mask": IMAGE})] == ["unsafe_file"]
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1/x.png", "http://localhost:8080/x", "http://10.1.2.3/x", "http://[::1]/x", "http://169.254.169.254/latest"])
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1/x.png", "http://localhost:8080/x", "http://10.1.2.3/x", "http://[::1]/x", "http://169.254.169.254/latest"],
+)
 def test_private_addresses_are_refused_unless_allowed(url: str) -> None:
     assert _fields({"image": url, "mask": IMAGE})[0]["description"] == "URLs on private or loopback addresses are not accepted"
     InputValidator(SCHEMA, UrlPolicy(allow_private=True)).validate({"image": url, "mask": IMAGE})
