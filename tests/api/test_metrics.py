@@ -24,13 +24,16 @@ def test_metrics_count_requests_creations_and_each_terminal_status_once(gateway:
         assert time.monotonic() < deadline
         time.sleep(0.05)
     api.get(f"/predictions/{created['id']}")  # reads after the end change nothing
+    assert httpx.get(f"{gateway.url}/no/such/path").status_code == 404
     after = httpx.get(f"{gateway.url}/metrics")
     assert after.headers["content-type"].startswith("text/plain")
+
+    def increase(name: str, **labels: str) -> float:
+        return _sample(after.text, name, **labels) - _sample(before, name, **labels)
+
     labels = {"model": INPAINTING, "provider": "replicate"}
-    assert _sample(after.text, "gateway_predictions_created_total", **labels) - _sample(before, "gateway_predictions_created_total", **labels) == 1
-    finished = {**labels, "status": "failed"}
-    assert _sample(after.text, "gateway_predictions_finished_total", **finished) - _sample(before, "gateway_predictions_finished_total", **finished) == 1
-    requests = {"endpoint": "create_prediction", "method": "POST", "status": "201"}
-    assert _sample(after.text, "gateway_http_requests_total", **requests) >= 1
-    assert _sample(after.text, "gateway_http_requests_total", endpoint="unmatched", method="GET", status="404") >= 0
+    assert increase("gateway_predictions_created_total", **labels) == 1
+    assert increase("gateway_predictions_finished_total", **labels, status="failed") == 1
+    assert increase("gateway_http_requests_total", endpoint="create_prediction", method="POST", status="201") == 1
+    assert increase("gateway_http_requests_total", endpoint="unmatched", method="GET", status="404") == 1
     assert "gwk_" not in after.text and "t-" not in after.text  # no keys or tenants in labels

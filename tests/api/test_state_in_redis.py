@@ -1,16 +1,20 @@
 """Prediction state lives in Redis: round trips per request, staleness-driven refresh, webhooks, retention."""
 
+import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import redis
 from redis.asyncio.connection import AbstractConnection
 
-from tests.conftest import INPAINTING_VERSION, Gateway, Upstream, inpainting_input
+from tests.conftest import INPAINTING_VERSION, Gateway, Upstream, gateway_settings, inpainting_input, run_gateway
 from tests.emulator import Fault
+from tests.servers import free_port
 
 
 @pytest.fixture
@@ -40,14 +44,31 @@ def test_create_costs_two_round_trips_and_get_one(api: httpx.Client, replicate_u
     assert round_trips[0] == 1
 
 
-def test_a_fresh_record_is_answered_from_redis_without_asking_the_upstream(api: httpx.Client, replicate_upstream: Upstream) -> None:
-    created = api.post("/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()}).json()
-    replicate_upstream.controls.inject(Fault(route="get", status=500, times=100))
-    for _ in range(5):
+def test_a_fresh_record_is_answered_from_redis_without_asking_the_upstream(
+    redis_url: str, catalog_path: Path, tmp_path: Path, replicate_upstream: Upstream
+) -> None:
+    replicate_upstream.controls.configure(run_seconds=30)
+    replicate_upstream.controls.drop_webhooks(True)  # only the gateway's own reads may ask the upstream
+    refresh_after = 0.5  # the session gateway's 0.1 s leaves too little time to read a record while fresh
+    settings = gateway_settings(redis_url, catalog_path, free_port(), files_dir=tmp_path / "files", refresh_after_seconds=refresh_after)
+    with run_gateway(settings) as gateway, gateway.client(gateway.new_key()[0]) as api:
+        replicate_upstream.controls.inject(Fault(route="get", status=500, times=100))
+        creating = time.monotonic()
+        created = api.post("/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()}).json()
+        created_at = time.monotonic()
+        [upstream] = replicate_upstream.controls.predictions()
+
+        def upstream_reads() -> int:
+            return len(replicate_upstream.requests("GET", f"/predictions/{upstream['id']}"))
+
+        for _ in range(5):
+            assert api.get(f"/predictions/{created['id']}").json()["status"] == "starting"
+        assert time.monotonic() - creating < refresh_after, "the reads did not all happen while the record was fresh"
+        assert upstream_reads() == 0
+        # Stale now, and the upstream fails: one read asks it once, and still gets the stored state.
+        time.sleep(max(0.0, created_at + refresh_after + 0.05 - time.monotonic()))
         assert api.get(f"/predictions/{created['id']}").json()["status"] == "starting"
-    # Stale now, and the upstream fails: the reader still gets the stored state.
-    time.sleep(0.15)
-    assert api.get(f"/predictions/{created['id']}").json()["status"] == "starting"
+        assert upstream_reads() == 1
 
 
 def test_concurrent_readers_of_a_stale_record_share_one_upstream_refresh(gateway: Gateway, tenant_key: str, replicate_upstream: Upstream) -> None:
@@ -90,6 +111,41 @@ def test_an_upstream_webhook_makes_the_gateway_refresh_without_being_polled(
     assert forged.status_code == 404
 
 
+def test_an_upstream_answer_older_than_the_stored_progress_leaves_the_logs_as_they_were(
+    api: httpx.Client, replicate_upstream: Upstream, redis_url: str, request: pytest.FixtureRequest
+) -> None:
+    replicate_upstream.controls.configure(run_seconds=1)  # a progress line every 0.25 s, done after 1 s
+    replicate_upstream.controls.drop_webhooks(True)  # the test delivers the upstream's callbacks itself
+    created = api.post("/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()}).json()
+    [sent] = replicate_upstream.requests("POST", "/v1/predictions")
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    request.addfinalizer(client.close)
+
+    def upstream_now() -> dict[str, Any]:
+        [prediction] = replicate_upstream.controls.predictions()
+        return prediction
+
+    def upstream_processing() -> dict[str, Any] | None:
+        prediction = upstream_now()
+        return prediction if prediction["status"] == "processing" else None
+
+    def stored_doc() -> dict[str, Any]:
+        return json.loads(client.hget(f"gw:pred:{{{created['id']}}}", "doc") or "{}")
+
+    early = _until(upstream_processing, "the upstream never started")
+    _until(lambda: "1/4" in upstream_now()["logs"], "the upstream logged no progress")
+    assert httpx.post(sent.json["webhook"], json=upstream_now()).status_code == 204
+    progressed = stored_doc()
+    assert progressed["status"] == "processing"
+    assert progressed["logs"].startswith(early["logs"]) and len(progressed["logs"]) > len(early["logs"])
+    # The next answer the gateway reads is the earlier progress (a reordered or lagging report).
+    upstream_reads = replicate_upstream.requests("GET", f"/predictions/{early['id']}")
+    replicate_upstream.controls.inject(Fault(route="get", status=200, body=early))
+    assert httpx.post(sent.json["webhook"], json=early).status_code == 204
+    assert len(replicate_upstream.requests("GET", f"/predictions/{early['id']}")) == len(upstream_reads) + 1
+    assert stored_doc()["logs"] == progressed["logs"]
+
+
 def test_records_and_index_expire_with_the_retention_period(
     api: httpx.Client, redis_url: str, gateway: Gateway, request: pytest.FixtureRequest
 ) -> None:
@@ -102,3 +158,12 @@ def test_records_and_index_expire_with_the_retention_period(
     index = f"gw:tenant:{{{tenant}}}:predictions"
     assert [member.split(":")[1] for member in client.zrange(index, 0, -1)] == [created["id"]]
     assert retention - 5 < client.ttl(index) <= retention
+
+
+def _until(condition: Callable[[], Any], failure: str, seconds: float = 5) -> Any:
+    """The first true value of `condition`, polled until `seconds` pass."""
+    deadline = time.monotonic() + seconds
+    while not (value := condition()):
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.02)
+    return value
