@@ -15,7 +15,9 @@ def _sample(text: str, name: str, **labels: str) -> float:
     return 0.0
 
 
-def test_metrics_count_requests_creations_and_each_terminal_status_once(gateway: Gateway, api: httpx.Client, replicate_upstream: Upstream) -> None:
+def test_metrics_count_requests_creations_and_each_terminal_status_once(
+    gateway: Gateway, api: httpx.Client, replicate_upstream: Upstream
+) -> None:
     before = httpx.get(f"{gateway.url}/metrics").text
     replicate_upstream.controls.fail_next("boom")
     created = api.post("/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()}).json()

@@ -32,7 +32,9 @@ def round_trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     yield counter
 
 
-def test_create_costs_two_round_trips_and_get_one(api: httpx.Client, replicate_upstream: Upstream, round_trips: list[int]) -> None:
+def test_create_costs_two_round_trips_and_get_one(
+    api: httpx.Client, replicate_upstream: Upstream, round_trips: list[int]
+) -> None:
     replicate_upstream.controls.configure(run_seconds=30)
     replicate_upstream.controls.drop_webhooks(True)  # no upstream callbacks: count only the request's own work
     api.post("/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()})  # key cached, script loaded
@@ -50,7 +52,9 @@ def test_a_fresh_record_is_answered_from_redis_without_asking_the_upstream(
     replicate_upstream.controls.configure(run_seconds=30)
     replicate_upstream.controls.drop_webhooks(True)  # only the gateway's own reads may ask the upstream
     refresh_after = 0.5  # the session gateway's 0.1 s leaves too little time to read a record while fresh
-    settings = gateway_settings(redis_url, catalog_path, free_port(), files_dir=tmp_path / "files", refresh_after_seconds=refresh_after)
+    settings = gateway_settings(
+        redis_url, catalog_path, free_port(), files_dir=tmp_path / "files", refresh_after_seconds=refresh_after
+    )
     with run_gateway(settings) as gateway, gateway.client(gateway.new_key()[0]) as api:
         replicate_upstream.controls.inject(Fault(route="get", status=500, times=100))
         creating = time.monotonic()
@@ -71,7 +75,9 @@ def test_a_fresh_record_is_answered_from_redis_without_asking_the_upstream(
         assert upstream_reads() == 1
 
 
-def test_concurrent_readers_of_a_stale_record_share_one_upstream_refresh(gateway: Gateway, tenant_key: str, replicate_upstream: Upstream) -> None:
+def test_concurrent_readers_of_a_stale_record_share_one_upstream_refresh(
+    gateway: Gateway, tenant_key: str, replicate_upstream: Upstream
+) -> None:
     replicate_upstream.controls.configure(run_seconds=30)
     replicate_upstream.controls.drop_webhooks(True)
     with gateway.client(tenant_key) as api:

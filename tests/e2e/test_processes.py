@@ -37,7 +37,9 @@ def second_gateway(redis_url: str, catalog_path: Path, tmp_path_factory: pytest.
         "GATEWAY_REFRESH_AFTER_SECONDS": str(SECOND_REFRESH_AFTER_SECONDS),
         "UPSTREAM_TOKEN": UPSTREAM_TOKEN,
     }
-    process = subprocess.Popen([sys.executable, "-m", "gateway", "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
     while True:
@@ -82,13 +84,17 @@ def test_a_rotated_out_secret_stops_working_on_the_other_process_within_a_second
 def test_a_prediction_created_on_one_process_is_read_on_the_other(gateway: Gateway, second_gateway: str) -> None:
     token, _ = gateway.new_key()
     headers = {"Authorization": f"Bearer {token}"}
-    created = httpx.post(f"{gateway.url}/v1/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()}, headers=headers).json()
+    created = httpx.post(
+        f"{gateway.url}/v1/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()}, headers=headers
+    ).json()
     read = httpx.get(f"{second_gateway}/v1/predictions/{created['id']}", headers=headers)
     assert read.status_code == 200 and read.json()["urls"]["get"].startswith(second_gateway)
 
 
 def _cli(redis_url: str, *args: str) -> dict | list:
-    result = subprocess.run([sys.executable, "-m", "gateway", "--redis-url", redis_url, "keys", *args], capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "--redis-url", redis_url, "keys", *args], capture_output=True, text=True, timeout=30
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -114,7 +120,9 @@ def test_the_cli_manages_keys_and_a_running_gateway_honours_its_changes_within_a
 
 
 def test_the_cli_reports_an_unknown_key_and_a_bad_catalog_clearly(redis_url: str, tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "gateway", "--redis-url", redis_url, "keys", "show", "nosuchkey"], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "--redis-url", redis_url, "keys", "show", "nosuchkey"], capture_output=True, text=True
+    )
     assert result.returncode != 0 and "Key nosuchkey not found" in result.stderr
     bad = tmp_path / "catalog.toml"
     bad.write_text('[providers.x]\nkind = "replicate"\n')
@@ -138,7 +146,9 @@ def test_two_processes_polling_a_stale_prediction_ask_the_upstream_once_between_
     headers = {"Authorization": f"Bearer {token}"}
     for root in (gateway.url, second_gateway):  # the key is cached in both, so both reads go straight to the record
         assert httpx.get(f"{root}/v1/account", headers=headers).status_code == 200
-    created = httpx.post(f"{gateway.url}/v1/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()}, headers=headers).json()
+    created = httpx.post(
+        f"{gateway.url}/v1/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()}, headers=headers
+    ).json()
     time.sleep(2 * SECOND_REFRESH_AFTER_SECONDS)  # stale for both processes now
     upstream_delay = 0.5
     replicate_upstream.controls.inject(Fault(route="get", delay=upstream_delay, times=10))
@@ -161,7 +171,9 @@ def test_two_processes_polling_a_stale_prediction_ask_the_upstream_once_between_
 
 def test_an_unreachable_redis_is_named_without_its_password() -> None:
     env = {**os.environ, "GATEWAY_REDIS_URL": "redis://:s3cret@127.0.0.1:1/0"}
-    result = subprocess.run([sys.executable, "-m", "gateway", "keys", "list"], capture_output=True, text=True, env=env, timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "keys", "list"], capture_output=True, text=True, env=env, timeout=30
+    )
     assert result.returncode == 1
     assert "is Redis running at redis://127.0.0.1:1/0?" in result.stderr and "s3cret" not in result.stderr
 
@@ -178,6 +190,12 @@ def test_the_cli_gives_a_listed_cog_server_its_upload_url(gateway: Gateway, redi
     assert upload_path.startswith("/uploads/") and upload_path.endswith("/")
     token, _ = gateway.new_key()
     headers = {"Authorization": f"Bearer {token}"}
-    created = httpx.post(f"{gateway.url}/v1/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()}, headers=headers).json()
-    put = httpx.put(f"{gateway.url}{upload_path}out.png", content=b"png bytes", headers={"x-prediction-id": created["id"], "content-type": "image/png"})
+    created = httpx.post(
+        f"{gateway.url}/v1/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()}, headers=headers
+    ).json()
+    put = httpx.put(
+        f"{gateway.url}{upload_path}out.png",
+        content=b"png bytes",
+        headers={"x-prediction-id": created["id"], "content-type": "image/png"},
+    )
     assert put.status_code == 201 and httpx.get(put.headers["location"]).content == b"png bytes"
