@@ -28,7 +28,7 @@ from tests.servers import free_port, serve_in_thread
 
 in_module_loop = pytest.mark.asyncio(loop_scope="module")  # the loop the shared pool's watchers run in
 
-MODEL_DIR = Path(__file__).parents[1] / "models" / "inpaint"
+MODEL_DIR = Path(__file__).parents[3] / "models" / "inpaint"
 ORANGE = (255, 128, 0)
 SQUARE = (24, 24, 40, 40)
 UPLOADED_LOCATION = "https://files.example/out-1.png"
