@@ -24,7 +24,7 @@ def decode_cursor(cursor: str) -> tuple[str, IndexEntry]:
     try:
         data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         direction, entry = data["d"], IndexEntry(str(data["i"]), int(data["t"]))
-    except (ValueError, KeyError, TypeError, binascii.Error):
+    except (ValueError, KeyError, TypeError, OverflowError, RecursionError, binascii.Error):
         raise BadRequest("The cursor is not valid; use the next or previous URL as given") from None
     if direction not in DIRECTIONS:
         raise BadRequest("The cursor is not valid; use the next or previous URL as given")

@@ -35,4 +35,9 @@ class Signer:
         return self.digest(purpose, message).hex()[:length]
 
     def verify(self, purpose: Purpose, message: str, token: str, length: int = 32) -> bool:
-        return hmac.compare_digest(self.token(purpose, message, length), token)
+        return same_text(self.token(purpose, message, length), token)
+
+
+def same_text(expected: str, given: str) -> bool:
+    """Constant-time equality of two strings, whatever characters a client sent (compare_digest refuses non-ASCII str)."""
+    return hmac.compare_digest(expected.encode(), given.encode("utf-8", "replace"))

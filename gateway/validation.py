@@ -149,3 +149,33 @@ def _type_names(expected: object) -> str:
 
 def _json_type(value: Any) -> str:
     return "null" if value is None else _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+MAX_INPUT_DEPTH = 32  # deeper input is no model's and would exhaust the stack of whatever walks it
+
+
+def check_nesting(given: dict[str, Any]) -> None:
+    """InvalidInput for each field whose value nests lists and objects deeper than MAX_INPUT_DEPTH."""
+    problems = [
+        {
+            "type": "max_depth",
+            "field": f"input.{name}",
+            "description": f"Must not be nested more than {MAX_INPUT_DEPTH} levels deep",
+        }
+        for name, value in given.items()
+        if _deeper_than(value, MAX_INPUT_DEPTH)
+    ]
+    if problems:
+        raise InvalidInput(problems)
+
+
+def _deeper_than(value: Any, depth: int) -> bool:
+    """Iterative, so that the check itself never recurses."""
+    pending = [(value, 1)]
+    while pending:
+        item, level = pending.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        if children and level > depth:
+            return True
+        pending.extend((child, level + 1) for child in children)
+    return False

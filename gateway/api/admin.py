@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -14,6 +13,7 @@ from gateway.api.problems import invalid_body
 from gateway.api.requests import json_object, services
 from gateway.errors import Unauthenticated
 from gateway.keys import KeyRecord, KeySpec, NewKeySpec, Token
+from gateway.signing import same_text
 
 
 class RotateSpec(BaseModel):
@@ -30,7 +30,7 @@ def _authorize(request: Request) -> None:
     if expected is None:
         raise Unauthenticated("The admin API is disabled: no admin token is configured")
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() not in ("bearer", "token") or not hmac.compare_digest(given.strip(), expected.get_secret_value()):
+    if scheme.lower() not in ("bearer", "token") or not same_text(expected.get_secret_value(), given.strip()):
         raise Unauthenticated("You did not pass a valid admin token")
 
 

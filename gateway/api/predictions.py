@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlencode
 
@@ -21,7 +22,9 @@ from gateway.timestamps import parse_timestamp
 
 _BODY_FIELDS = {"version", "input", "webhook", "webhook_events_filter", "webhook_completed", "stream"}
 _WEBHOOK_EVENTS = frozenset(WEBHOOK_EVENTS)
+_REQUIRED_FIELDS = frozenset({"version", "input"})  # null is not a value for these
 MAX_WAIT_SECONDS = 60
+_SECONDS = re.compile(r"[0-9]{1,6}")  # ASCII digits only: str.isdigit() also takes '²', which int() refuses
 _WAIT_MARGIN_SECONDS = 0.25  # answer before the client's own timeout (the Python client allows n + 0.5 s)
 _PASSED_HEADERS = {"content-type", "content-length", "etag", "last-modified", "cache-control"}
 
@@ -88,10 +91,10 @@ async def _create(request: Request, kind: RefKind) -> Response:
     key = await caller(request, "predict")
     body = await json_object(request)
     options = _create_options(body, version_required=kind is RefKind.VERSION)
+    wait = _preferred_wait(request.headers.get("prefer"))  # read before anything runs upstream
     name = body["version"] if kind is RefKind.VERSION else _path_name(request)
     record = await services(request).predictions.create(key, Reference(kind, name), options)
     headers: dict[str, str] = {}
-    wait = _preferred_wait(request.headers.get("prefer"))
     if wait is not None:
         seconds, headers["Preference-Applied"] = wait
         record = await services(request).predictions.wait(record, seconds - _WAIT_MARGIN_SECONDS, request.is_disconnected)
@@ -110,7 +113,7 @@ def _preferred_wait(prefer: str | None) -> tuple[int, str] | None:
             continue
         if not value.strip():
             return MAX_WAIT_SECONDS, "wait"
-        if value.strip().isdigit() and int(value) > 0:
+        if _SECONDS.fullmatch(value.strip()) and int(value) > 0:
             seconds = min(int(value), MAX_WAIT_SECONDS)
             return seconds, f"wait={seconds}"
     return None
@@ -154,10 +157,10 @@ def _type_problems(body: dict[str, Any]) -> list[dict[str, str]]:
     problems = [
         _problem("invalid_type", name, f"Invalid type. Expected: {names[kind]}, given: {_json_type(body[name])}")
         for name, kind in expected.items()
-        if body.get(name) is not None and not isinstance(body[name], kind)
+        if name in body and (body[name] is not None or name in _REQUIRED_FIELDS) and not isinstance(body[name], kind)
     ]
     events = body.get("webhook_events_filter")
-    if isinstance(events, list) and not set(events) <= _WEBHOOK_EVENTS:
+    if isinstance(events, list) and not all(isinstance(event, str) and event in _WEBHOOK_EVENTS for event in events):
         allowed = ", ".join(f'"{e}"' for e in sorted(_WEBHOOK_EVENTS))
         problems.append(
             _problem("enum", "webhook_events_filter", f"webhook_events_filter must be one of the following: {allowed}")

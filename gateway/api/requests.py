@@ -25,9 +25,11 @@ async def json_object(request: Request, *, required: bool = True) -> dict[str, A
     if not raw.strip() and not required:
         return {}
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_constant=_not_json)
     except ValueError as exc:
         raise BadRequest(f"The request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest("The request body is not valid JSON: it is nested too deeply") from None
     if not isinstance(body, dict):
         raise BadRequest("The request body must be a JSON object")
     return body
@@ -42,3 +44,8 @@ def origin(request: Request) -> str:
 def api_root(request: Request) -> str:
     """The absolute URL of the API prefix this request came in on (`…/v1` or `…/replicate/v1`)."""
     return origin(request) + str(request.scope.get("root_path", ""))
+
+
+def _not_json(constant: str) -> Any:
+    """Python's json reads NaN and Infinity; JSON has no such numbers, and no upstream would accept them."""
+    raise ValueError(f"{constant} is not a JSON number")

@@ -23,6 +23,7 @@ from gateway.providers import CreateRequest, Provider, UpstreamPrediction, Upstr
 from gateway.schemas import Schemas
 from gateway.status import Status
 from gateway.store import IndexEntry, PredictionStore, StoredPrediction
+from gateway.validation import check_nesting
 from gateway.waiters import Waiters
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ class Predictions:
         resolved = self._catalog.resolve(reference)
         if not key.allows(resolved.model.name, resolved.version.id):
             raise InvalidVersion()
+        check_nesting(options.input)
         prepared = resolved.prepare_input(options.input)
         validator = await self._schemas.validator(resolved)
         validator.validate(prepared)

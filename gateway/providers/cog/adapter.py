@@ -8,7 +8,6 @@ The upstream id of a Cog prediction is `<server url>|<prediction id>`: the serve
 from __future__ import annotations
 
 import enum
-import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 from gateway.errors import GatewayError, InvalidInput, Unauthenticated, UpstreamError, UpstreamUnavailable
 from gateway.providers.base import WEBHOOK_EVENTS, CreateRequest, UpstreamPrediction, identify
 from gateway.providers.http import UpstreamClient, UpstreamResponse
+from gateway.signing import same_text
 
 _HEALTH_TIMEOUT_SECONDS = 2.0
 
@@ -113,7 +113,7 @@ class CogAdapter:
     def parse_webhook(self, payload: Any, upstream: str, authorization: str | None) -> UpstreamPrediction:
         server, _ = split_upstream_id(upstream)
         expected = self._server_tokens.get(server)
-        if expected is not None and not hmac.compare_digest(authorization or "", f"Bearer {expected}"):
+        if expected is not None and not same_text(f"Bearer {expected}", authorization or ""):
             raise Unauthenticated("The webhook did not come from the model server running this prediction")
         return from_cog(payload, server, output_is_array=self._output_is_array)
 
