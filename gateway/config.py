@@ -43,6 +43,7 @@ DEFAULT_FILE_MAX_BYTES = 100 * 1024 * 1024
 DEFAULT_FILE_EXPIRY_SECONDS = 24 * 3600
 DEFAULT_FILE_SWEEP_SECONDS = 60.0
 DEFAULT_FILE_PAGE_SIZE = 100
+MIN_ADMIN_TOKEN_LENGTH = 16
 
 _VERSION_ID = re.compile(r"^[0-9a-f]{64}$")
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -82,6 +83,17 @@ class Settings(BaseSettings):
     file_expiry_seconds: int = Field(default=DEFAULT_FILE_EXPIRY_SECONDS, gt=0)
     file_sweep_seconds: float = Field(default=DEFAULT_FILE_SWEEP_SECONDS, gt=0)
     file_page_size: int = Field(default=DEFAULT_FILE_PAGE_SIZE, gt=0, le=1000)
+
+    @field_validator("admin_token")
+    @classmethod
+    def _strong_admin_token(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty token (an unset variable in a compose file) would let an empty bearer in: refuse to start.
+        if value is not None and len(value.get_secret_value().strip()) < MIN_ADMIN_TOKEN_LENGTH:
+            raise ValueError(
+                f"GATEWAY_ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_LENGTH} characters; "
+                "leave it unset to have one generated into the data directory"
+            )
+        return value
 
     def local_base_url(self) -> str:
         """How processes on this machine (managed model servers) reach the gateway."""

@@ -137,6 +137,14 @@ def test_the_cli_reports_an_unknown_key_and_a_bad_catalog_clearly(redis_url: str
     assert "Traceback" not in result.stderr
 
 
+def test_serve_refuses_an_empty_admin_token_instead_of_opening_the_admin_api(redis_url: str, tmp_path: Path) -> None:
+    env = {**os.environ, "GATEWAY_ADMIN_TOKEN": "", "GATEWAY_DATA_DIR": str(tmp_path)}
+    command = [sys.executable, "-m", "gateway", "--redis-url", redis_url, "serve", "--port", str(free_port())]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=30, env=env)
+    assert result.returncode != 0
+    assert "GATEWAY_ADMIN_TOKEN must be at least 16 characters" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_two_processes_polling_a_stale_prediction_ask_the_upstream_once_between_them(
     gateway: Gateway, second_gateway: str, replicate_upstream: Upstream
 ) -> None:

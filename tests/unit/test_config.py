@@ -87,10 +87,17 @@ def test_the_shipped_catalog_loads_with_the_seed_model() -> None:
 def test_settings_read_the_gateway_prefix_and_redis_url(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GATEWAY_PORT", "9001")
     monkeypatch.setenv("REDIS_URL", "redis://example:6379/2")
-    monkeypatch.setenv("GATEWAY_ADMIN_TOKEN", "admin-secret")
+    monkeypatch.setenv("GATEWAY_ADMIN_TOKEN", "admin-secret-of-the-operator")
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     assert (settings.port, settings.redis_url) == (9001, "redis://example:6379/2")
     assert "admin-secret" not in repr(settings)
+
+
+@pytest.mark.parametrize("token", ["", "   ", "short-token"])
+def test_an_empty_or_weak_admin_token_stops_the_gateway_at_start(monkeypatch: pytest.MonkeyPatch, token: str) -> None:
+    monkeypatch.setenv("GATEWAY_ADMIN_TOKEN", token)
+    with pytest.raises(ValueError, match="GATEWAY_ADMIN_TOKEN must be at least 16 characters"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
 
 
 def test_model_servers_override_the_count_of_managed_providers_only(tmp_path: Path) -> None:
