@@ -68,15 +68,18 @@ def serve(settings: Settings, args: argparse.Namespace | None = None) -> None:
 
 
 def _welcome(settings: Settings, catalog: Catalog) -> None:
-    async def token() -> str:
-        async with _store(settings) as store:
-            return await demo_token(KeyService(store.keys), settings.data_dir / "demo_key")
+    token_path = settings.data_dir / "demo_key"
 
+    async def keep_token() -> None:
+        async with _store(settings) as store:
+            await demo_token(KeyService(store.keys), token_path)
+
+    asyncio.run(keep_token())
     base_url = settings.public_base_url or settings.local_base_url()
     print(
         f"gateway: starting on {base_url} (Replicate API at /v1 and /replicate/v1, admin API at /admin/v1)\n"
-        f"gateway: a key for the '{DEMO_TENANT}' tenant is in {settings.data_dir / 'demo_key'}; try it with "
-        f"`pip install replicate==1.0.7` and this Python:\n\n{snippet(base_url, catalog, asyncio.run(token()))}\n",
+        f"gateway: a key for the '{DEMO_TENANT}' tenant is in {token_path}; try it with "
+        f"`pip install replicate==1.0.7` and this Python:\n\n{snippet(base_url, catalog, token_path)}\n",
         flush=True,
     )
 
@@ -121,7 +124,9 @@ def _with_admin_token(settings: Settings) -> Settings:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch(mode=0o600)
         path.write_text(secrets.token_urlsafe(32))
-        print(f"gateway: created an admin token in {path}: {path.read_text()}", flush=True)
+        # The token itself only to a person at a terminal, once: never into a log collector.
+        shown = f": {path.read_text()}" if sys.stdout.isatty() else ""
+        print(f"gateway: created an admin token in {path}{shown}", flush=True)
     return settings.model_copy(update={"admin_token": SecretStr(path.read_text().strip())})
 
 

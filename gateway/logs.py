@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import re
 
-# Webhook and upload tokens, download signatures: anyone holding one of these URLs can use it.
+# Webhook and upload tokens, download and output-link signatures: anyone holding one of these URLs can use it.
 _SECRETS = (
     (re.compile(r"([?&](?:token|signature)=)[^&\s\"]+"), r"\1[redacted]"),
     (re.compile(r"(/download/\d+/)[^/\s\"?]+"), r"\1[redacted]"),
     (re.compile(r"(/uploads/)[^/\s\"?]+"), r"\1[redacted]"),
+    (re.compile(r"(/outputs/\d+/)[^/\s\"?]+"), r"\1[redacted]"),
 )
 
 
@@ -20,17 +21,20 @@ def redact(text: str) -> str:
 
 
 class RedactingFilter(logging.Filter):
-    """Rewrites a record's message arguments (uvicorn's access log passes the path as one) with `redact`."""
+    """Rewrites a record's whole message (uvicorn's access log passes the path as an argument) and its
+    traceback with `redact`. Installed on handlers, so that it sees the records of every logger."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
-        elif isinstance(record.msg, str):
-            record.msg = redact(record.msg)
+        record.msg, record.args = redact(record.getMessage()), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
         return True
 
 
 def configure(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for name in ("uvicorn.access", "uvicorn.error", "gateway"):
-        logging.getLogger(name).addFilter(RedactingFilter())
+    redacting = RedactingFilter()
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(redacting)

@@ -34,8 +34,10 @@ async def _usable(keys: KeyService, key_id: str, secret: str) -> bool:
     return record.matches(secret, now) and not record.disabled and not record.expired(now)
 
 
-def snippet(base_url: str, catalog: Catalog, token: str) -> str:
-    """Python that runs the catalog's local demo model (or its first model) through this gateway."""
+def snippet(base_url: str, catalog: Catalog, token_path: Path) -> str:
+    """Python that runs the catalog's local demo model (or its first model) through this gateway.
+
+    It reads the key from its file, so that the key itself never reaches a terminal's scrollback or a log."""
     models = catalog.models()
     local = [m for m in models if any(catalog.providers[r.provider].kind == "cog" for r in m.versions[0].routes)]
     model = (local or models)[0]
@@ -48,7 +50,7 @@ def snippet(base_url: str, catalog: Catalog, token: str) -> str:
         [
             "import replicate",
             "",
-            f'client = replicate.Client(api_token="{token}", base_url="{base_url}")',
+            f'client = replicate.Client(api_token=open("{token_path.resolve()}").read().strip(), base_url="{base_url}")',
             f'print(client.run("{reference}", input={inputs}))',
         ]
     )

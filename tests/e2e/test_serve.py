@@ -51,6 +51,8 @@ def test_serve_runs_the_demo_model_end_to_end_and_stops_everything(tmp_path: Pat
     output = log.read_text()
     assert process.returncode == 0, output
     assert "Traceback" not in output
+    for secret in ("admin_token", "demo_key"):  # the paths are printed, never the secrets (stdout is no terminal)
+        assert (tmp_path / "data" / secret).read_text().strip() not in output
     assert not list((tmp_path / "data" / "redis").glob("redis.url"))  # the embedded server was stopped
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{model_port}/health-check")  # and so was the model server

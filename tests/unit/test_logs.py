@@ -1,8 +1,9 @@
+import io
 import logging
 
 import pytest
 
-from gateway.logs import RedactingFilter, redact
+from gateway.logs import RedactingFilter, configure, redact
 
 
 @pytest.mark.parametrize(
@@ -15,6 +16,7 @@ from gateway.logs import RedactingFilter, redact
             "GET /v1/files/f1/download?owner=acme&expiry=1&signature=[redacted]",
         ),
         ("PUT /uploads/aHR0cDo.1d0e/out-0.png", "PUT /uploads/[redacted]/out-0.png"),
+        ("GET /v1/predictions/p1/outputs/0/5f2a9c/out.png", "GET /v1/predictions/p1/outputs/0/[redacted]/out.png"),
         ("GET /v1/predictions/abc", "GET /v1/predictions/abc"),
     ],
 )
@@ -28,3 +30,23 @@ def test_the_filter_rewrites_uvicorns_access_log_arguments(caplog: pytest.LogCap
     with caplog.at_level(logging.INFO):
         logger.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:1", "POST", "/webhooks/upstream/x?token=secret", "1.1", 204)
     assert "secret" not in caplog.text and "token=[redacted]" in caplog.text
+
+
+def test_every_logger_is_redacted_once_configured_even_children_and_tracebacks() -> None:
+    stream = io.StringIO()
+    root = logging.getLogger()
+    handler = logging.StreamHandler(stream)
+    root.addHandler(handler)
+    try:
+        configure("info")
+        logging.getLogger("gateway.api.problems").warning("PUT %s -> 403", "/uploads/aHR0cDo.1d0e/out-0.png")
+        logging.getLogger("uvicorn.access").info('"GET %s HTTP/1.1" 200', "/v1/predictions/p/outputs/0/5f2a9c/out.png")
+        try:
+            raise RuntimeError("failed to call http://gw/webhooks/upstream/p?token=8d13")
+        except RuntimeError:
+            logging.getLogger("gateway.providers").exception("callback failed")
+    finally:
+        root.removeHandler(handler)
+    text = stream.getvalue()
+    assert "aHR0cDo" not in text and "5f2a9c" not in text and "8d13" not in text
+    assert text.count("[redacted]") == 3
