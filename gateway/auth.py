@@ -41,6 +41,11 @@ class Authenticator:
             raise Forbidden(f"This API key lacks the '{scope}' scope")
         return record
 
+    async def active(self, key_id: str) -> bool:
+        """Whether the key still exists and works (for what it created: output links)."""
+        record = await self._record(key_id)
+        return record is not None and not record.disabled and not record.expired(time.time())
+
     async def watch(self) -> None:
         """Evict changed keys as their notifications arrive; runs until cancelled."""
         await follow("key change", self._store.changes, self._evict, self._cache.clear)

@@ -10,7 +10,7 @@ _SECRETS = (
     (re.compile(r"([?&](?:token|signature)=)[^&\s\"]+"), r"\1[redacted]"),
     (re.compile(r"(/download/\d+/)[^/\s\"?]+"), r"\1[redacted]"),
     (re.compile(r"(/uploads/)[^/\s\"?]+"), r"\1[redacted]"),
-    (re.compile(r"(/outputs/\d+/)[^/\s\"?]+"), r"\1[redacted]"),
+    (re.compile(r"(/outputs/\d+/\d+/)[^/\s\"?]+"), r"\1[redacted]"),
 )
 
 

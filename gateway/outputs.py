@@ -56,8 +56,8 @@ class OutputSignatures:
     def __init__(self, signer: Signer) -> None:
         self._signer = signer
 
-    def sign(self, prediction_id: str, index: int) -> str:
-        return self._signer.token(Purpose.OUTPUT_LINK, f"{prediction_id}/{index}")
+    def sign(self, prediction_id: str, index: int, expiry: int) -> str:
+        return self._signer.token(Purpose.OUTPUT_LINK, f"{prediction_id}/{index}/{expiry}")
 
-    def verify(self, prediction_id: str, index: int, signature: str) -> bool:
-        return self._signer.verify(Purpose.OUTPUT_LINK, f"{prediction_id}/{index}", signature)
+    def verify(self, prediction_id: str, index: int, expiry: int, signature: str) -> bool:
+        return self._signer.verify(Purpose.OUTPUT_LINK, f"{prediction_id}/{index}/{expiry}", signature)

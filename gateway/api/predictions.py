@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 from urllib.parse import urlencode
 
@@ -13,7 +14,7 @@ from starlette.routing import Route
 
 from gateway.api.requests import api_root, caller, json_object, services
 from gateway.catalog import Reference, RefKind
-from gateway.errors import BadRequest, InvalidInput, NotFound
+from gateway.errors import BadRequest, Forbidden, InvalidInput, NotFound
 from gateway.outputs import expand
 from gateway.predictions import CreateOptions
 from gateway.providers.base import WEBHOOK_EVENTS
@@ -26,6 +27,8 @@ _REQUIRED_FIELDS = frozenset({"version", "input"})  # null is not a value for th
 MAX_WAIT_SECONDS = 60
 _SECONDS = re.compile(r"[0-9]{1,6}")  # ASCII digits only: str.isdigit() also takes '²', which int() refuses
 _WAIT_MARGIN_SECONDS = 0.25  # answer before the client's own timeout (the Python client allows n + 0.5 s)
+# An upstream chooses the content type: never let a browser run what it sends on the gateway's origin.
+_UNTRUSTED_CONTENT = {"x-content-type-options": "nosniff", "content-security-policy": "sandbox"}
 _PASSED_HEADERS = {"content-type", "content-length", "etag", "last-modified", "cache-control"}
 
 
@@ -34,17 +37,23 @@ def prediction_json(record: StoredPrediction, request: Request) -> dict[str, Any
     root = api_root(request)
     url = f"{root}/predictions/{record.id}"
     links = services(request).links
-    output = expand(record.doc["output"], lambda index, name: links.output(root, record.id, index, name))
+    # Links expire a fixed time after the prediction was created, so every read hands out the same ones.
+    expiry = record.created_ms // 1000 + services(request).settings.output_link_seconds
+    output = expand(record.doc["output"], lambda index, name: links.output(root, record.id, index, name, expiry))
     return {**record.doc, "output": output, "urls": {"get": url, "cancel": f"{url}/cancel", "web": url}}
 
 
 async def get_output(request: Request) -> Response:
     """An output file kept by the upstream, streamed through; the signed link is the only credential needed."""
-    prediction_id, index = request.path_params["prediction_id"], request.path_params["index"]
-    if not services(request).links.outputs.verify(prediction_id, index, request.path_params["signature"]):
+    params, gateway = request.path_params, services(request)
+    prediction_id, index, expiry = params["prediction_id"], params["index"], params["expiry"]
+    if not gateway.links.outputs.verify(prediction_id, index, expiry, params["signature"]):
         raise NotFound("The requested output does not exist")
-    stream = await services(request).predictions.open_output(prediction_id, index)
+    if expiry <= time.time():
+        raise Forbidden("The output link has expired; read the prediction again for a fresh one")
+    stream = await gateway.predictions.open_output(prediction_id, index, gateway.auth.active)
     headers = {k: v for k, v in stream.headers.items() if k in _PASSED_HEADERS}
+    headers.update(_UNTRUSTED_CONTENT)
     return StreamingResponse(stream.chunks(), headers=headers, background=BackgroundTask(stream.close))
 
 
@@ -200,7 +209,7 @@ routes = [
     Route("/predictions", list_predictions, methods=["GET"]),
     Route("/predictions/{prediction_id}", get_prediction, methods=["GET"]),
     Route("/predictions/{prediction_id}/cancel", cancel_prediction, methods=["POST"]),
-    Route("/predictions/{prediction_id}/outputs/{index:int}/{signature}/{name}", get_output, methods=["GET"]),
+    Route("/predictions/{prediction_id}/outputs/{index:int}/{expiry:int}/{signature}/{name}", get_output, methods=["GET"]),
     Route("/models/{owner}/{name}/predictions", create_model_prediction, methods=["POST"]),
     Route("/deployments/{owner}/{name}/predictions", create_deployment_prediction, methods=["POST"]),
 ]

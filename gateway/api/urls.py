@@ -62,7 +62,7 @@ class Links:
         signature = self.downloads.sign(file.tenant, file.id, expiry)
         return f"{base.rstrip('/')}/v1/files/{file.id}/download/{expiry}/{signature}/{quote(file.name, safe='')}"
 
-    def output(self, api_root: str, prediction_id: str, index: int, name: str) -> str:
-        """The signed link to an output file an upstream keeps."""
-        signature = self.outputs.sign(prediction_id, index)
-        return f"{api_root}/predictions/{prediction_id}/outputs/{index}/{signature}/{quote(name)}"
+    def output(self, api_root: str, prediction_id: str, index: int, name: str, expiry: int) -> str:
+        """The signed link to an output file an upstream keeps, valid until `expiry` (Unix time)."""
+        signature = self.outputs.sign(prediction_id, index, expiry)
+        return f"{api_root}/predictions/{prediction_id}/outputs/{index}/{expiry}/{signature}/{quote(name)}"

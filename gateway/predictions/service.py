@@ -123,10 +123,11 @@ class Predictions:
         if reported.status.terminal:
             await provider.finished(record.upstream_id)
 
-    async def open_output(self, prediction_id: str, index: int) -> UpstreamStream:
-        """Start reading an output file the upstream keeps, for a caller holding the link to it."""
+    async def open_output(self, prediction_id: str, index: int, key_active: Callable[[str], Awaitable[bool]]) -> UpstreamStream:
+        """Start reading an output file the upstream keeps, for a caller holding the link to it; the link dies
+        with the key that created the prediction."""
         record = await self._store.get(prediction_id)
-        if record is None or index >= len(record.upstream_outputs):
+        if record is None or index >= len(record.upstream_outputs) or not await key_active(record.key_id):
             raise NotFound("The requested output does not exist")
         return await self._providers[record.provider].open_output(record.upstream_outputs[index])
 

@@ -174,6 +174,9 @@ def test_upstream_output_files_are_served_through_signed_gateway_links(
     signature = links[0].split("/")[-2]
     assert httpx.get(links[0].replace(signature, "0" * 32)).status_code == 404
     assert httpx.get(links[0].replace("/outputs/0/", "/outputs/1/")).status_code == 404
+    expiry = int(links[0].split("/")[-3])
+    assert abs(expiry - (time.time() + gateway.settings.output_link_seconds)) < 60
+    assert httpx.get(links[0].replace(f"/{expiry}/", f"/{expiry + 1}/")).status_code == 404
     listed = api.get("/predictions").json()["results"][0]
     assert listed["output"] == links
     with gateway.client(api.headers["authorization"].split()[1], prefix="/replicate/v1") as aggregator_style:

@@ -16,7 +16,7 @@ from gateway.logs import RedactingFilter, configure, redact
             "GET /v1/files/f1/download?owner=acme&expiry=1&signature=[redacted]",
         ),
         ("PUT /uploads/aHR0cDo.1d0e/out-0.png", "PUT /uploads/[redacted]/out-0.png"),
-        ("GET /v1/predictions/p1/outputs/0/5f2a9c/out.png", "GET /v1/predictions/p1/outputs/0/[redacted]/out.png"),
+        ("GET /v1/predictions/p1/outputs/0/1795/5f2a9c/out.png", "GET /v1/predictions/p1/outputs/0/1795/[redacted]/out.png"),
         ("GET /v1/predictions/abc", "GET /v1/predictions/abc"),
     ],
 )
@@ -40,7 +40,7 @@ def test_every_logger_is_redacted_once_configured_even_children_and_tracebacks()
     try:
         configure("info")
         logging.getLogger("gateway.api.problems").warning("PUT %s -> 403", "/uploads/aHR0cDo.1d0e/out-0.png")
-        logging.getLogger("uvicorn.access").info('"GET %s HTTP/1.1" 200', "/v1/predictions/p/outputs/0/5f2a9c/out.png")
+        logging.getLogger("uvicorn.access").info('"GET %s HTTP/1.1" 200', "/v1/predictions/p/outputs/0/1795/5f2a9c/out.png")
         try:
             raise RuntimeError("failed to call http://gw/webhooks/upstream/p?token=8d13")
         except RuntimeError:

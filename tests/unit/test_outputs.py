@@ -20,9 +20,10 @@ def test_hide_replaces_urls_wherever_they_are_and_keeps_other_values() -> None:
 def test_expand_makes_signed_links_under_the_api_root_the_tenant_used() -> None:
     links = Links(Signer(b"secret"), None, "http://127.0.0.1:8000")
     root = "https://gw.example/replicate/v1"
-    expanded = expand(["gateway-output:0/out 0.png", "plain"], lambda index, name: links.output(root, "p1", index, name))
-    signature = links.outputs.sign("p1", 0)
-    assert expanded == [f"https://gw.example/replicate/v1/predictions/p1/outputs/0/{signature}/out%200.png", "plain"]
-    assert links.outputs.verify("p1", 0, signature)
-    assert not links.outputs.verify("p1", 1, signature) and not links.outputs.verify("p2", 0, signature)
-    assert Links(Signer(b"other"), None, "http://127.0.0.1:8000").outputs.sign("p1", 0) != signature
+    expanded = expand(["gateway-output:0/out 0.png", "plain"], lambda index, name: links.output(root, "p1", index, name, 1800))
+    signature = links.outputs.sign("p1", 0, 1800)
+    assert expanded == [f"https://gw.example/replicate/v1/predictions/p1/outputs/0/1800/{signature}/out%200.png", "plain"]
+    assert links.outputs.verify("p1", 0, 1800, signature)
+    assert not links.outputs.verify("p1", 1, 1800, signature) and not links.outputs.verify("p2", 0, 1800, signature)
+    assert not links.outputs.verify("p1", 0, 1801, signature)
+    assert Links(Signer(b"other"), None, "http://127.0.0.1:8000").outputs.sign("p1", 0, 1800) != signature
