@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 PAGE_SIZE = 100
 _WAIT_TICK_SECONDS = 0.5  # a waiter re-reads at least this often, in case an event was missed
 _REFRESH_HOLD_MS = 60_000  # longest an upstream read may take before another process may try
+_READ_REFRESH_SECONDS = 1.0  # a GET answers the stored state rather than wait longer for a slow upstream
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ class Predictions:
         """From Redis; a stale, unfinished record is refreshed from the upstream once for all concurrent readers."""
         record = await self._owned(key, prediction_id)
         if self._stale(record):
-            record = await self.refresh(record)
+            record = await self.refresh(record, within=_READ_REFRESH_SECONDS)
         return record
 
     async def wait(self, record: StoredPrediction, seconds: float, gone: Callable[[], Awaitable[bool]]) -> StoredPrediction:
@@ -105,7 +106,7 @@ class Predictions:
                     await asyncio.wait_for(changed.wait(), min(remaining, _WAIT_TICK_SECONDS))
                 record = await self._store.get(record.id) or record
                 if self._stale(record):
-                    record = await self.refresh(record)
+                    record = await self.refresh(record, within=max(deadline - time.monotonic(), 0))
         return record
 
     async def on_upstream_webhook(self, prediction_id: str, payload: Any, authorization: str | None) -> None:
@@ -131,13 +132,18 @@ class Predictions:
             raise NotFound("The requested output does not exist")
         return await self._providers[record.provider].open_output(record.upstream_outputs[index])
 
-    async def refresh(self, record: StoredPrediction) -> StoredPrediction:
+    async def refresh(self, record: StoredPrediction, within: float | None = None) -> StoredPrediction:
+        """The record re-read from the upstream, one read for all concurrent callers; as stored when the
+        read takes longer than `within` seconds (it goes on for the next reader)."""
         task = self._refreshing.get(record.id)
         if task is None:
             task = asyncio.create_task(self._refresh(record))
             self._refreshing[record.id] = task
             task.add_done_callback(lambda _: self._refreshing.pop(record.id, None))
-        return await asyncio.shield(task)
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), within)
+        except TimeoutError:
+            return record
 
     async def list(self, key: KeyRecord, cursor: str | None, created_after: float | None, created_before: float | None) -> Page:
         """The tenant's predictions, newest first, a page at a time; the time bounds are exclusive."""

@@ -6,6 +6,7 @@ import httpx
 import replicate
 
 from tests.conftest import INPAINTING, INPAINTING_VERSION, Gateway, Upstream, inpainting_input
+from tests.emulator import Fault
 
 
 def test_a_prediction_that_finishes_in_time_comes_back_finished(api: httpx.Client) -> None:
@@ -67,3 +68,31 @@ def test_the_official_clients_run_needs_no_polling(gateway: Gateway, tenant_key:
     output = client.run(INPAINTING, input=inpainting_input(num_outputs=2), use_file_output=False)
     assert len(output) == 2
     assert transport.requests == [f"POST /v1/models/{INPAINTING}/predictions"]
+
+
+def test_a_hanging_upstream_read_does_not_stretch_the_wait_past_its_preference(
+    api: httpx.Client, replicate_upstream: Upstream
+) -> None:
+    replicate_upstream.controls.configure(run_seconds=30)
+    replicate_upstream.controls.drop_webhooks(True)  # only refreshes can learn anything
+    replicate_upstream.controls.inject(Fault(route="get", delay=2.8, times=10))  # within the 3 s provider timeout
+    start = time.monotonic()
+    response = api.post(
+        "/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()}, headers={"Prefer": "wait=1"}
+    )
+    assert time.monotonic() - start < 1.5  # the client's own read timeout is n + 0.5 s
+    assert response.status_code == 201 and response.json()["status"] == "starting"
+
+
+def test_a_read_of_a_stale_prediction_answers_the_stored_state_when_the_upstream_hangs(
+    api: httpx.Client, replicate_upstream: Upstream
+) -> None:
+    replicate_upstream.controls.configure(run_seconds=30)
+    replicate_upstream.controls.drop_webhooks(True)
+    created = api.post("/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()}).json()
+    time.sleep(0.2)  # stale now: the next read tries the upstream
+    replicate_upstream.controls.inject(Fault(route="get", delay=2.8, times=10))
+    start = time.monotonic()
+    read = api.get(f"/predictions/{created['id']}")
+    assert time.monotonic() - start < 1.5
+    assert read.status_code == 200 and read.json()["status"] == "starting"
