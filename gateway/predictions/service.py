@@ -211,4 +211,7 @@ class Predictions:
         else:
             request = await self._requests.build(record, route, local=False)
         started = await provider.create(request)
-        return record if started is None else await self._tracker.apply(record, started)
+        if started is None:  # queued: nothing to apply yet, but the record must outlive the queue
+            await self._store.retain(record.id)
+            return record
+        return await self._tracker.apply(record, started)

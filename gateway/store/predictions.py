@@ -15,17 +15,20 @@ from gateway.store import events, timeline
 from gateway.store.redis import mapped_errors
 from gateway.store.timeline import IndexEntry
 
+PROVISIONAL_SECONDS = 300  # how long a record lives before its prediction was taken upstream
+
 # KEYS[1] prediction; ARGV: new status, doc, refreshed_at, upstream_id ("" = keep), upstream outputs ("" = keep),
-# event channel, allowed source statuses... Returns 1 when applied (and announced on the channel), 0 when the
-# transition is not allowed, -1 when the record does not exist.
+# event channel, retention seconds, allowed source statuses... Returns 1 when applied (and announced on the
+# channel), 0 when the transition is not allowed, -1 when the record does not exist.
 _APPLY = """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return -1 end
-for i = 7, #ARGV do
+for i = 8, #ARGV do
   if ARGV[i] == current then
     redis.call('HSET', KEYS[1], 'status', ARGV[1], 'doc', ARGV[2], 'refreshed_at', ARGV[3])
     if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'upstream_id', ARGV[4]) end
     if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'upstream_outputs', ARGV[5]) end
+    redis.call('EXPIRE', KEYS[1], ARGV[7])
     redis.call('PUBLISH', ARGV[6], ARGV[1])
     return 1
   end
@@ -89,15 +92,23 @@ class PredictionStore:
         self._apply = redis.register_script(_APPLY)
 
     async def insert(self, prediction: StoredPrediction) -> None:
-        """Write the record and index it for its tenant, trimming expired index entries: one round trip."""
+        """Write the record and index it for its tenant, trimming expired index entries: one round trip.
+
+        The record is provisional: it expires within minutes unless a change is applied to it (or it is
+        `retain`ed), so that one whose create failed cannot outlive the failure, even when its clean-up did."""
         index = _index_key(prediction.tenant)
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hset(_key(prediction.id), mapping=prediction.to_fields())
-            pipe.expire(_key(prediction.id), self._retention)
+            pipe.expire(_key(prediction.id), min(PROVISIONAL_SECONDS, self._retention))
             timeline.add(pipe, index, prediction.entry, prediction.created_ms - self._retention * 1000)
             pipe.expire(index, self._retention)
             with mapped_errors():
                 await pipe.execute()
+
+    async def retain(self, prediction_id: str) -> None:
+        """Keep a provisional record for the retention period (a prediction queued to run later)."""
+        with mapped_errors():
+            await self._redis.expire(_key(prediction_id), self._retention)
 
     async def get(self, prediction_id: str) -> StoredPrediction | None:
         with mapped_errors():
@@ -123,6 +134,7 @@ class PredictionStore:
             upstream_id,
             outputs,
             channel,
+            self._retention,
             *(s.value for s in allowed_sources(status)),
         ]
         with mapped_errors():

@@ -10,10 +10,24 @@ from redis import exceptions as redis_errors
 
 from gateway.errors import StoreError
 
+MAX_CONNECTIONS = 256
+POOL_WAIT_SECONDS = 10.0
+
 
 def connect(url: str) -> aioredis.Redis:
-    """A pooled asyncio client; replies are decoded as UTF-8 strings."""
-    return aioredis.Redis.from_url(url, decode_responses=True, health_check_interval=30, socket_connect_timeout=5)
+    """A pooled asyncio client; replies are decoded as UTF-8 strings.
+
+    When every connection is busy (a burst, or the server stalls for a moment) a command waits up to
+    POOL_WAIT_SECONDS for one instead of failing at once, as redis-py's default pool does."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=POOL_WAIT_SECONDS,
+        decode_responses=True,
+        health_check_interval=30,
+        socket_connect_timeout=5,
+    )
+    return aioredis.Redis.from_pool(pool)  # owns the pool: aclose() closes its connections
 
 
 @contextlib.contextmanager
