@@ -86,8 +86,9 @@ async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Me
     tracker = Tracker(store.predictions, metrics, lambda name: capabilities_of(catalog.providers[name]).remote_outputs)
     requests = UpstreamRequests(InputFiles(files, file_id_in), links.upstream_webhook, _download_urls(links))
     reporting = Reporting(tracker.report, requests.for_server, store.queue, links.callbacks.server_token, links.upload)
-    providers = build_providers(catalog.providers, reporting)
-    policy = UrlPolicy(UrlGuard(settings.address_policy(), resolve), gateway_file=lambda url: file_id_in(url) is not None)
+    addresses = settings.address_policy()
+    providers = build_providers(catalog.providers, reporting, addresses)
+    policy = UrlPolicy(UrlGuard(addresses, resolve), gateway_file=lambda url: file_id_in(url) is not None)
     schemas = Schemas(store.schemas, providers, policy)
     waiters = Waiters(store.prediction_changes)
     predictions = Predictions(
