@@ -1,9 +1,12 @@
+import ipaddress
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from gateway.config import Settings, load_catalog, with_model_servers
 from gateway.errors import ConfigError
+from gateway.ssrf import AddressPolicy
 
 GOOD_VERSION = "a" * 64
 
@@ -91,6 +94,17 @@ def test_settings_read_the_gateway_prefix_and_redis_url(monkeypatch: pytest.Monk
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     assert (settings.port, settings.redis_url) == (9001, "redis://example:6379/2")
     assert "admin-secret" not in repr(settings)
+
+
+def test_the_address_policy_comes_from_the_cidr_list_and_the_allow_all_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATEWAY_ALLOWED_PRIVATE_CIDRS", "127.0.0.1/32, 10.0.0.0/8")
+    policy = Settings(_env_file=None).address_policy()  # type: ignore[call-arg]
+    assert policy == AddressPolicy((ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("10.0.0.0/8")))
+    monkeypatch.setenv("GATEWAY_ALLOW_PRIVATE_INPUT_URLS", "true")
+    assert Settings(_env_file=None).address_policy().allow_all  # type: ignore[call-arg]
+    monkeypatch.setenv("GATEWAY_ALLOWED_PRIVATE_CIDRS", "10.0.0.0/8,localhost")
+    with pytest.raises(ValidationError, match="'localhost' is not a CIDR"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
 
 
 def test_model_servers_override_the_count_of_managed_providers_only(tmp_path: Path) -> None:
