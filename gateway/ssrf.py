@@ -25,6 +25,7 @@ Resolve = Callable[[str], Awaitable[Sequence[IPAddress]]]
 REFUSED_ADDRESS = "URLs on private or loopback addresses are not accepted"
 NO_HOST = "URLs without a valid host are not accepted"
 RESOLVE_TIMEOUT_SECONDS = 5.0
+MAX_CONCURRENT_LOOKUPS = 8  # per input: a body full of distinct hosts must not take every resolver thread
 
 # Refused whatever `is_global` says; metadata services are refused even inside an allow-listed network.
 _METADATA = frozenset(map(ipaddress.ip_address, ("169.254.169.254", "fd00:ec2::254", "100.100.100.200")))
@@ -170,7 +171,18 @@ class UrlGuard:
 
     async def refusal(self, url: str) -> str | None:
         """Why `url` may not be fetched (in words for the tenant), or None when it may."""
-        host = url_host(url)
+        return await self._host_refusal(url_host(url), asyncio.Semaphore(1))
+
+    async def refusals(self, urls: Iterable[str]) -> dict[str, str | None]:
+        """`refusal` of each URL; each distinct host is resolved once, a few at a time."""
+        by_host: dict[str | None, list[str]] = {}
+        for url in urls:
+            by_host.setdefault(url_host(url), []).append(url)
+        lookups = asyncio.Semaphore(MAX_CONCURRENT_LOOKUPS)
+        verdicts = await asyncio.gather(*(self._host_refusal(host, lookups) for host in by_host))
+        return {url: verdict for same_host, verdict in zip(by_host.values(), verdicts, strict=True) for url in same_host}
+
+    async def _host_refusal(self, host: str | None, lookups: asyncio.Semaphore) -> str | None:
         if host is None:
             return NO_HOST
         if self.policy.allow_all:
@@ -179,7 +191,8 @@ class UrlGuard:
         if literal is not None:
             return None if self.policy.allows(literal) else REFUSED_ADDRESS
         try:
-            addresses = await asyncio.wait_for(self._resolve(host), RESOLVE_TIMEOUT_SECONDS)
+            async with lookups:
+                addresses = await asyncio.wait_for(self._resolve(host), RESOLVE_TIMEOUT_SECONDS)
         except (OSError, TimeoutError, UnicodeError, ValueError):
             addresses = []
         if not addresses:

@@ -6,7 +6,6 @@ Replicate validates with gojsonschema; the `type` names and message wording belo
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -66,8 +65,7 @@ class InputValidator:
     async def check_urls(self, given: dict[str, Any]) -> None:
         """Refuse http(s) URLs anywhere in the input (any field, nested too) whose host the guard refuses."""
         found = [(name, url) for name, url in _strings(given) if _is_web_url(url) and not self._policy.gateway_file(url)]
-        urls = list(dict.fromkeys(url for _, url in found))  # each URL resolved once, all at the same time
-        refusals = dict(zip(urls, await asyncio.gather(*map(self._policy.guard.refusal, urls)), strict=True))
+        refusals = await self._policy.guard.refusals(url for _, url in found)
         problems = dict.fromkeys((name, reason) for name, url in found if (reason := refusals[url]))
         if problems:
             raise InvalidInput([_unsafe(name, reason) for name, reason in problems])

@@ -165,3 +165,16 @@ def test_ip_literals_are_read_as_inet_aton_reads_them(host: str, expected: str |
 )
 def test_url_hosts_are_canonical(url: str, host: str | None) -> None:
     assert url_host(url) == host
+
+
+def test_many_urls_are_judged_with_one_lookup_per_host() -> None:
+    asked: list[str] = []
+
+    async def counting(host: str) -> Sequence[IPAddress]:
+        asked.append(host)
+        return await _resolve(host)
+
+    urls = ["https://public.test/a", "https://PUBLIC.test/b", "http://loopback.test/", "http://127.1/", "http:/x"]
+    verdicts = asyncio.run(UrlGuard(STRICT, counting).refusals(urls))
+    assert verdicts == dict(zip(urls, [None, None, REFUSED_ADDRESS, REFUSED_ADDRESS, NO_HOST], strict=True))
+    assert sorted(asked) == ["loopback.test", "public.test"]
