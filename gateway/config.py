@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.errors import ConfigError
+from gateway.ssrf import AddressPolicy, parse_networks
 
 DEFAULT_CATALOG = Path("config/catalog.toml")
 DEFAULT_DATA_DIR = Path("data")
@@ -75,7 +76,8 @@ class Settings(BaseSettings):
     prediction_retention_seconds: int = Field(default=DEFAULT_RETENTION_SECONDS, gt=0)
     refresh_after_seconds: float = Field(default=DEFAULT_REFRESH_AFTER_SECONDS, ge=0)
     key_cache_seconds: float = Field(default=DEFAULT_KEY_CACHE_SECONDS, ge=0, le=5)
-    allow_private_input_urls: bool = False
+    allow_private_input_urls: bool = False  # true: URLs may reach any address (as allowing every network)
+    allowed_private_cidrs: str = ""  # comma-separated networks tenant and upstream URLs may reach, e.g. 10.0.0.0/8
     log_level: str = "info"
     keep_alive_seconds: int = Field(default=DEFAULT_KEEP_ALIVE_SECONDS, gt=0)
     model_servers: int | None = Field(default=None, ge=1, le=64, description="servers per managed Cog provider")
@@ -96,6 +98,19 @@ class Settings(BaseSettings):
                 "leave it unset to have one generated into the data directory"
             )
         return value
+
+    @field_validator("allowed_private_cidrs")
+    @classmethod
+    def _cidrs(cls, value: str) -> str:
+        try:
+            parse_networks(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    def address_policy(self) -> AddressPolicy:
+        """Which addresses URLs from tenants and upstream outputs may reach."""
+        return AddressPolicy.from_setting(self.allowed_private_cidrs, allow_all=self.allow_private_input_urls)
 
     def local_base_url(self) -> str:
         """How processes on this machine (managed model servers) reach the gateway."""

@@ -51,12 +51,12 @@ class Schemas:
         return document
 
     async def validator(self, resolved: Resolved) -> InputValidator:
-        """The version's validator; without any schema, one that still refuses unsafe file inputs."""
+        """The version's validator; without any schema, one that still refuses unsafe URLs and file inputs."""
         version_id = resolved.version.id
         if version_id not in self._validators:
             document = await self.document(resolved)
             if document is None:
-                logger.warning("no schema for version %s: only file inputs are checked", version_id)
+                logger.warning("no schema for version %s: only URLs and file inputs are checked", version_id)
                 return InputValidator(PERMISSIVE_SCHEMA, self._policy)
             self._validators[version_id] = InputValidator(document, self._policy)
         return self._validators[version_id]

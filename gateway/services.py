@@ -20,6 +20,7 @@ from gateway.predictions import Predictions, Tracker, UpstreamRequests
 from gateway.providers import Provider, Reporting, build_providers, capabilities_of
 from gateway.schemas import Schemas
 from gateway.signing import SECRET_NAME, Signer
+from gateway.ssrf import Resolve, UrlGuard, system_resolve
 from gateway.store import Store
 from gateway.validation import UrlPolicy
 from gateway.waiters import Waiters
@@ -41,14 +42,18 @@ class Services:
 
 
 @contextlib.asynccontextmanager
-async def open_services(settings: Settings, catalog: Catalog, metrics: Metrics | None = None) -> AsyncIterator[Services]:
-    """Build every service, start the providers and background tasks, and close it all on exit."""
+async def open_services(
+    settings: Settings, catalog: Catalog, metrics: Metrics | None = None, resolve: Resolve = system_resolve
+) -> AsyncIterator[Services]:
+    """Build every service, start the providers and background tasks, and close it all on exit.
+
+    `resolve` names hosts of URLs in prediction inputs (tests give one that needs no DNS)."""
     assert settings.redis_url, "the Redis URL is resolved (or an embedded server started) before services open"
     store = Store.connect(settings.redis_url, prediction_retention_seconds=settings.prediction_retention_seconds)
     providers: dict[str, Provider] = {}
     tasks: list[asyncio.Task[None]] = []
     try:
-        services = await _build(settings, catalog, store, metrics or Metrics())
+        services = await _build(settings, catalog, store, metrics or Metrics(), resolve)
         providers = services.providers
         for provider in providers.values():
             await provider.start()
@@ -68,7 +73,7 @@ def _background(services: Services, settings: Settings) -> list[Coroutine[Any, A
     return [services.auth.watch(), services.waiters.run(), services.files.sweep_forever(settings.file_sweep_seconds)]
 
 
-async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Metrics) -> Services:
+async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Metrics, resolve: Resolve) -> Services:
     links = Links(Signer(await store.shared_secret(SECRET_NAME)), settings.public_base_url, settings.local_base_url())
     files = Files(
         store.files,
@@ -81,8 +86,9 @@ async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Me
     tracker = Tracker(store.predictions, metrics, lambda name: capabilities_of(catalog.providers[name]).remote_outputs)
     requests = UpstreamRequests(InputFiles(files, file_id_in), links.upstream_webhook, _download_urls(links))
     reporting = Reporting(tracker.report, requests.for_server, store.queue, links.callbacks.server_token, links.upload)
-    providers = build_providers(catalog.providers, reporting)
-    policy = UrlPolicy(settings.allow_private_input_urls, gateway_file=lambda url: file_id_in(url) is not None)
+    addresses = settings.address_policy()
+    providers = build_providers(catalog.providers, reporting, addresses)
+    policy = UrlPolicy(UrlGuard(addresses, resolve), gateway_file=lambda url: file_id_in(url) is not None)
     schemas = Schemas(store.schemas, providers, policy)
     waiters = Waiters(store.prediction_changes)
     predictions = Predictions(

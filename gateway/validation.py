@@ -6,18 +6,17 @@ Replicate validates with gojsonschema; the `type` names and message wording belo
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from gateway.errors import InvalidInput
+from gateway.ssrf import AddressPolicy, UrlGuard
 
 _JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer", float: "number"}
 _REQUIRED = re.compile(r"^'(?P<name>.+)' is a required property$")
@@ -28,26 +27,34 @@ def _never(url: str) -> bool:
     return False
 
 
+def _strict_guard() -> UrlGuard:
+    return UrlGuard(AddressPolicy())
+
+
 @dataclass(frozen=True)
 class UrlPolicy:
     """Which file URLs may be handed to a model.
 
-    `gateway_file` recognises the gateway's own file URLs: the gateway replaces those with URLs it makes
-    itself before dispatch (whatever host they name), so they are safe whatever their address.
+    `guard` decides on the address of every http(s) URL, in any field; `gateway_file` recognises the gateway's
+    own file URLs: the gateway replaces those with URLs it makes itself before dispatch (whatever host they
+    name), so they are safe whatever their address.
     """
 
-    allow_private: bool = False
+    guard: UrlGuard = field(default_factory=_strict_guard)
     gateway_file: Callable[[str], bool] = _never
 
 
 class InputValidator:
-    """Checks prediction inputs against one OpenAPI document's `components.schemas.Input`."""
+    """Checks prediction inputs against one OpenAPI document's `components.schemas.Input`.
 
-    def __init__(self, openapi_schema: dict[str, Any], policy: UrlPolicy = UrlPolicy()) -> None:
+    `validate` needs no I/O (the schema, file: URIs); `check_urls` then resolves the hosts of http(s) URLs.
+    """
+
+    def __init__(self, openapi_schema: dict[str, Any], policy: UrlPolicy | None = None) -> None:
         components = openapi_schema["components"]
         self._validator = Draft202012Validator({"$ref": "#/components/schemas/Input", "components": components})
         self._uri_fields = _uri_fields(components["schemas"]["Input"])
-        self._policy = policy
+        self._policy = policy or UrlPolicy()
 
     def validate(self, given: dict[str, Any]) -> None:
         problems = [_describe(error) for error in self._validator.iter_errors(given)]
@@ -55,40 +62,54 @@ class InputValidator:
         if problems:
             raise InvalidInput(problems)
 
+    async def check_urls(self, given: dict[str, Any]) -> None:
+        """Refuse http(s) URLs anywhere in the input (any field, nested too) whose host the guard refuses."""
+        found = [(name, url) for name, url in _strings(given) if _is_web_url(url) and not self._policy.gateway_file(url)]
+        refusals = await self._policy.guard.refusals(url for _, url in found)
+        problems = dict.fromkeys((name, reason) for name, url in found if (reason := refusals[url]))
+        if problems:
+            raise InvalidInput([_unsafe(name, reason) for name, reason in problems])
+
     def _unsafe_files(self, given: dict[str, Any]) -> Iterator[dict[str, str]]:
-        for name, value in given.items():
-            values = value if isinstance(value, list) else [value]
-            for item in values:
-                if not isinstance(item, str):
-                    continue
-                reason = unsafe_file_reason(item, uri_field=name in self._uri_fields, policy=self._policy)
-                if reason:
-                    yield {"type": "unsafe_file", "field": f"input.{name}", "description": reason}
+        for name, item in _strings(given):
+            reason = unsafe_file_reason(item, uri_field=name in self._uri_fields, policy=self._policy)
+            if reason:
+                yield _unsafe(name, reason)
 
 
 def unsafe_file_reason(value: str, *, uri_field: bool, policy: UrlPolicy) -> str | None:
-    """Why a string may not be handed to a model as a file, or None when it may."""
+    """Why a string may not be handed to a model as a file, or None when it may (before its address is checked)."""
     lowered = value.lower()
     if lowered.startswith("file:"):
         return "file: URIs are not accepted; upload the file or pass an https:// or data: URL"
     if not uri_field or lowered.startswith("data:") or policy.gateway_file(value):
         return None
-    scheme = urlsplit(value).scheme.lower()
-    if scheme not in ("http", "https"):
+    if not _is_web_url(value):
         return "Must be an https://, http:// or data: URL (local paths are not accepted)"
-    if not policy.allow_private and _is_private_host(urlsplit(value).hostname or ""):
-        return "URLs on private or loopback addresses are not accepted"
     return None
 
 
-def _is_private_host(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return address.is_private or address.is_loopback or address.is_link_local or address.is_unspecified
+def _is_web_url(value: str) -> bool:
+    # As loose as the fetchers: `http:/host`, `HTTP://`, leading blanks all count.
+    return value.lstrip().lower().startswith(("http:", "https:"))
+
+
+def _strings(given: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """Every string in the input with its top-level field name, however deeply nested."""
+    for name, value in given.items():
+        stack = [value]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, str):
+                yield name, item
+            elif isinstance(item, list):
+                stack.extend(reversed(item))
+            elif isinstance(item, dict):
+                stack.extend(reversed(list(item.values())))
+
+
+def _unsafe(name: str, reason: str) -> dict[str, str]:
+    return {"type": "unsafe_file", "field": f"input.{name}", "description": reason}
 
 
 def _uri_fields(input_schema: dict[str, Any]) -> frozenset[str]:

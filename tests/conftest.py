@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import uuid
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from gateway.api.app import create_app
 from gateway.catalog import Catalog
 from gateway.config import Settings, load_catalog
 from gateway.services import Services
+from gateway.ssrf import IPAddress, system_resolve
 from gateway.store.embedded import EmbeddedRedis
 from tests.emulator import EmulatedModel, create_replicate_emulator
 from tests.emulator.controls import EmulatorControls
@@ -83,6 +85,16 @@ routes = [{{ provider = "replicate", deployment = "stability-ai/inpaint-deploy" 
 """
 
 
+PUBLIC_ADDRESS = ipaddress.ip_address("93.184.215.14")  # what the suite's example hosts resolve to, without DNS
+
+
+async def resolve_examples(host: str) -> list[IPAddress]:
+    """The suite's resolver for input URLs: example.com names are public (no DNS here), others as the system says."""
+    if host == "example.com" or host.endswith((".example.com", ".example")):
+        return [PUBLIC_ADDRESS]
+    return await system_resolve(host)
+
+
 @dataclass
 class Upstream:
     url: str
@@ -123,7 +135,7 @@ def run_gateway(
 ) -> Iterator[Gateway]:
     """A gateway app for `settings` served on 127.0.0.1:`settings.port` until the block exits."""
     catalog = Catalog(load_catalog(settings.catalog, {"UPSTREAM_TOKEN": UPSTREAM_TOKEN} if environ is None else environ))
-    app = create_app(settings, catalog)
+    app = create_app(settings, catalog, resolve_examples)
     with serve_in_thread(app, settings.port) as url:
         gateway = kind(url, settings, catalog, app, **extra)
         try:

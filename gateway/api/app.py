@@ -20,6 +20,7 @@ from gateway.catalog import Catalog
 from gateway.config import Settings
 from gateway.metrics import Metrics
 from gateway.services import open_services
+from gateway.ssrf import Resolve, system_resolve
 
 API_PREFIXES = ("/v1", "/replicate/v1")
 
@@ -32,14 +33,15 @@ async def metrics(request: Request) -> Response:
     return Response(request.state.services.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
-def create_app(settings: Settings, catalog: Catalog) -> Starlette:
-    """The gateway as an ASGI app; Redis and upstream pools open in its lifespan."""
+def create_app(settings: Settings, catalog: Catalog, resolve: Resolve = system_resolve) -> Starlette:
+    """The gateway as an ASGI app; Redis and upstream pools open in its lifespan. `resolve` names the hosts of
+    input URLs (the system resolver; tests pass one that needs no DNS)."""
 
     recorder = Metrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, object]]:
-        async with open_services(settings, catalog, recorder) as services:
+        async with open_services(settings, catalog, recorder, resolve) as services:
             app.state.services = services  # for code embedding the app (and tests); endpoints use request.state
             yield {"services": services}
 

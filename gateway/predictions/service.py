@@ -74,6 +74,7 @@ class Predictions:
         prepared = resolved.prepare_input(options.input)
         validator = await self._schemas.validator(resolved)
         validator.validate(prepared)
+        await validator.check_urls(prepared)
         record = new_record(key, resolved, prepared, options)
         await self._store.insert(record)
         try:

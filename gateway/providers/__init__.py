@@ -9,6 +9,7 @@ from gateway.providers.base import Capabilities, CreateRequest, Provider, Report
 from gateway.providers.cog import CogProvider
 from gateway.providers.http import UpstreamClient, UpstreamStream
 from gateway.providers.replicate import ReplicateProvider
+from gateway.ssrf import AddressPolicy
 
 ProviderFactory = Callable[[str, ProviderConfig, UpstreamClient, Reporting], Provider]
 
@@ -28,10 +29,12 @@ def capabilities_of(config: ProviderConfig) -> Capabilities:
     return REGISTRY[config.kind][0].capabilities
 
 
-def build_providers(configs: dict[str, ProviderConfig], reporting: Reporting) -> dict[str, Provider]:
-    """One adapter, with its own connection pool, per configured provider."""
+def build_providers(
+    configs: dict[str, ProviderConfig], reporting: Reporting, policy: AddressPolicy | None = None
+) -> dict[str, Provider]:
+    """One adapter, with its own connection pools, per configured provider; `policy` guards URLs from outputs."""
     return {
-        name: REGISTRY[config.kind][1](name, config, UpstreamClient(config.timeout, config.max_connections), reporting)
+        name: REGISTRY[config.kind][1](name, config, UpstreamClient(config.timeout, config.max_connections, policy), reporting)
         for name, config in configs.items()
     }
 

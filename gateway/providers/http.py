@@ -4,20 +4,31 @@ aiohttp carries the forwarding path: on this project's machine kind it forwarded
 concurrent connections where httpx's default transport managed 209 and httpx over aiohttp 2,093. Adapters
 see only `UpstreamClient`, so the engine can change here without touching them. Every transport failure is
 translated into the gateway's own upstream errors, without hosts or credentials in the detail.
+
+Requests to configured upstreams go out as configured (operators may run them on private addresses). URLs
+that come from tenants or upstream outputs go out `guarded`: through a second pool whose resolver keeps only
+the addresses `ssrf.AddressPolicy` allows, so the check is on the address actually connected to, and no
+redirect is followed; a refusal raises `ssrf.AddressRefused`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
+import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import ThreadedResolver
+from yarl import URL
 
 from gateway.errors import UpstreamError, UpstreamTimeout
+from gateway.ssrf import AddressPolicy, AddressRefused, ip_literal, url_host
 
 _CHUNK_BYTES = 64 * 1024
 
@@ -54,44 +65,104 @@ class UpstreamStream:
         self._response.release()
 
 
-class UpstreamClient:
-    """One connection pool per provider."""
+class GuardedResolver(AbstractResolver):
+    """Resolves with `inner` (the system resolver in a thread) and keeps only the addresses `policy` allows."""
 
-    def __init__(self, timeout: float, max_connections: int) -> None:
+    def __init__(self, policy: AddressPolicy, inner: AbstractResolver | None = None) -> None:
+        self._policy = policy
+        self._inner = inner or ThreadedResolver()
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        allowed = [r for r in results if self._policy.allows(ipaddress.ip_address(r["host"].split("%", 1)[0]))]
+        if not allowed:
+            raise AddressRefused(host)
+        return allowed
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+def guarded_connector(
+    policy: AddressPolicy, max_connections: int, resolver: AbstractResolver | None = None
+) -> aiohttp.TCPConnector:
+    """A connection pool that only connects to addresses `policy` allows (names are checked by the resolver,
+    IP literals, which aiohttp never resolves, by `check_literal` before the request)."""
+    return aiohttp.TCPConnector(
+        limit=max_connections, keepalive_timeout=60, ttl_dns_cache=300, resolver=GuardedResolver(policy, resolver)
+    )
+
+
+def check_literal(url: str, policy: AddressPolicy) -> None:
+    """Refuse `url` unless its host is a name (left to the guarded resolver) or an IP literal `policy` allows."""
+    host = url_host(url)
+    if host is None:
+        raise AddressRefused(url)
+    connected = URL(url).host or ""  # what aiohttp connects to
+    for literal in (ip_literal(host), ip_literal(connected.strip("[]"))):
+        if literal is not None and not policy.allows(literal):
+            raise AddressRefused(host)
+
+
+class UpstreamClient:
+    """One provider's connection pools: the configured upstream's, and a guarded one (`policy`) for URLs from
+    tenants and upstream outputs."""
+
+    def __init__(self, timeout: float, max_connections: int, policy: AddressPolicy | None = None) -> None:
         self._timeout = timeout
         self._max_connections = max_connections
+        self._policy = policy or AddressPolicy()
         self._session: aiohttp.ClientSession | None = None
+        self._guarded: aiohttp.ClientSession | None = None
 
     async def request(
-        self, method: str, url: str, *, headers: dict[str, str], json_body: Any = None, timeout: float | None = None
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: dict[str, str],
+        json_body: Any = None,
+        timeout: float | None = None,
+        guarded: bool = False,
     ) -> UpstreamResponse:
         limit = timeout or self._timeout
         data = None if json_body is None else json.dumps(json_body, separators=(",", ":")).encode()
         with _mapped_errors(limit):
-            async with self._client().request(
+            async with self._client(url, guarded).request(
                 method, url, headers=headers, data=data, timeout=aiohttp.ClientTimeout(total=limit), allow_redirects=False
             ) as response:
                 body = await response.read()
                 return UpstreamResponse(response.status, {k.lower(): v for k, v in response.headers.items()}, body)
 
-    async def stream(self, url: str, *, headers: dict[str, str]) -> UpstreamStream:
+    async def stream(self, url: str, *, headers: dict[str, str], guarded: bool = False) -> UpstreamStream:
         """GET `url` and hand back the response before its body; the timeout applies to connecting and each read."""
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._timeout, sock_read=self._timeout)
         with _mapped_errors(self._timeout):
-            response = await self._client().get(url, headers=headers, timeout=timeout, allow_redirects=False)
+            response = await self._client(url, guarded).get(url, headers=headers, timeout=timeout, allow_redirects=False)
         return UpstreamStream(response)
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for session in (self._session, self._guarded):
+            if session is not None:
+                await session.close()
+        self._session = self._guarded = None
 
-    def _client(self) -> aiohttp.ClientSession:
-        # Created lazily so it binds to the running event loop.
+    def _client(self, url: str, guarded: bool) -> aiohttp.ClientSession:
+        # Created lazily so they bind to the running event loop.
+        if guarded:
+            check_literal(url, self._policy)
+            if self._guarded is None:
+                self._guarded = _session(guarded_connector(self._policy, self._max_connections))
+            return self._guarded
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=self._max_connections, keepalive_timeout=60, ttl_dns_cache=300)
-            self._session = aiohttp.ClientSession(connector=connector, raise_for_status=False, auto_decompress=True)
+            self._session = _session(connector)
         return self._session
+
+
+def _session(connector: aiohttp.TCPConnector) -> aiohttp.ClientSession:
+    # trust_env stays off: a proxy from the environment would connect on the gateway's behalf, past the resolver.
+    return aiohttp.ClientSession(connector=connector, raise_for_status=False, auto_decompress=True, trust_env=False)
 
 
 # Most specific first: aiohttp's timeout classes also derive from its connection errors.
@@ -109,9 +180,21 @@ _ERRORS: tuple[tuple[type[BaseException], str], ...] = (
 def _mapped_errors(timeout: float) -> Iterator[None]:
     try:
         yield
+    except AddressRefused:
+        raise
     except Exception as exc:
+        if isinstance(refused := _cause(exc, AddressRefused), AddressRefused):
+            raise refused from exc
         for kind, message in _ERRORS:
             if isinstance(exc, kind):
                 error_class = UpstreamTimeout if kind is asyncio.TimeoutError else UpstreamError
                 raise error_class(message.format(timeout=timeout, name=type(exc).__name__)) from exc
         raise
+
+
+def _cause(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """The first exception of `kind` in `exc`'s chain of causes (aiohttp wraps resolver errors)."""
+    seen: BaseException | None = exc
+    while seen is not None and not isinstance(seen, kind):
+        seen = seen.__cause__ or getattr(seen, "os_error", None)
+    return seen

@@ -11,6 +11,7 @@ from gateway.config import ProviderConfig
 from gateway.errors import GatewayError, InvalidInput, NotFound, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from gateway.providers.base import WEBHOOK_EVENTS, Capabilities, CreateRequest, Provider, UpstreamPrediction, identify
 from gateway.providers.http import UpstreamClient, UpstreamResponse, UpstreamStream
+from gateway.ssrf import AddressRefused
 
 _DELIVERY_HOSTS = ("replicate.delivery",)
 _RESETS_IN = re.compile(r"(?:in|resets in) ~?(\d+)\s*s")
@@ -23,6 +24,7 @@ class ReplicateProvider(Provider):
         self.name = name
         assert config.base_url is not None, "validated by ProviderConfig"
         self._base = config.base_url
+        self._origin = _origin(config.base_url)
         self._output_hosts = (urlsplit(config.base_url).netloc, *_DELIVERY_HOSTS)
         self._tokens = [t.get_secret_value() for t in config.tokens]
         self._token_index = 0
@@ -50,11 +52,17 @@ class ReplicateProvider(Provider):
         return schema if isinstance(schema, dict) else None
 
     async def open_output(self, url: str) -> UpstreamStream:
-        """Output files need the API token (replicate.delivery does); it goes only to the upstream's own hosts."""
+        """Output files need the API token (replicate.delivery does); it goes only to the upstream's own hosts.
+
+        Only the configured upstream's own origin is fetched as configured; any other URL an upstream puts in
+        its output goes through the address policy."""
         host = urlsplit(url).netloc
         trusted = any(host == h or host.endswith(f".{h}") for h in self._output_hosts)
         headers = {"Authorization": f"Bearer {self._tokens[self._token_index]}"} if trusted and self._tokens else {}
-        stream = await self._client.stream(url, headers=headers)
+        try:
+            stream = await self._client.stream(url, headers=headers, guarded=_origin(url) != self._origin)
+        except AddressRefused as exc:
+            raise UpstreamError("The output file's address is not allowed") from exc
         if stream.status != 200:
             stream.close()
             if stream.status == 404:
@@ -78,6 +86,15 @@ class ReplicateProvider(Provider):
         if response.status >= 400:
             raise _error(response)
         return response
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    parts = urlsplit(url)
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    except ValueError:
+        port = None
+    return parts.scheme.lower(), parts.hostname, port
 
 
 def _create_call(request: CreateRequest) -> tuple[str, dict[str, Any]]:

@@ -71,11 +71,12 @@ class RecordedRequest:
 
 @dataclass(frozen=True)
 class EmulatorConfig:
-    """Timing of new predictions and the list page size."""
+    """Timing of new predictions, the list page size, and output URLs to hand out instead of the emulator's own."""
 
     start_delay: float = 0.05
     run_seconds: float = 0.2
     page_size: int = 100
+    outputs: tuple[str, ...] = ()
 
 
 class EmulatorControls:
@@ -93,10 +94,12 @@ class EmulatorControls:
         self._failures: list[str] = []
         self._drop_webhooks = False
 
-    def configure(self, start_delay: float = 0.05, run_seconds: float = 0.2, page_size: int = 100) -> None:
-        """Set the timing of predictions created from now on, and the list page size."""
+    def configure(
+        self, start_delay: float = 0.05, run_seconds: float = 0.2, page_size: int = 100, outputs: Iterable[str] = ()
+    ) -> None:
+        """Set the timing (and, if given, the output URLs) of predictions created from now on, and the page size."""
         with self._lock:
-            self._config = EmulatorConfig(start_delay, run_seconds, page_size)
+            self._config = EmulatorConfig(start_delay, run_seconds, page_size, tuple(outputs))
 
     @property
     def config(self) -> EmulatorConfig:

@@ -56,6 +56,7 @@ class PredictionRun:
     failure: str | None = None
     webhook: str | None = None
     events: frozenset[str] = frozenset(WEBHOOK_EVENTS)
+    outputs: tuple[str, ...] = ()  # empty: files on the emulator's delivery host
     seq: int = 0
     done: asyncio.Event = field(default_factory=asyncio.Event)
     outbox: Outbox = field(default_factory=asyncio.Queue)
@@ -224,7 +225,7 @@ async def _lifecycle(store: PredictionStore, run: PredictionRun) -> None:
     if run.failure is not None:
         finished = store.finish(run, "failed", error=run.failure)
     else:
-        finished = store.finish(run, "succeeded", output=_outputs(run.data))
+        finished = store.finish(run, "succeeded", output=list(run.outputs) or _outputs(run.data))
         if finished is not None:
             _emit(run, "output", finished)
     if finished is not None:

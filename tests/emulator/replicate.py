@@ -273,6 +273,7 @@ async def _create(
         failure=controls.take_failure(),
         webhook=payload.get("webhook") or None,
         events=_event_filter(payload.get("webhook_events_filter")),
+        outputs=config.outputs,
     )
     launch(controls.store, run, controls.webhooks_dropped)
     wait = _prefer_wait(request.headers.get("prefer"))

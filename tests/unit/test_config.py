@@ -1,9 +1,12 @@
+import ipaddress
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from gateway.config import Settings, load_catalog, with_model_servers
 from gateway.errors import ConfigError
+from gateway.ssrf import AddressPolicy
 
 GOOD_VERSION = "a" * 64
 
@@ -97,6 +100,17 @@ def test_settings_read_the_gateway_prefix_and_redis_url(monkeypatch: pytest.Monk
 def test_an_empty_or_weak_admin_token_stops_the_gateway_at_start(monkeypatch: pytest.MonkeyPatch, token: str) -> None:
     monkeypatch.setenv("GATEWAY_ADMIN_TOKEN", token)
     with pytest.raises(ValueError, match="GATEWAY_ADMIN_TOKEN must be at least 16 characters"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_the_address_policy_comes_from_the_cidr_list_and_the_allow_all_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATEWAY_ALLOWED_PRIVATE_CIDRS", "127.0.0.1/32, 10.0.0.0/8")
+    policy = Settings(_env_file=None).address_policy()  # type: ignore[call-arg]
+    assert policy == AddressPolicy((ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("10.0.0.0/8")))
+    monkeypatch.setenv("GATEWAY_ALLOW_PRIVATE_INPUT_URLS", "true")
+    assert Settings(_env_file=None).address_policy().allow_all  # type: ignore[call-arg]
+    monkeypatch.setenv("GATEWAY_ALLOWED_PRIVATE_CIDRS", "10.0.0.0/8,localhost")
+    with pytest.raises(ValidationError, match="'localhost' is not a CIDR"):
         Settings(_env_file=None)  # type: ignore[call-arg]
 
 

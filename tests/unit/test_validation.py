@@ -1,23 +1,43 @@
+import asyncio
+import ipaddress
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from gateway.errors import InvalidInput
+from gateway.ssrf import AddressPolicy, IPAddress, UrlGuard
 from gateway.validation import InputValidator, UrlPolicy, unsafe_file_reason
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "config" / "schemas" / "stable-diffusion-inpainting.json").read_text())
 IMAGE = "https://example.com/image.png"
 
 
-def _fields(given: dict, policy: UrlPolicy | None = None) -> list[dict[str, str]]:
+async def _resolve(host: str) -> list[IPAddress]:
+    if host != "example.com":
+        raise OSError(f"unknown host {host}")
+    return [ipaddress.ip_address("93.184.215.14")]
+
+
+def _policy(allow_all: bool = False, **extra: Any) -> UrlPolicy:
+    return UrlPolicy(UrlGuard(AddressPolicy(allow_all=allow_all), _resolve), **extra)
+
+
+def _check(given: dict, policy: UrlPolicy | None = None, schema: dict = SCHEMA) -> None:
+    validator = InputValidator(schema, policy or _policy())
+    validator.validate(given)
+    asyncio.run(validator.check_urls(given))
+
+
+def _fields(given: dict, policy: UrlPolicy | None = None, schema: dict = SCHEMA) -> list[dict[str, str]]:
     with pytest.raises(InvalidInput) as caught:
-        InputValidator(SCHEMA, policy or UrlPolicy()).validate(given)
+        _check(given, policy, schema)
     return caught.value.invalid_fields
 
 
 def test_valid_input_passes() -> None:
-    InputValidator(SCHEMA).validate(
+    _check(
         {"image": IMAGE, "mask": "data:image/png;base64,AAAA", "num_inference_steps": 25, "scheduler": "DDIM"}
     )
 
@@ -73,15 +93,34 @@ def test_local_paths_and_file_uris_are_refused_for_file_inputs(path: str) -> Non
 )
 def test_private_addresses_are_refused_unless_allowed(url: str) -> None:
     assert _fields({"image": url, "mask": IMAGE})[0]["description"] == "URLs on private or loopback addresses are not accepted"
-    InputValidator(SCHEMA, UrlPolicy(allow_private=True)).validate({"image": url, "mask": IMAGE})
+    _check({"image": url, "mask": IMAGE}, _policy(allow_all=True))
 
 
 def test_the_gateways_own_file_urls_pass_whatever_their_host() -> None:
-    policy = UrlPolicy(gateway_file=lambda url: "/v1/files/" in url)
-    InputValidator(SCHEMA, policy).validate({"image": "http://127.0.0.1:8000/v1/files/abc", "mask": IMAGE})
+    policy = _policy(gateway_file=lambda url: "/v1/files/" in url)
+    _check({"image": "http://127.0.0.1:8000/v1/files/abc", "mask": IMAGE}, policy)
     assert _fields({"image": "http://127.0.0.1:8000/other", "mask": IMAGE}, policy)[0]["type"] == "unsafe_file"
 
 
 def test_file_uris_are_refused_even_in_fields_without_a_uri_format() -> None:
-    assert unsafe_file_reason("file:///etc/shadow", uri_field=False, policy=UrlPolicy(allow_private=True)) is not None
-    assert unsafe_file_reason("/just a prompt", uri_field=False, policy=UrlPolicy()) is None
+    assert unsafe_file_reason("file:///etc/shadow", uri_field=False, policy=_policy(allow_all=True)) is not None
+    assert unsafe_file_reason("/just a prompt", uri_field=False, policy=_policy()) is None
+
+
+PERMISSIVE = {"components": {"schemas": {"Input": {"type": "object", "properties": {}}}}}
+
+
+def test_urls_anywhere_in_the_input_are_checked_with_or_without_a_schema() -> None:
+    given = {"prompt": "http://2130706433/", "extra": [{"deep": ["HTTP://0x7f000001/x"]}], "ok": "see http://127.0.0.1"}
+    expected = [
+        {"type": "unsafe_file", "field": "input.prompt", "description": "URLs on private or loopback addresses are not accepted"},
+        {"type": "unsafe_file", "field": "input.extra", "description": "URLs on private or loopback addresses are not accepted"},
+    ]
+    assert _fields(given, schema=PERMISSIVE) == expected
+    assert _fields({**given, "image": IMAGE, "mask": IMAGE}) == expected
+
+
+def test_a_url_whose_host_does_not_resolve_is_refused_by_name() -> None:
+    assert _fields({"image": "https://nowhere.invalid/x.png", "mask": IMAGE}) == [
+        {"type": "unsafe_file", "field": "input.image", "description": "The host nowhere.invalid could not be resolved"}
+    ]
