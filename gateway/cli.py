@@ -19,6 +19,7 @@ from pydantic import SecretStr, ValidationError
 from gateway import logs
 from gateway.api.app import create_app
 from gateway.api.urls import Links
+from gateway.audit import Actor
 from gateway.catalog import Catalog
 from gateway.config import Settings, load_catalog, with_model_servers
 from gateway.errors import ConfigError, GatewayError, StoreError
@@ -70,7 +71,7 @@ def serve(settings: Settings, args: argparse.Namespace | None = None) -> None:
 def _welcome(settings: Settings, catalog: Catalog) -> None:
     async def token() -> str:
         async with _store(settings) as store:
-            return await demo_token(KeyService(store.keys), settings.data_dir / "demo_key")
+            return await demo_token(KeyService(store.keys), settings.data_dir / "demo_key", Actor.cli())
 
     base_url = settings.public_base_url or settings.local_base_url()
     print(
@@ -89,7 +90,11 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 @contextlib.asynccontextmanager
 async def _store(settings: Settings) -> AsyncIterator[Store]:
-    store = Store.connect(str(settings.redis_url), prediction_retention_seconds=settings.prediction_retention_seconds)
+    store = Store.connect(
+        str(settings.redis_url),
+        prediction_retention_seconds=settings.prediction_retention_seconds,
+        audit_retention_seconds=settings.audit_retention_seconds,
+    )
     try:
         yield store
     finally:
@@ -132,14 +137,20 @@ def _run_keys(
     operation: Callable[[KeyService, argparse.Namespace], Awaitable[Any]],
 ) -> Callable[[Settings, argparse.Namespace], None]:
     def run(settings: Settings, args: argparse.Namespace) -> None:
-        async def call(resolved: Settings) -> Any:
-            async with _store(resolved) as store:
-                return await operation(KeyService(store.keys), args)
-
-        with _redis(settings, reuse_running=True) as resolved:
-            print(json.dumps(asyncio.run(call(resolved)), indent=2))
+        _print_from_store(settings, lambda store: operation(KeyService(store.keys), args))
 
     return run
+
+
+def _print_from_store(settings: Settings, operation: Callable[[Store], Awaitable[Any]]) -> None:
+    """Run `operation` over the configured (or running embedded) Redis and print its result as JSON."""
+
+    async def call(resolved: Settings) -> Any:
+        async with _store(resolved) as store:
+            return await operation(store)
+
+    with _redis(settings, reuse_running=True) as resolved:
+        print(json.dumps(asyncio.run(call(resolved)), indent=2))
 
 
 def _shown(result: KeyRecord | tuple[KeyRecord, Token]) -> dict[str, Any]:
@@ -158,7 +169,7 @@ def _spec_fields(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _create(service: KeyService, args: argparse.Namespace) -> Any:
-    return _shown(await service.create(NewKeySpec(**_spec_fields(args))))
+    return _shown(await service.create(NewKeySpec(**_spec_fields(args)), actor=Actor.cli()))
 
 
 async def _list(service: KeyService, args: argparse.Namespace) -> Any:
@@ -170,19 +181,19 @@ async def _show(service: KeyService, args: argparse.Namespace) -> Any:
 
 
 async def _update(service: KeyService, args: argparse.Namespace) -> Any:
-    return _shown(await service.update(args.key_id, KeySpec(**_spec_fields(args))))
+    return _shown(await service.update(args.key_id, KeySpec(**_spec_fields(args)), actor=Actor.cli()))
 
 
 async def _disable(service: KeyService, args: argparse.Namespace) -> Any:
-    return _shown(await service.disable(args.key_id))
+    return _shown(await service.disable(args.key_id, actor=Actor.cli()))
 
 
 async def _rotate(service: KeyService, args: argparse.Namespace) -> Any:
-    return _shown(await service.rotate(args.key_id, args.grace_seconds))
+    return _shown(await service.rotate(args.key_id, args.grace_seconds, actor=Actor.cli()))
 
 
 async def _delete(service: KeyService, args: argparse.Namespace) -> Any:
-    await service.delete(args.key_id)
+    await service.delete(args.key_id, actor=Actor.cli())
     return {"deleted": args.key_id}
 
 

@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from gateway.api.problems import invalid_body
 from gateway.api.requests import json_object, services
+from gateway.audit import Actor, new_request_id
 from gateway.errors import Unauthenticated
 from gateway.keys import KeyRecord, KeySpec, NewKeySpec, Token
 
@@ -34,6 +35,12 @@ def _authorize(request: Request) -> None:
         raise Unauthenticated("You did not pass a valid admin token")
 
 
+def _actor(request: Request) -> Actor:
+    """The admin token's holder, by client address, for the audit log."""
+    address = request.client.host if request.client else "unknown"
+    return Actor("admin-token", address, getattr(request.state, "request_id", None) or new_request_id())
+
+
 async def _parse(request: Request, model: type[_Spec]) -> _Spec:
     try:
         return model.model_validate(await json_object(request, required=model is not RotateSpec))
@@ -47,7 +54,7 @@ def _with_token(record: KeyRecord, token: Token, status: int) -> Response:
 
 async def create_key(request: Request) -> Response:
     _authorize(request)
-    record, token = await services(request).keys.create(await _parse(request, NewKeySpec))
+    record, token = await services(request).keys.create(await _parse(request, NewKeySpec), actor=_actor(request))
     return _with_token(record, token, 201)
 
 
@@ -64,25 +71,28 @@ async def get_key(request: Request) -> Response:
 
 async def update_key(request: Request) -> Response:
     _authorize(request)
-    record = await services(request).keys.update(request.path_params["key_id"], await _parse(request, KeySpec))
+    spec = await _parse(request, KeySpec)
+    record = await services(request).keys.update(request.path_params["key_id"], spec, actor=_actor(request))
     return JSONResponse(record.public())
 
 
 async def disable_key(request: Request) -> Response:
     _authorize(request)
-    return JSONResponse((await services(request).keys.disable(request.path_params["key_id"])).public())
+    record = await services(request).keys.disable(request.path_params["key_id"], actor=_actor(request))
+    return JSONResponse(record.public())
 
 
 async def delete_key(request: Request) -> Response:
     _authorize(request)
-    await services(request).keys.delete(request.path_params["key_id"])
+    await services(request).keys.delete(request.path_params["key_id"], actor=_actor(request))
     return Response(status_code=204)
 
 
 async def rotate_key(request: Request) -> Response:
     _authorize(request)
     spec = await _parse(request, RotateSpec)
-    record, token = await services(request).keys.rotate(request.path_params["key_id"], spec.grace_seconds)
+    key_id = request.path_params["key_id"]
+    record, token = await services(request).keys.rotate(key_id, spec.grace_seconds, actor=_actor(request))
     return _with_token(record, token, 200)
 
 
