@@ -1,9 +1,11 @@
-"""The admin API under /admin/v1: tenant key management, guarded by the admin token."""
+"""The admin API under /admin/v1: tenant key management and the audit log, guarded by the admin token."""
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
 from typing import TypeVar
+from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
@@ -11,10 +13,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway.api.problems import invalid_body
-from gateway.api.requests import json_object, services
-from gateway.audit import Actor, new_request_id
-from gateway.errors import Unauthenticated
+from gateway.api.requests import json_object, origin, services
+from gateway.audit import MAX_PAGE_SIZE, Actor, AuditQuery, Subject, new_request_id
+from gateway.errors import BadRequest, Unauthenticated
 from gateway.keys import KeyRecord, KeySpec, NewKeySpec, Token
+from gateway.timestamps import parse_timestamp
+
+_AUDIT_FILTERS = ("key_id", "tenant", "action", "since", "until", "limit")
 
 
 class RotateSpec(BaseModel):
@@ -96,6 +101,42 @@ async def rotate_key(request: Request) -> Response:
     return _with_token(record, token, 200)
 
 
+async def list_audit(request: Request) -> Response:
+    """Audit entries newest first, filtered by `key_id`, `tenant`, `action`, `since`/`until` (ISO 8601), `limit`."""
+    _authorize(request)
+    query = request.query_params
+    page = await services(request).audit.read(
+        AuditQuery(
+            subject=Subject("key", query["key_id"]) if query.get("key_id") else None,
+            tenant=query.get("tenant") or None,
+            action=query.get("action") or None,
+            since=_instant(query, "since"),
+            until=_instant(query, "until"),
+            limit=_limit(query.get("limit")),
+            cursor=query.get("cursor") or None,
+        )
+    )
+    kept = {name: query[name] for name in _AUDIT_FILTERS if query.get(name)}
+    following = f"{origin(request)}/admin/v1/audit?{urlencode({**kept, 'cursor': page.next_cursor})}"
+    return JSONResponse({"next": following if page.next_cursor else None, "results": page.results})
+
+
+def _instant(query: Mapping[str, str], name: str) -> float | None:
+    value = query.get(name)
+    instant = parse_timestamp(value)
+    if value and instant is None:
+        raise BadRequest(f"{name} must be an ISO 8601 time, e.g. 2026-01-31T12:00:00Z")
+    return instant
+
+
+def _limit(value: str | None) -> int:
+    if value is None:
+        return 100
+    if not value.isdigit() or not 1 <= int(value) <= MAX_PAGE_SIZE:
+        raise BadRequest(f"limit must be a whole number from 1 to {MAX_PAGE_SIZE}")
+    return int(value)
+
+
 routes = [
     Route("/keys", create_key, methods=["POST"]),
     Route("/keys", list_keys, methods=["GET"]),
@@ -104,4 +145,5 @@ routes = [
     Route("/keys/{key_id}", delete_key, methods=["DELETE"]),
     Route("/keys/{key_id}/disable", disable_key, methods=["POST"]),
     Route("/keys/{key_id}/rotate", rotate_key, methods=["POST"]),
+    Route("/audit", list_audit, methods=["GET"]),
 ]
