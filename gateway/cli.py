@@ -1,4 +1,4 @@
-"""Command line: `gateway serve` and `gateway keys …`. A thin shell over the services."""
+"""Command line: `gateway serve`, `gateway keys …` and `gateway audit`. A thin shell over the services."""
 
 from __future__ import annotations
 
@@ -19,14 +19,15 @@ from pydantic import SecretStr, ValidationError
 from gateway import logs
 from gateway.api.app import create_app
 from gateway.api.urls import Links
-from gateway.audit import Actor
+from gateway.audit import MAX_PAGE_SIZE, Actor, AuditLog, AuditQuery, Subject
 from gateway.catalog import Catalog
 from gateway.config import Settings, load_catalog, with_model_servers
-from gateway.errors import ConfigError, GatewayError, StoreError
+from gateway.errors import BadRequest, ConfigError, GatewayError, StoreError
 from gateway.keys import KeyRecord, KeyService, KeySpec, NewKeySpec, Token
 from gateway.signing import SECRET_NAME, Signer
 from gateway.store import Store
 from gateway.store.embedded import EmbeddedRedis, running_url
+from gateway.timestamps import parse_timestamp
 from gateway.welcome import DEMO_TENANT, demo_token, snippet
 
 
@@ -197,6 +198,35 @@ async def _delete(service: KeyService, args: argparse.Namespace) -> Any:
     return {"deleted": args.key_id}
 
 
+# --- audit -------------------------------------------------------------------------------------
+
+
+def _print_audit(settings: Settings, args: argparse.Namespace) -> None:
+    """Audit entries newest first, with the cursor of the next page (`--cursor`)."""
+    query = AuditQuery(
+        subject=Subject("key", args.key_id) if args.key_id else None,
+        tenant=args.tenant,
+        action=args.action,
+        since=_instant(args.since, "--since"),
+        until=_instant(args.until, "--until"),
+        limit=args.limit,
+        cursor=args.cursor,
+    )
+
+    async def read(store: Store) -> Any:
+        page = await AuditLog(store.audit).read(query)
+        return {"results": page.results, "next_cursor": page.next_cursor}
+
+    _print_from_store(settings, read)
+
+
+def _instant(value: str | None, flag: str) -> float | None:
+    instant = parse_timestamp(value)
+    if value and instant is None:
+        raise BadRequest(f"{flag} must be an ISO 8601 time, e.g. 2026-01-31T12:00:00Z")
+    return instant
+
+
 def _print_upload_url(settings: Settings, args: argparse.Namespace) -> None:
     """The `--upload-url` to give a Cog server the gateway does not run itself (a `servers` entry)."""
 
@@ -245,6 +275,16 @@ def _parser() -> argparse.ArgumentParser:
     rotate.add_argument("key_id")
     rotate.add_argument("--grace-seconds", type=float, default=0, help="how long the old secret keeps working")
     rotate.set_defaults(run=_run_keys(_rotate))
+
+    audit = commands.add_parser("audit", help="the audit log of admin actions, newest first")
+    audit.add_argument("--key-id")
+    audit.add_argument("--tenant")
+    audit.add_argument("--action", help="e.g. key.create, key.update, key.rotate, key.disable, key.delete")
+    audit.add_argument("--since", help="ISO 8601 time")
+    audit.add_argument("--until", help="ISO 8601 time")
+    audit.add_argument("--limit", type=int, default=100, choices=range(1, MAX_PAGE_SIZE + 1), metavar="N")
+    audit.add_argument("--cursor", help="the next_cursor of the previous page")
+    audit.set_defaults(run=_print_audit)
 
     servers = commands.add_parser("servers", help="self-hosted Cog servers").add_subparsers(required=True, metavar="ACTION")
     upload = servers.add_parser("upload-url", help="the --upload-url for a Cog server listed in the catalog")
