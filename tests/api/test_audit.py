@@ -3,6 +3,7 @@
 
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -165,3 +166,16 @@ def test_the_audit_log_needs_the_admin_token(gateway: Gateway, tenant_key: str) 
 
 def _now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}Z"
+
+
+def test_concurrent_updates_each_record_exactly_what_they_replaced(gateway: Gateway) -> None:
+    key_id = gateway.new_key(name="v0")[1]["key_id"]
+    names = [f"v{i}" for i in range(1, 13)]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        statuses = list(pool.map(lambda name: gateway.admin.patch(f"/keys/{key_id}", json={"name": name}).status_code, names))
+    assert statuses == [200] * len(names)
+    updates = _audit(gateway, key_id=key_id, action="key.update")["results"][::-1]
+    assert sorted(e["after"]["name"] for e in updates) == sorted(names)
+    chain = ["v0", *(e["after"]["name"] for e in updates)]
+    assert [e["before"]["name"] for e in updates] == chain[:-1]  # no update lost or recorded against a stale record
+    assert gateway.admin.get(f"/keys/{key_id}").json()["name"] == chain[-1]
