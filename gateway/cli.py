@@ -1,4 +1,4 @@
-"""Command line: `gateway serve` and `gateway keys …`. A thin shell over the services."""
+"""Command line: `gateway serve`, `gateway keys …` and `gateway audit`. A thin shell over the services."""
 
 from __future__ import annotations
 
@@ -19,13 +19,15 @@ from pydantic import SecretStr, ValidationError
 from gateway import logs
 from gateway.api.app import create_app
 from gateway.api.urls import Links
+from gateway.audit import MAX_PAGE_SIZE, Actor, AuditLog, AuditQuery, Subject
 from gateway.catalog import Catalog
 from gateway.config import Settings, load_catalog, with_model_servers
-from gateway.errors import ConfigError, GatewayError, StoreError
+from gateway.errors import BadRequest, ConfigError, GatewayError, StoreError
 from gateway.keys import KeyRecord, KeyService, KeySpec, NewKeySpec, Token
 from gateway.signing import SECRET_NAME, Signer
 from gateway.store import Store
 from gateway.store.embedded import EmbeddedRedis, running_url
+from gateway.timestamps import parse_timestamp
 from gateway.welcome import DEMO_TENANT, demo_token, snippet
 
 
@@ -72,7 +74,7 @@ def _welcome(settings: Settings, catalog: Catalog) -> None:
 
     async def keep_token() -> None:
         async with _store(settings) as store:
-            await demo_token(KeyService(store.keys), token_path)
+            await demo_token(KeyService(store.keys), token_path, Actor.cli())
 
     asyncio.run(keep_token())
     base_url = settings.public_base_url or settings.local_base_url()
@@ -92,7 +94,11 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 @contextlib.asynccontextmanager
 async def _store(settings: Settings) -> AsyncIterator[Store]:
-    store = Store.connect(str(settings.redis_url), prediction_retention_seconds=settings.prediction_retention_seconds)
+    store = Store.connect(
+        str(settings.redis_url),
+        prediction_retention_seconds=settings.prediction_retention_seconds,
+        audit_retention_seconds=settings.audit_retention_seconds,
+    )
     try:
         yield store
     finally:
@@ -137,14 +143,20 @@ def _run_keys(
     operation: Callable[[KeyService, argparse.Namespace], Awaitable[Any]],
 ) -> Callable[[Settings, argparse.Namespace], None]:
     def run(settings: Settings, args: argparse.Namespace) -> None:
-        async def call(resolved: Settings) -> Any:
-            async with _store(resolved) as store:
-                return await operation(KeyService(store.keys), args)
-
-        with _redis(settings, reuse_running=True) as resolved:
-            print(json.dumps(asyncio.run(call(resolved)), indent=2))
+        _print_from_store(settings, lambda store: operation(KeyService(store.keys), args))
 
     return run
+
+
+def _print_from_store(settings: Settings, operation: Callable[[Store], Awaitable[Any]]) -> None:
+    """Run `operation` over the configured (or running embedded) Redis and print its result as JSON."""
+
+    async def call(resolved: Settings) -> Any:
+        async with _store(resolved) as store:
+            return await operation(store)
+
+    with _redis(settings, reuse_running=True) as resolved:
+        print(json.dumps(asyncio.run(call(resolved)), indent=2))
 
 
 def _shown(result: KeyRecord | tuple[KeyRecord, Token]) -> dict[str, Any]:
@@ -163,7 +175,7 @@ def _spec_fields(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _create(service: KeyService, args: argparse.Namespace) -> Any:
-    return _shown(await service.create(NewKeySpec(**_spec_fields(args))))
+    return _shown(await service.create(NewKeySpec(**_spec_fields(args)), actor=Actor.cli()))
 
 
 async def _list(service: KeyService, args: argparse.Namespace) -> Any:
@@ -175,20 +187,49 @@ async def _show(service: KeyService, args: argparse.Namespace) -> Any:
 
 
 async def _update(service: KeyService, args: argparse.Namespace) -> Any:
-    return _shown(await service.update(args.key_id, KeySpec(**_spec_fields(args))))
+    return _shown(await service.update(args.key_id, KeySpec(**_spec_fields(args)), actor=Actor.cli()))
 
 
 async def _disable(service: KeyService, args: argparse.Namespace) -> Any:
-    return _shown(await service.disable(args.key_id))
+    return _shown(await service.disable(args.key_id, actor=Actor.cli()))
 
 
 async def _rotate(service: KeyService, args: argparse.Namespace) -> Any:
-    return _shown(await service.rotate(args.key_id, args.grace_seconds))
+    return _shown(await service.rotate(args.key_id, args.grace_seconds, actor=Actor.cli()))
 
 
 async def _delete(service: KeyService, args: argparse.Namespace) -> Any:
-    await service.delete(args.key_id)
+    await service.delete(args.key_id, actor=Actor.cli())
     return {"deleted": args.key_id}
+
+
+# --- audit -------------------------------------------------------------------------------------
+
+
+def _print_audit(settings: Settings, args: argparse.Namespace) -> None:
+    """Audit entries newest first, with the cursor of the next page (`--cursor`)."""
+    query = AuditQuery(
+        subject=Subject("key", args.key_id) if args.key_id else None,
+        tenant=args.tenant,
+        action=args.action,
+        since=_instant(args.since, "--since"),
+        until=_instant(args.until, "--until"),
+        limit=args.limit,
+        cursor=args.cursor,
+    )
+
+    async def read(store: Store) -> Any:
+        page = await AuditLog(store.audit).read(query)
+        return {"results": page.results, "next_cursor": page.next_cursor}
+
+    _print_from_store(settings, read)
+
+
+def _instant(value: str | None, flag: str) -> float | None:
+    instant = parse_timestamp(value)
+    if value and instant is None:
+        raise BadRequest(f"{flag} must be an ISO 8601 time, e.g. 2026-01-31T12:00:00Z")
+    return instant
 
 
 def _print_upload_url(settings: Settings, args: argparse.Namespace) -> None:
@@ -239,6 +280,16 @@ def _parser() -> argparse.ArgumentParser:
     rotate.add_argument("key_id")
     rotate.add_argument("--grace-seconds", type=float, default=0, help="how long the old secret keeps working")
     rotate.set_defaults(run=_run_keys(_rotate))
+
+    audit = commands.add_parser("audit", help="the audit log of admin actions, newest first")
+    audit.add_argument("--key-id")
+    audit.add_argument("--tenant")
+    audit.add_argument("--action", help="e.g. key.create, key.update, key.rotate, key.disable, key.delete")
+    audit.add_argument("--since", help="ISO 8601 time")
+    audit.add_argument("--until", help="ISO 8601 time")
+    audit.add_argument("--limit", type=int, default=100, choices=range(1, MAX_PAGE_SIZE + 1), metavar="N")
+    audit.add_argument("--cursor", help="the next_cursor of the previous page")
+    audit.set_defaults(run=_print_audit)
 
     servers = commands.add_parser("servers", help="self-hosted Cog servers").add_subparsers(required=True, metavar="ACTION")
     upload = servers.add_parser("upload-url", help="the --upload-url for a Cog server listed in the catalog")

@@ -32,6 +32,7 @@ DEFAULT_CATALOG = Path("config/catalog.toml")
 DEFAULT_DATA_DIR = Path("data")
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_RETENTION_SECONDS = 30 * 24 * 3600
+DEFAULT_AUDIT_RETENTION_SECONDS = 365 * 24 * 3600
 DEFAULT_REFRESH_AFTER_SECONDS = 1.0
 DEFAULT_KEY_CACHE_SECONDS = 2.0
 DEFAULT_UPSTREAM_TIMEOUT_SECONDS = 30.0
@@ -74,6 +75,7 @@ class Settings(BaseSettings):
     public_base_url: str | None = None
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, gt=0)
     prediction_retention_seconds: int = Field(default=DEFAULT_RETENTION_SECONDS, gt=0)
+    audit_retention_seconds: int = Field(default=DEFAULT_AUDIT_RETENTION_SECONDS, gt=0)
     refresh_after_seconds: float = Field(default=DEFAULT_REFRESH_AFTER_SECONDS, ge=0)
     key_cache_seconds: float = Field(default=DEFAULT_KEY_CACHE_SECONDS, ge=0, le=5)
     allow_private_input_urls: bool = False  # true: URLs may reach any address (as allowing every network)

@@ -13,13 +13,15 @@ import re
 import secrets
 import string
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from gateway.errors import NotFound
-from gateway.store import KeyStore
+from gateway.audit import Actor, AuditEvent, Subject
+from gateway.errors import GatewayError, NotFound
+from gateway.store import AuditFields, KeyStore, StoredKey
 
 TOKEN_PREFIX = "gwk"
 Scope = Literal["predict", "read"]
@@ -91,8 +93,11 @@ class KeyRecord(BaseModel):
         return False
 
     def public(self) -> dict[str, Any]:
-        shown = self.model_dump(exclude={"secret_hash", "previous_secret_hash", "secret_hint"})
-        return {**shown, "token_hint": f"{TOKEN_PREFIX}_{self.key_id}_…{self.secret_hint}"}
+        return {**self.redacted(), "token_hint": f"{TOKEN_PREFIX}_{self.key_id}_…{self.secret_hint}"}
+
+    def redacted(self) -> dict[str, Any]:
+        """The record without any secret material, not even the hint: what the audit log keeps."""
+        return self.model_dump(exclude={"secret_hash", "previous_secret_hash", "secret_hint"})
 
 
 class KeySpec(BaseModel):
@@ -122,23 +127,32 @@ class NewKeySpec(KeySpec):
     tenant: str = Field(min_length=1, max_length=128, pattern=_TENANT)
 
 
+Change = Callable[[KeyRecord | None], KeyRecord | None]
+
+
 class KeyService:
-    """Admin operations; every write publishes a change so all gateway processes drop cached copies."""
+    """Admin operations. Each write is recorded in the audit log (action `key.<operation>`, before and after
+    without secrets) in the same transaction as the change, and tells all gateway processes to drop cached copies."""
 
     def __init__(self, store: KeyStore) -> None:
         self._store = store
 
-    async def create(self, spec: NewKeySpec) -> tuple[KeyRecord, Token]:
+    async def create(self, spec: NewKeySpec, *, actor: Actor) -> tuple[KeyRecord, Token]:
         token = new_token()
-        fields = spec.model_dump(exclude_none=True)
         record = KeyRecord(
             key_id=token.key_id,
             created_at=time.time(),
             secret_hash=hash_secret(token.secret),
             secret_hint=token.secret[-4:],
-            **fields,
+            **spec.model_dump(exclude_none=True),
         )
-        await self._store.put(record.model_dump())
+
+        def create(current: KeyRecord | None) -> KeyRecord:
+            if current is not None:  # 60 random bits: a collision is only ever a bug
+                raise GatewayError(f"Key id {token.key_id} is already taken; try again")
+            return record
+
+        await self._write(token.key_id, "create", actor, create)
         return record, token
 
     async def get(self, key_id: str) -> KeyRecord:
@@ -151,30 +165,70 @@ class KeyService:
         records = [KeyRecord.model_validate(raw) for raw in await self._store.all()]
         return [r for r in records if tenant is None or r.tenant == tenant]
 
-    async def update(self, key_id: str, spec: KeySpec) -> KeyRecord:
-        record = await self.get(key_id)
-        updated = record.model_copy(update=spec.model_dump(exclude_unset=True))
-        await self._store.put(updated.model_dump())
+    async def update(self, key_id: str, spec: KeySpec, *, actor: Actor) -> KeyRecord:
+        return await self._modify(key_id, "update", actor, spec.model_dump(exclude_unset=True))
+
+    async def disable(self, key_id: str, *, actor: Actor) -> KeyRecord:
+        return await self._modify(key_id, "disable", actor, {"disabled": True})
+
+    async def delete(self, key_id: str, *, actor: Actor) -> None:
+        def delete(current: KeyRecord | None) -> None:
+            _existing(key_id, current)
+
+        await self._write(key_id, "delete", actor, delete)
+
+    async def rotate(self, key_id: str, grace_seconds: float = 0, *, actor: Actor) -> tuple[KeyRecord, Token]:
+        """A new secret for the same key id; the old one keeps working for `grace_seconds`."""
+        token = new_token(key_id)
+
+        def rotate(current: KeyRecord | None) -> KeyRecord:
+            record = _existing(key_id, current)
+            return record.model_copy(
+                update={
+                    "secret_hash": hash_secret(token.secret),
+                    "secret_hint": token.secret[-4:],
+                    "previous_secret_hash": record.secret_hash if grace_seconds > 0 else None,
+                    "previous_valid_until": time.time() + grace_seconds if grace_seconds > 0 else None,
+                }
+            )
+
+        rotated = await self._write(key_id, "rotate", actor, rotate)
+        assert rotated is not None
+        return rotated, token
+
+    async def _modify(self, key_id: str, operation: str, actor: Actor, fields: dict[str, Any]) -> KeyRecord:
+        def modify(current: KeyRecord | None) -> KeyRecord:
+            return _existing(key_id, current).model_copy(update=fields)
+
+        updated = await self._write(key_id, operation, actor, modify)
+        assert updated is not None
         return updated
 
-    async def disable(self, key_id: str) -> KeyRecord:
-        return await self.update(key_id, KeySpec(disabled=True))
+    async def _write(self, key_id: str, operation: str, actor: Actor, change: Change) -> KeyRecord | None:
+        """Apply `change` to the stored record with its audit entry; returns the record after (None: deleted)."""
 
-    async def delete(self, key_id: str) -> None:
-        if not await self._store.delete(key_id):
-            raise NotFound(f"Key {key_id} not found")
+        def apply(raw: StoredKey | None) -> tuple[StoredKey | None, AuditFields]:
+            before = None if raw is None else KeyRecord.model_validate(raw)
+            after = change(before)
+            return (None if after is None else after.model_dump()), _event(key_id, operation, actor, before, after).fields()
 
-    async def rotate(self, key_id: str, grace_seconds: float = 0) -> tuple[KeyRecord, Token]:
-        """A new secret for the same key id; the old one keeps working for `grace_seconds`."""
-        record = await self.get(key_id)
-        token = new_token(key_id)
-        rotated = record.model_copy(
-            update={
-                "secret_hash": hash_secret(token.secret),
-                "secret_hint": token.secret[-4:],
-                "previous_secret_hash": record.secret_hash if grace_seconds > 0 else None,
-                "previous_valid_until": time.time() + grace_seconds if grace_seconds > 0 else None,
-            }
-        )
-        await self._store.put(rotated.model_dump())
-        return rotated, token
+        _, raw_after = await self._store.change(key_id, apply)
+        return None if raw_after is None else KeyRecord.model_validate(raw_after)
+
+
+def _existing(key_id: str, record: KeyRecord | None) -> KeyRecord:
+    if record is None:
+        raise NotFound(f"Key {key_id} not found")
+    return record
+
+
+def _event(key_id: str, operation: str, actor: Actor, before: KeyRecord | None, after: KeyRecord | None) -> AuditEvent:
+    tenants = tuple(r.tenant for r in (before, after) if r is not None)
+    return AuditEvent(
+        action=f"key.{operation}",
+        subject=Subject("key", key_id),
+        tenants=tenants,
+        actor=actor,
+        before=None if before is None else before.redacted(),
+        after=None if after is None else after.redacted(),
+    )

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.api.urls import Links, file_id_in
+from gateway.audit import AuditLog
 from gateway.auth import Authenticator
 from gateway.catalog import Catalog
 from gateway.config import Settings
@@ -33,6 +34,7 @@ class Services:
     providers: dict[str, Provider]
     auth: Authenticator
     keys: KeyService
+    audit: AuditLog
     schemas: Schemas
     predictions: Predictions
     files: Files
@@ -49,7 +51,11 @@ async def open_services(
 
     `resolve` names hosts of URLs in prediction inputs (tests give one that needs no DNS)."""
     assert settings.redis_url, "the Redis URL is resolved (or an embedded server started) before services open"
-    store = Store.connect(settings.redis_url, prediction_retention_seconds=settings.prediction_retention_seconds)
+    store = Store.connect(
+        settings.redis_url,
+        prediction_retention_seconds=settings.prediction_retention_seconds,
+        audit_retention_seconds=settings.audit_retention_seconds,
+    )
     providers: dict[str, Provider] = {}
     tasks: list[asyncio.Task[None]] = []
     try:
@@ -103,9 +109,8 @@ async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Me
         refresh_after=settings.refresh_after_seconds,
     )
     auth = Authenticator(store.keys, settings.key_cache_seconds)
-    return Services(
-        settings, catalog, providers, auth, KeyService(store.keys), schemas, predictions, files, metrics, links, waiters
-    )
+    keys, audit = KeyService(store.keys), AuditLog(store.audit)
+    return Services(settings, catalog, providers, auth, keys, audit, schemas, predictions, files, metrics, links, waiters)
 
 
 def _download_urls(links: Links) -> Callable[[bool], DownloadUrl | None]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from gateway.audit import Actor
 from gateway.catalog import Catalog
 from gateway.errors import NotFound
 from gateway.keys import KeyService, NewKeySpec, parse_token
@@ -13,12 +14,12 @@ DEMO_TENANT = "demo"
 _EXAMPLES = Path(__file__).resolve().parents[1] / "models" / "inpaint" / "examples"
 
 
-async def demo_token(keys: KeyService, path: Path) -> str:
-    """The demo tenant's token kept in `path` (owner-only), made anew when missing or no longer valid."""
+async def demo_token(keys: KeyService, path: Path, actor: Actor) -> str:
+    """The demo tenant's token kept in `path` (owner-only), made anew (by `actor`) when missing or no longer valid."""
     kept = parse_token(path.read_text().strip()) if path.exists() else None
     if kept is not None and await _usable(keys, kept.key_id, kept.secret):
         return str(kept)
-    _, token = await keys.create(NewKeySpec(tenant=DEMO_TENANT, name="created by gateway serve"))
+    _, token = await keys.create(NewKeySpec(tenant=DEMO_TENANT, name="created by gateway serve"), actor=actor)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600)
     path.write_text(str(token))

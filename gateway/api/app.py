@@ -15,6 +15,7 @@ from starlette.routing import Mount, Route
 from gateway.api import admin, callbacks, files, models, predictions
 from gateway.api.body_limit import BodyLimitMiddleware
 from gateway.api.problems import EXCEPTION_HANDLERS
+from gateway.api.request_id import RequestIdMiddleware
 from gateway.api.timing import TimingMiddleware
 from gateway.catalog import Catalog
 from gateway.config import Settings
@@ -57,6 +58,7 @@ def create_app(settings: Settings, catalog: Catalog, resolve: Resolve = system_r
     return Starlette(
         routes=routes,
         middleware=[
+            Middleware(RequestIdMiddleware),
             Middleware(TimingMiddleware, metrics=recorder),
             Middleware(
                 BodyLimitMiddleware,

@@ -14,8 +14,9 @@ from collections.abc import AsyncIterator
 import redis.asyncio as aioredis
 
 from gateway.store import events
+from gateway.store.audit import AuditFields, AuditFilter, AuditPage, AuditStore
 from gateway.store.files import FileStore, StoredFile
-from gateway.store.keys import KeyStore, StoredKey
+from gateway.store.keys import KeyChange, KeyStore, StoredKey
 from gateway.store.predictions import PredictionStore, StoredPrediction
 from gateway.store.queue import QueueStore
 from gateway.store.redis import connect, mapped_errors
@@ -27,16 +28,17 @@ from gateway.store.timeline import IndexEntry
 class Store:
     """Every store of the gateway over one pooled Redis client."""
 
-    def __init__(self, redis: aioredis.Redis, prediction_retention_seconds: int) -> None:
+    def __init__(self, redis: aioredis.Redis, prediction_retention_seconds: int, audit_retention_seconds: int) -> None:
         self._redis = redis
         self.predictions = PredictionStore(redis, prediction_retention_seconds)
-        self.keys = KeyStore(redis)
+        self.audit = AuditStore(redis, audit_retention_seconds)
+        self.keys = KeyStore(redis, self.audit)
         self.files = FileStore(redis)
         self.schemas = SchemaStore(redis)
 
     @classmethod
-    def connect(cls, url: str, *, prediction_retention_seconds: int) -> Store:
-        return cls(connect(url), prediction_retention_seconds)
+    def connect(cls, url: str, *, prediction_retention_seconds: int, audit_retention_seconds: int) -> Store:
+        return cls(connect(url), prediction_retention_seconds, audit_retention_seconds)
 
     def queue(self, name: str) -> QueueStore:
         """The slot queue `name` as a new consumer (one per dispatcher) sees it."""
@@ -59,8 +61,13 @@ class Store:
 
 
 __all__ = [
+    "AuditFields",
+    "AuditFilter",
+    "AuditPage",
+    "AuditStore",
     "FileStore",
     "IndexEntry",
+    "KeyChange",
     "KeyStore",
     "PredictionStore",
     "QueueStore",

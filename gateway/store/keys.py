@@ -1,48 +1,73 @@
-"""Tenant key records (`gw:key:{<key id>}`), their index, and change notifications over pub/sub."""
+"""Tenant key records (`gw:key:{<key id>}`), their index, and change notifications over pub/sub.
+
+Every write goes through `change`: one MULTI/EXEC transaction that writes the record, its index entry, the
+audit entry and the notification together, under WATCH so the audit's "before" is exactly what was replaced.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import WatchError
 
+from gateway.errors import StoreError
+from gateway.store.audit import AuditFields, AuditStore
 from gateway.store.redis import mapped_errors, messages
 
 CHANGES_CHANNEL = "gw:keys:changed"
 _INDEX = "gw:keys"
+_ATTEMPTS = 20  # optimistic retries when other writers keep changing the same key
 
 StoredKey = dict[str, Any]
+KeyChange = Callable[[StoredKey | None], tuple[StoredKey | None, AuditFields]]
 
 
 class KeyStore:
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, audit: AuditStore) -> None:
         self._redis = redis
+        self._audit = audit
 
     async def get(self, key_id: str) -> StoredKey | None:
         with mapped_errors():
             raw = await self._redis.get(_key(key_id))
         return None if raw is None else json.loads(raw)
 
-    async def put(self, record: StoredKey) -> None:
-        """Save the record and tell every gateway process to drop its cached copy."""
-        key_id = record["key_id"]
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.set(_key(key_id), json.dumps(record, separators=(",", ":")))
-            pipe.zadd(_INDEX, {key_id: record["created_at"]})
-            pipe.publish(CHANGES_CHANNEL, key_id)
-            with mapped_errors():
-                await pipe.execute()
+    async def change(self, key_id: str, change: KeyChange) -> tuple[StoredKey | None, StoredKey | None]:
+        """Apply `change` to the current record (None: absent) and return `(before, after)`.
 
-    async def delete(self, key_id: str) -> bool:
-        async with self._redis.pipeline(transaction=False) as pipe:
+        `change` returns the new record (None: delete it) and the audit entry of the action; if it raises,
+        nothing is written. The record, its audit entry and the notice to every gateway process (to drop its
+        cached copy) are written in one transaction; a concurrent write to the same key makes it start over.
+        """
+        with mapped_errors():
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for _ in range(_ATTEMPTS):
+                    try:
+                        return await self._attempt(pipe, key_id, change)
+                    except WatchError:
+                        continue
+        raise StoreError(f"Key {key_id} kept changing under concurrent writes; try again")
+
+    async def _attempt(self, pipe: Pipeline, key_id: str, change: KeyChange) -> tuple[StoredKey | None, StoredKey | None]:
+        await pipe.watch(_key(key_id))
+        raw = await pipe.get(_key(key_id))
+        before = None if raw is None else json.loads(raw)
+        after, entry = change(before)
+        pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+        self._audit.queue(pipe, entry)
+        if after is None:
             pipe.delete(_key(key_id))
             pipe.zrem(_INDEX, key_id)
-            pipe.publish(CHANGES_CHANNEL, key_id)
-            with mapped_errors():
-                deleted, _, _ = await pipe.execute()
-        return bool(deleted)
+        else:
+            pipe.set(_key(key_id), json.dumps(after, separators=(",", ":")))
+            pipe.zadd(_INDEX, {key_id: after["created_at"]})
+        pipe.publish(CHANGES_CHANNEL, key_id)
+        await pipe.execute()
+        return before, after
 
     async def all(self) -> list[StoredKey]:
         """Every key record, oldest first."""

@@ -55,7 +55,7 @@ def files_api(files_gateway: Gateway, tenant_key: str) -> Iterator[httpx.Client]
 @pytest.fixture
 async def service(redis_url: str, files_gateway: Gateway) -> AsyncIterator[Files]:
     """A second Files service over the same Redis, secret and directory, as another gateway process would have."""
-    store = Store.connect(redis_url, prediction_retention_seconds=3600)
+    store = Store.connect(redis_url, prediction_retention_seconds=3600, audit_retention_seconds=3600)
     yield await _files_service(store, files_gateway, expiry_seconds=60)
     await store.aclose()
 
@@ -63,7 +63,7 @@ async def service(redis_url: str, files_gateway: Gateway) -> AsyncIterator[Files
 @pytest.fixture
 async def links(redis_url: str, files_gateway: Gateway) -> AsyncIterator[Links]:
     """The gateway's links as another gateway process makes them."""
-    store = Store.connect(redis_url, prediction_retention_seconds=3600)
+    store = Store.connect(redis_url, prediction_retention_seconds=3600, audit_retention_seconds=3600)
     yield await _links(store, files_gateway)
     await store.aclose()
 
@@ -437,7 +437,7 @@ async def test_the_sweeper_deletes_blobs_whose_files_expired_and_keeps_the_rest(
 
 
 async def test_the_gateway_sweeps_expired_files_on_its_own(redis_url: str, files_gateway: Gateway) -> None:
-    store = Store.connect(redis_url, prediction_retention_seconds=3600)
+    store = Store.connect(redis_url, prediction_retention_seconds=3600, audit_retention_seconds=3600)
     short_lived = await _files_service(store, files_gateway, expiry_seconds=1)
     file = await short_lived.create("sweep-tenant", Upload(io.BytesIO(b"brief"), "brief.txt"))
     await store.aclose()

@@ -43,7 +43,7 @@ def test_an_expired_link_is_refused_even_with_a_valid_signature(gateway: Gateway
     prediction_id, link = _finished_output(gateway, token)
 
     async def signer() -> Signer:
-        store = Store.connect(redis_url, prediction_retention_seconds=3600)
+        store = Store.connect(redis_url, prediction_retention_seconds=3600, audit_retention_seconds=3600)
         try:
             return Signer(await store.shared_secret(SECRET_NAME))
         finally:

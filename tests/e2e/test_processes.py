@@ -1,8 +1,10 @@
 """A second gateway process sharing the Redis: key changes reach it over pub/sub at once, long before its
-5 s key cache would let them; stale predictions are re-read upstream once between both; the CLI manages keys."""
+5 s key cache would let them; stale predictions are re-read upstream once between both; the CLI manages keys
+and reads the audit log its actions are recorded in."""
 
 import json
 import os
+import pwd
 import subprocess
 import sys
 import threading
@@ -92,8 +94,12 @@ def test_a_prediction_created_on_one_process_is_read_on_the_other(gateway: Gatew
 
 
 def _cli(redis_url: str, *args: str) -> dict | list:
+    return _gateway_cli(redis_url, "keys", *args)
+
+
+def _gateway_cli(redis_url: str, *args: str) -> dict | list:
     result = subprocess.run(
-        [sys.executable, "-m", "gateway", "--redis-url", redis_url, "keys", *args], capture_output=True, text=True, timeout=30
+        [sys.executable, "-m", "gateway", "--redis-url", redis_url, *args], capture_output=True, text=True, timeout=30
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
@@ -117,6 +123,52 @@ def test_the_cli_manages_keys_and_a_running_gateway_honours_its_changes_within_a
     _status_within(second_gateway, rotated["token"], 200, REVOCATION_BOUND_SECONDS)  # cached there again
     assert _cli(redis_url, "disable", key_id)["disabled"] is True
     _status_within(second_gateway, rotated["token"], 401, REVOCATION_BOUND_SECONDS)
+
+
+def test_each_cli_key_action_is_recorded_once_and_the_cli_prints_the_audit_log(gateway: Gateway, redis_url: str) -> None:
+    tenant = f"cli-audit-{time.monotonic_ns()}"
+    created = _cli(redis_url, "create", "--tenant", tenant, "--name", "first")
+    assert isinstance(created, dict)
+    key_id, tokens = created["key"]["key_id"], [created["token"]]
+    _cli(redis_url, "update", key_id, "--name", "second")
+    _cli(redis_url, "disable", key_id)
+    tokens.append(_cli(redis_url, "rotate", key_id, "--grace-seconds", "60")["token"])
+    _cli(redis_url, "delete", key_id)
+    printed = _gateway_cli(redis_url, "audit", "--key-id", key_id)
+    assert isinstance(printed, dict) and printed["next_cursor"] is None
+    entries = printed["results"]
+    assert [e["action"] for e in entries] == ["key.delete", "key.rotate", "key.disable", "key.update", "key.create"]
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    assert all(e["actor"] == {"kind": "cli", "source": user} and e["tenants"] == [tenant] for e in entries)
+    assert len({e["request_id"] for e in entries}) == 5
+    delete, rotate, disable, update, create = entries
+    assert create["before"] is None and create["after"]["name"] == "first" and delete["after"] is None
+    assert (update["before"]["name"], update["after"]["name"], disable["after"]["disabled"]) == ("first", "second", True)
+    assert rotate["before"]["previous_valid_until"] is None and rotate["after"]["previous_valid_until"] > time.time()
+    text = json.dumps(printed)
+    assert all(token not in text and token.split("_")[2] not in text for token in tokens) and "hash" not in text
+    assert gateway.admin.get("/audit", params={"key_id": key_id}).json()["results"] == entries  # one log, two views
+
+
+def test_the_cli_pages_and_filters_the_audit_log(redis_url: str) -> None:
+    tenant = f"cli-audit-{time.monotonic_ns()}"
+    key_ids = [_cli(redis_url, "create", "--tenant", tenant)["key"]["key_id"] for _ in range(3)]
+    _cli(redis_url, "disable", key_ids[0])
+    first = _gateway_cli(redis_url, "audit", "--tenant", tenant, "--limit", "3")
+    assert isinstance(first, dict) and first["next_cursor"]
+    rest = _gateway_cli(redis_url, "audit", "--tenant", tenant, "--limit", "3", "--cursor", first["next_cursor"])
+    assert isinstance(rest, dict) and rest["next_cursor"] is None
+    assert [(e["action"], e["subject"]["id"]) for e in first["results"] + rest["results"]] == [
+        ("key.disable", key_ids[0]),
+        *(("key.create", key_id) for key_id in key_ids[::-1]),
+    ]
+    disables = _gateway_cli(redis_url, "audit", "--tenant", tenant, "--action", "key.disable")
+    assert [e["subject"]["id"] for e in disables["results"]] == [key_ids[0]]
+    assert _gateway_cli(redis_url, "audit", "--tenant", tenant, "--since", "2999-01-01T00:00:00Z")["results"] == []
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "--redis-url", redis_url, "audit", "--since", "yesterday"], capture_output=True, text=True
+    )
+    assert result.returncode != 0 and "--since must be an ISO 8601 time" in result.stderr
 
 
 def test_the_cli_reports_an_unknown_key_and_a_bad_catalog_clearly(redis_url: str, tmp_path: Path) -> None:
