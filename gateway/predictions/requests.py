@@ -25,7 +25,8 @@ class UpstreamRequests:
     async def build(self, record: StoredPrediction, route: Route, *, local: bool) -> CreateRequest:
         """The request for `route`; `local` when the upstream runs beside the gateway (its own model servers)."""
         upstream_input = await self._inputs.resolve(record.tenant, record.doc["input"], self._download_urls(local))
-        return CreateRequest(record.id, record.doc["model"], route, upstream_input, self._webhook_url(record.id, local))
+        webhook = self._webhook_url(record.id, local)
+        return CreateRequest(record.id, record.doc["model"], route, upstream_input, webhook, record.tenant)
 
     async def for_server(self, record: StoredPrediction) -> CreateRequest:
         """The request that runs a queued prediction on a server of a slot provider's own (beside the gateway)."""

@@ -208,7 +208,7 @@ class Predictions:
         if provider is None:
             raise UpstreamUnavailable("The upstream provider for this model is not available")
         if provider.capabilities.slots:
-            request = CreateRequest(record.id, resolved.model.name, route, record.doc["input"])
+            request = CreateRequest(record.id, resolved.model.name, route, record.doc["input"], tenant=record.tenant)
         else:
             request = await self._requests.build(record, route, local=False)
         started = await provider.create(request)

@@ -33,6 +33,7 @@ class CreateRequest:
     route: Route
     input: dict[str, Any]
     webhook: str | None = None
+    tenant: str = ""  # who asked: slot queues take tenants in turn
 
 
 @dataclass(frozen=True)

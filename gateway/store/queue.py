@@ -1,10 +1,16 @@
-"""Durable FIFO queues of prediction ids waiting for a slot on a slot-limited upstream (Cog servers).
+"""Durable queues of prediction ids waiting for a slot on a slot-limited upstream (Cog servers), fair between
+tenants.
 
-Each consumer (a dispatcher in one gateway process) moves the oldest id into a claimed list of its own in
+Each tenant has a FIFO list of its own; a ring lists the tenants that have something waiting, and a claim
+takes the oldest id of the tenant at the head of the ring and moves that tenant to the back: tenants take
+turns, so one tenant's backlog delays another's prediction by at most one dispatch per waiting tenant.
+
+Each consumer (a dispatcher in one gateway process) moves what it claims into a claimed list of its own in
 one atomic step, and drops it once the upstream has accepted it. Consumers renew a lease while they live;
-the ids claimed by a consumer whose lease ran out are put back at the head of the queue by `recover`, so a
-queued prediction is never lost, and never taken from a consumer that is still alive.
-All keys of one queue share a hash tag.
+the ids claimed by a consumer whose lease ran out are put back at the head of their tenant's list by
+`recover`, so a queued prediction is never lost, and never taken from a consumer that is still alive. An id
+that failed to dispatch for an unforeseen reason goes to the back, and `retry_later` counts its attempts.
+All keys of one queue share a hash tag; the scripts build tenant list keys from it.
 """
 
 from __future__ import annotations
@@ -17,6 +23,58 @@ from gateway.store.redis import mapped_errors
 
 LEASE_MS = 10_000
 
+# KEYS: ring, owners, attempts, claimed list (or the ring again when pushing anew); ARGV: tenant list prefix,
+# tenant ("" = its recorded owner), id, "front" | "back", the most attempts ("" = do not count). Moves the id out
+# of the claimed list and into its tenant's list in one step and returns 1; when counting this attempt reaches
+# the most, leaves the id claimed and returns 0.
+# Invariant: a tenant is in the ring exactly while its list is not empty.
+_PUSH = """
+local id = ARGV[3]
+if ARGV[5] ~= '' and redis.call('HINCRBY', KEYS[3], id, 1) >= tonumber(ARGV[5]) then return 0 end
+if KEYS[4] ~= KEYS[1] then redis.call('LREM', KEYS[4], 1, id) end
+local tenant = ARGV[2]
+if tenant == '' then tenant = redis.call('HGET', KEYS[2], id) or '' else redis.call('HSET', KEYS[2], id, tenant) end
+local front = ARGV[4] == 'front'
+local list = ARGV[1] .. tenant
+local length = front and redis.call('LPUSH', list, id) or redis.call('RPUSH', list, id)
+if front then
+  redis.call('LREM', KEYS[1], 0, tenant)  -- an id given back first in line gets its tenant's turn back too
+  redis.call('LPUSH', KEYS[1], tenant)
+elseif length == 1 then
+  redis.call('RPUSH', KEYS[1], tenant)
+end
+return 1
+"""
+
+# KEYS: ring, claimed list; ARGV: tenant list prefix. Returns the claimed id, or false when nothing waits.
+_CLAIM = """
+local tenant = redis.call('LPOP', KEYS[1])
+while tenant do
+  local list = ARGV[1] .. tenant
+  local id = redis.call('LPOP', list)
+  if id then
+    if redis.call('LLEN', list) > 0 then redis.call('RPUSH', KEYS[1], tenant) end
+    redis.call('RPUSH', KEYS[2], id)
+    return id
+  end
+  tenant = redis.call('LPOP', KEYS[1])
+end
+return false
+"""
+
+# KEYS: ring, owners, a stopped consumer's claimed list; ARGV: tenant list prefix. Returns how many moved back.
+_RECOVER = """
+local moved = 0
+local id = redis.call('RPOP', KEYS[3])
+while id do
+  local tenant = redis.call('HGET', KEYS[2], id) or ''
+  if redis.call('LPUSH', ARGV[1] .. tenant, id) == 1 then redis.call('LPUSH', KEYS[1], tenant) end
+  moved = moved + 1
+  id = redis.call('RPOP', KEYS[3])
+end
+return moved
+"""
+
 
 class QueueStore:
     """One named queue as one consumer sees it."""
@@ -25,37 +83,47 @@ class QueueStore:
         self._redis = redis
         self._queue = queue
         self.consumer = consumer or uuid.uuid4().hex
+        self._push = redis.register_script(_PUSH)
+        self._claim = redis.register_script(_CLAIM)
+        self._recover = redis.register_script(_RECOVER)
 
-    async def push(self, prediction_id: str) -> None:
+    async def push(self, tenant: str, prediction_id: str) -> None:
+        """Queue `prediction_id` behind the tenant's other waiting predictions."""
+        keys = [self._ring, self._owners, self._attempts, self._ring]
         with mapped_errors():
-            await self._redis.rpush(self._waiting, prediction_id)
+            await self._push(keys=keys, args=[self._lists, tenant, prediction_id, "back", ""])
 
     async def claim(self) -> str | None:
-        """The oldest waiting id, now claimed by this consumer (whose lease this renews), or None."""
+        """The next id in turn, now claimed by this consumer (whose lease this renews), or None."""
         async with self._redis.pipeline(transaction=False) as pipe:
             self._renew(pipe)
-            pipe.lmove(self._waiting, self._claimed(self.consumer), "LEFT", "RIGHT")
+            await self._claim(keys=[self._ring, self._claimed(self.consumer)], args=[self._lists], client=pipe)
             with mapped_errors():
                 claimed = (await pipe.execute())[-1]
         return None if claimed is None else str(claimed)
 
     async def push_front(self, prediction_id: str) -> None:
-        """Give a claimed id back, first in line (the upstream was busy or down)."""
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.lrem(self._claimed(self.consumer), 1, prediction_id)
-            pipe.lpush(self._waiting, prediction_id)
-            with mapped_errors():
-                await pipe.execute()
+        """Give a claimed id back, first in its tenant's line and its tenant first in turn (the upstream was busy)."""
+        await self._give_back(prediction_id, "front", None)
+
+    async def retry_later(self, prediction_id: str, max_attempts: int) -> bool:
+        """Give a claimed id back at the end of its tenant's line (dispatching it failed unexpectedly); False,
+        leaving it claimed for `done`, when this was its `max_attempts`th failure."""
+        return await self._give_back(prediction_id, "back", max_attempts)
 
     async def done(self, prediction_id: str) -> None:
-        """Forget a claimed id that will not run (canceled meanwhile, or refused by the model)."""
-        with mapped_errors():
-            await self._redis.lrem(self._claimed(self.consumer), 1, prediction_id)
+        """Forget a claimed id that will not run (canceled meanwhile, refused by the model, or given up on)."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.lrem(self._claimed(self.consumer), 1, prediction_id)
+            self._forget(pipe, prediction_id)
+            with mapped_errors():
+                await pipe.execute()
 
     async def accepted(self, prediction_id: str, upstream_id: str, deadline: float) -> None:
         """A server took the claimed id: it leaves the queue and runs, to finish by `deadline` (Unix time)."""
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.lrem(self._claimed(self.consumer), 1, prediction_id)
+            self._forget(pipe, prediction_id)
             pipe.zadd(self._running, {upstream_id: deadline})
             with mapped_errors():
                 await pipe.execute()
@@ -77,35 +145,62 @@ class QueueStore:
                 await pipe.execute()
 
     async def recover(self) -> int:
-        """Put the ids claimed by consumers whose lease ran out back at the head of the queue, oldest first."""
+        """Put the ids claimed by consumers whose lease ran out back at the head of their tenants' lines, in order."""
         moved = 0
         with mapped_errors():
             for consumer in map(str, await self._redis.smembers(self._consumers)):
                 if consumer == self.consumer or await self._redis.exists(self._alive(consumer)):
                     continue
-                while await self._redis.lmove(self._claimed(consumer), self._waiting, "RIGHT", "LEFT") is not None:
-                    moved += 1
+                keys = [self._ring, self._owners, self._claimed(consumer)]
+                moved += int(await self._recover(keys=keys, args=[self._lists]))
                 await self._redis.srem(self._consumers, consumer)
         return moved
+
+    async def _give_back(self, prediction_id: str, end: str, max_attempts: int | None) -> bool:
+        keys = [self._ring, self._owners, self._attempts, self._claimed(self.consumer)]
+        args = [self._lists, "", prediction_id, end, "" if max_attempts is None else max_attempts]
+        with mapped_errors():
+            return int(await self._push(keys=keys, args=args)) == 1
+
+    def _forget(self, pipe: aioredis.client.Pipeline, prediction_id: str) -> None:
+        pipe.hdel(self._owners, prediction_id)
+        pipe.hdel(self._attempts, prediction_id)
 
     def _renew(self, pipe: aioredis.client.Pipeline) -> None:
         pipe.set(self._alive(self.consumer), 1, px=LEASE_MS)
         pipe.sadd(self._consumers, self.consumer)
 
     @property
-    def _waiting(self) -> str:
+    def _base(self) -> str:
         return f"gw:queue:{{{self._queue}}}"
 
     @property
+    def _ring(self) -> str:
+        return f"{self._base}:ring"
+
+    @property
+    def _lists(self) -> str:
+        """The prefix of the tenants' lists: `<prefix><tenant>`."""
+        return f"{self._base}:tenant:"
+
+    @property
+    def _owners(self) -> str:
+        return f"{self._base}:owners"
+
+    @property
+    def _attempts(self) -> str:
+        return f"{self._base}:attempts"
+
+    @property
     def _running(self) -> str:
-        return f"gw:queue:{{{self._queue}}}:running"
+        return f"{self._base}:running"
 
     @property
     def _consumers(self) -> str:
-        return f"gw:queue:{{{self._queue}}}:consumers"
+        return f"{self._base}:consumers"
 
     def _claimed(self, consumer: str) -> str:
-        return f"gw:queue:{{{self._queue}}}:claimed:{consumer}"
+        return f"{self._base}:claimed:{consumer}"
 
     def _alive(self, consumer: str) -> str:
-        return f"gw:queue:{{{self._queue}}}:alive:{consumer}"
+        return f"{self._base}:alive:{consumer}"

@@ -16,7 +16,9 @@ REFUSED = "URLs on private or loopback addresses are not accepted"
 
 
 @pytest.fixture(scope="module")
-def schemaless_gateway(redis_url: str, replicate_upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+def schemaless_gateway(
+    redis_url: str, replicate_upstream: Upstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
     """A gateway whose only version has no schema anywhere (a deployment route: none is fetched)."""
     catalog = tmp_path_factory.mktemp("schemaless") / "catalog.toml"
     catalog.write_text(
@@ -61,7 +63,11 @@ def test_an_output_link_to_an_internal_address_is_not_fetched(
     gateway: Gateway, api: httpx.Client, replicate_upstream: Upstream
 ) -> None:
     port = gateway.url.rsplit(":", 1)[1]
-    internal = [f"http://127.0.0.1:{port}/metrics", f"http://localhost:{port}/metrics", f"http://[::ffff:127.0.0.1]:{port}/metrics"]
+    internal = [
+        f"http://127.0.0.1:{port}/metrics",
+        f"http://localhost:{port}/metrics",
+        f"http://[::ffff:127.0.0.1]:{port}/metrics",
+    ]
     replicate_upstream.controls.configure(outputs=internal)
     created = api.post("/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()}).json()
     links = _finished(api, created["id"])["output"]

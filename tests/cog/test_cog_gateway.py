@@ -183,8 +183,10 @@ def test_a_prediction_claimed_by_a_dispatcher_that_died_is_run_by_another(cog_ga
         _until(api, prediction["id"], {"processing"})
     queued = api.post("/predictions", json={"version": SLOW_VERSION, "input": _image_input()}).json()
     client = redis.Redis.from_url(str(cog_gateway.settings.redis_url), decode_responses=True)
+    tenant = api.get("/account").json()["username"]
     try:  # as if a dispatcher in another gateway process took it from the queue and then crashed
-        assert client.lrem("gw:queue:{cog-slow}", 1, queued["id"]) == 1
+        assert client.lrem(f"gw:queue:{{cog-slow}}:tenant:{tenant}", 1, queued["id"]) == 1
+        client.lrem("gw:queue:{cog-slow}:ring", 0, tenant)  # its tenant has nothing else waiting
         client.rpush("gw:queue:{cog-slow}:claimed:crashed", queued["id"])
         client.sadd("gw:queue:{cog-slow}:consumers", "crashed")
     finally:

@@ -166,7 +166,9 @@ def test_the_cli_pages_and_filters_the_audit_log(redis_url: str) -> None:
     assert [e["subject"]["id"] for e in disables["results"]] == [key_ids[0]]
     assert _gateway_cli(redis_url, "audit", "--tenant", tenant, "--since", "2999-01-01T00:00:00Z")["results"] == []
     result = subprocess.run(
-        [sys.executable, "-m", "gateway", "--redis-url", redis_url, "audit", "--since", "yesterday"], capture_output=True, text=True
+        [sys.executable, "-m", "gateway", "--redis-url", redis_url, "audit", "--since", "yesterday"],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode != 0 and "--since must be an ISO 8601 time" in result.stderr
 

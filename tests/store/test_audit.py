@@ -40,7 +40,9 @@ async def test_entries_older_than_the_retention_are_not_read_before_they_are_tri
     assert [f["action"] for _, f in (await audit.page(AuditFilter())).entries] == ["key.create"]
     time.sleep(1.1)
     assert (await audit.page(AuditFilter())).entries == [] and await client.xlen(STREAM) == 1
-    assert [f["action"] for _, f in (await AuditStore(client, retention_seconds=60).page(AuditFilter())).entries] == ["key.create"]
+    assert [f["action"] for _, f in (await AuditStore(client, retention_seconds=60).page(AuditFilter())).entries] == [
+        "key.create"
+    ]
 
 
 async def test_a_transaction_carries_the_entry_with_the_change(client: aioredis.Redis) -> None:

@@ -37,9 +37,7 @@ def _fields(given: dict, policy: UrlPolicy | None = None, schema: dict = SCHEMA)
 
 
 def test_valid_input_passes() -> None:
-    _check(
-        {"image": IMAGE, "mask": "data:image/png;base64,AAAA", "num_inference_steps": 25, "scheduler": "DDIM"}
-    )
+    _check({"image": IMAGE, "mask": "data:image/png;base64,AAAA", "num_inference_steps": 25, "scheduler": "DDIM"})
 
 
 @pytest.mark.parametrize(

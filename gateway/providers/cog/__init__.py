@@ -46,7 +46,7 @@ class CogProvider(Provider):
 
     async def create(self, request: CreateRequest) -> UpstreamPrediction | None:
         """Queue the prediction: it stays `starting` until a server's slot takes it."""
-        await self.dispatcher.submit(request.prediction_id)
+        await self.dispatcher.submit(request.tenant, request.prediction_id)
         return None
 
     async def cancel(self, upstream_id: str) -> UpstreamPrediction | None:

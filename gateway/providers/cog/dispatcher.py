@@ -31,6 +31,7 @@ BUSY_BACKOFF_SECONDS = 0.05
 DOWN_BACKOFF_SECONDS = 1.0
 IDLE_POLL_SECONDS = 0.5
 RECOVER_EVERY_TICKS = 5
+MAX_DISPATCH_ATTEMPTS = 3  # unforeseen failures before a prediction is failed rather than tried again
 
 
 @dataclass
@@ -65,8 +66,8 @@ class SlotDispatcher:
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def submit(self, prediction_id: str) -> None:
-        await self._queue.push(prediction_id)
+    async def submit(self, tenant: str, prediction_id: str) -> None:
+        await self._queue.push(tenant, prediction_id)
         self._wake.set()
 
     async def release(self, upstream: str) -> None:
@@ -109,17 +110,25 @@ class SlotDispatcher:
             return None
 
     async def _start_guarded(self, slot: _Slot, prediction_id: str) -> None:
-        """`_start`, where anything unforeseen puts the prediction back in the queue instead of losing it."""
+        """`_start`, where anything unforeseen puts the prediction at the back of the queue instead of losing it
+        (or blocking the queue), and fails it after MAX_DISPATCH_ATTEMPTS such tries."""
         try:
             await self._start(slot, prediction_id)
         except Exception:
             if slot.accepted:  # the server runs it: its webhooks, the health watch or its deadline settle it
                 logger.exception("%s: recording the start of %s failed", self.name, prediction_id)
                 return
-            logger.exception("%s: dispatching %s failed; it goes back in the queue", self.name, prediction_id)
-            with contextlib.suppress(GatewayError):
-                await self._requeue(slot, prediction_id, DOWN_BACKOFF_SECONDS)
+            logger.exception("%s: dispatching %s failed", self.name, prediction_id)
             self._free(slot)
+            with contextlib.suppress(GatewayError):
+                await self._retry_or_give_up(prediction_id)
+
+    async def _retry_or_give_up(self, prediction_id: str) -> None:
+        if await self._queue.retry_later(prediction_id, MAX_DISPATCH_ATTEMPTS):
+            return
+        error = f"The gateway could not hand this prediction to a model server ({MAX_DISPATCH_ATTEMPTS} attempts failed)"
+        await self._report(prediction_id, UpstreamPrediction("", Status.FAILED, error=error))
+        await self._queue.done(prediction_id)
 
     async def _start(self, slot: _Slot, prediction_id: str) -> None:
         run_id = upstream_id(slot.server, prediction_id)
