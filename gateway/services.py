@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,8 @@ from gateway.store import Store
 from gateway.validation import UrlPolicy
 from gateway.waiters import Waiters
 
+READY_TIMEOUT_SECONDS = 1.0  # how long a readiness probe waits for Redis
+
 
 @dataclass(frozen=True)
 class Services:
@@ -38,6 +40,7 @@ class Services:
     metrics: Metrics
     links: Links
     waiters: Waiters
+    ready: Callable[[], Awaitable[None]]  # returns once the store answers, else raises StoreError
 
 
 @contextlib.asynccontextmanager
@@ -98,7 +101,18 @@ async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Me
     )
     auth = Authenticator(store.keys, settings.key_cache_seconds)
     return Services(
-        settings, catalog, providers, auth, KeyService(store.keys), schemas, predictions, files, metrics, links, waiters
+        settings,
+        catalog,
+        providers,
+        auth,
+        KeyService(store.keys),
+        schemas,
+        predictions,
+        files,
+        metrics,
+        links,
+        waiters,
+        ready=lambda: store.ping(READY_TIMEOUT_SECONDS),
     )
 
 
