@@ -117,7 +117,7 @@ class EmbeddedRedis:
         processes.record(self.data_dir / PID_FILE, self._process.pid)
         try:
             self._wait_ready(self._process)
-        except ConfigError:
+        except BaseException:  # also a stop signal arriving meanwhile
             _terminate(self._process)
             raise
 
