@@ -51,6 +51,7 @@ class CogServer:
         self.log_path = log_path
         self.process: asyncio.subprocess.Process | None = None
         self.restarts = 0
+        self.replaced_left_behind = False  # a server a killed gateway left on this port was stopped at launch
         self.lock = asyncio.Lock()  # serialises restarts by the watcher and by callers
         self._command = command
         self._env = env
@@ -76,7 +77,8 @@ class CogServer:
     async def launch(self) -> None:
         """Start the process on a free port; its output is appended to the log file."""
         self._launched_at = time.monotonic()
-        await asyncio.to_thread(processes.reclaim, self.pid_path, [" ".join(self._command[:3])])
+        left_behind = await asyncio.to_thread(processes.reclaim, self.pid_path, [" ".join(self._command[:3])])
+        self.replaced_left_behind = self.replaced_left_behind or left_behind is not None
         _check_port_free(self.url, self.host, self.port)
         with _open_private_log(self.log_path) as log:
             self._log_offset = log.tell()
