@@ -13,15 +13,19 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from tests.conftest import ROOT
+from tests.images import data_uri, mask_png, png_with_square
 from tests.servers import free_port
 
 MODEL_DIR = ROOT / "models" / "inpaint"
+VERSION = "3c" * 32
+BOX = (24, 24, 40, 40)
 
 
 def _catalog(path: Path, model_port: int) -> Path:
@@ -29,14 +33,15 @@ def _catalog(path: Path, model_port: int) -> Path:
         f"""
 [providers.local]
 kind = "cog"
-managed = {{ model_dir = "{MODEL_DIR}", count = 1, base_port = {model_port} }}
+managed = {{ model_dir = "{MODEL_DIR}", count = 1, base_port = {model_port}, env = {{ INPAINT_DELAY_SECONDS = "60" }} }}
 timeout = 5
+run_timeout = 120
 
 [[models]]
 name = "test/inpaint"
 
 [[models.versions]]
-id = "{"3c" * 32}"
+id = "{VERSION}"
 routes = [{{ provider = "local" }}]
 """
     )
@@ -89,9 +94,14 @@ def serve(tmp_path: Path, catalog: Path) -> Iterator[Served]:
     finally:
         for each in started:
             if each.process.poll() is None:
-                each.process.kill()
-                each.process.wait()
-        for pid in seen:  # children of this test only: recorded while they were descendants of its gateways
+                each.process.terminate()
+                try:
+                    each.process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    each.process.kill()
+                    each.process.wait()
+        # Children of this test only: seen as descendants of its gateways, or recorded in its data directory.
+        for pid in seen | _recorded_in(tmp_path / "data"):
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
 
@@ -127,6 +137,10 @@ def test_a_stop_signal_stops_valkey_and_the_model_servers_once(serve: Served, si
 def test_a_restart_after_kill_9_replaces_what_the_killed_gateway_left_running(
     serve: Served, tmp_path: Path, catalog: Path
 ) -> None:
+    headers = {"Authorization": f"Bearer {serve.demo_key()}"}
+    image = {"image": data_uri(png_with_square(64, 64, (255, 128, 0), (255, 255, 255), BOX)), "mask": data_uri(mask_png(64, 64, BOX))}
+    created = httpx.post(f"{serve.url}/v1/predictions", json={"version": VERSION, "input": image}, headers=headers).json()
+    _until(lambda: _prediction(serve, created["id"], headers)["status"] == "processing", 10, serve)  # the model sleeps 60 s
     before = set(serve.children().values()) | _descendants(serve.process.pid)
     serve.process.kill()
     serve.process.wait()
@@ -135,7 +149,9 @@ def test_a_restart_after_kill_9_replaces_what_the_killed_gateway_left_running(
     try:
         assert "Address already in use" not in again.log.read_text()
         assert not any(_alive(pid) for pid in before)
-        assert _answers(again, "/v1/predictions", again.demo_key()) == 200
+        # The run died with the old server: it fails now, not at run_timeout.
+        _until(lambda: _prediction(again, created["id"], headers)["status"] == "failed", 5, again)
+        assert "the gateway was killed" in _prediction(again, created["id"], headers)["error"].lower()
     finally:
         assert again.stop(signal.SIGINT) == 0, again.log.read_text()
 
@@ -181,6 +197,15 @@ def _descendants(root: int) -> set[int]:
     return found
 
 
+def _recorded_in(data_dir: Path) -> set[int]:
+    """The embedded Valkey recorded in `data_dir`, if its command line names that directory."""
+    try:
+        pid = int((data_dir / "redis" / "redis.pid").read_text())
+    except (OSError, ValueError):
+        return set()
+    return {pid} if str(data_dir) in _command_line(pid) else set()
+
+
 def _command_line(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
@@ -216,6 +241,12 @@ def _answers(served: Served, path: str, key: str | None = None) -> int:
         return httpx.get(f"{served.url}{path}", headers=headers, timeout=3).status_code
     except httpx.TransportError:
         return 0
+
+
+def _prediction(served: Served, prediction_id: str, headers: dict[str, str]) -> dict[str, Any]:
+    response = httpx.get(f"{served.url}/v1/predictions/{prediction_id}", headers=headers, timeout=5)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
 
 
 def _until(condition: Callable[[], bool], seconds: float, served: Served, *, stopped: bool = False) -> None:
