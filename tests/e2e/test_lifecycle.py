@@ -5,6 +5,7 @@ Valkey's data, password and the model servers' logs are readable by their owner 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -222,7 +223,9 @@ def _alive(pid: int) -> bool:
 
 
 def _model_port(served: Served) -> int:
-    return int(next(line for line in _catalog_text(served).splitlines() if "base_port" in line).split("base_port = ")[1].split()[0])
+    found = re.search(r"base_port = (\d+)", _catalog_text(served))
+    assert found is not None
+    return int(found.group(1))
 
 
 def _catalog_text(served: Served) -> str:
