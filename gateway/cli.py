@@ -148,9 +148,11 @@ def _redis(settings: Settings, *, reuse_running: bool = False) -> Iterator[Setti
 
 
 def _private_directory(path: Path) -> None:
-    """The data directory holds the admin token, the demo key and the embedded Redis's password and data."""
+    """The data directory holds the admin token, the demo key and the embedded Redis's password and data: made
+    owner-only; one that exists is not changed (it may be chosen by the operator), only warned about."""
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path.chmod(0o700)
+    if path.stat().st_mode & 0o077:
+        print(f"gateway: warning: the data directory {path} is open to other users; `chmod 700 {path}`", flush=True)
 
 
 def _with_admin_token(settings: Settings) -> Settings:
