@@ -7,9 +7,11 @@ import asyncio
 import contextlib
 import json
 import secrets
+import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -54,8 +56,9 @@ def serve(settings: Settings, args: argparse.Namespace | None = None) -> None:
     """Run the gateway until interrupted, with an embedded Redis when no URL is configured."""
     logs.configure(settings.log_level)
     catalog = Catalog(with_model_servers(load_catalog(settings.catalog), settings.model_servers))
+    _private_directory(settings.data_dir)
     settings = _with_admin_token(settings)
-    with _redis(settings) as settings:
+    with _stop_signals(), _redis(settings) as settings:
         app = create_app(settings, catalog)
         _welcome(settings, catalog)
         uvicorn.run(
@@ -67,6 +70,38 @@ def serve(settings: Settings, args: argparse.Namespace | None = None) -> None:
             timeout_keep_alive=settings.keep_alive_seconds,
             timeout_graceful_shutdown=30,
         )
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class _Stopped(BaseException):
+    """SIGINT or SIGTERM arrived: unwinds `serve` like KeyboardInterrupt, so every `with` stops what it started."""
+
+
+@contextlib.contextmanager
+def _stop_signals() -> Iterator[None]:
+    """Turn SIGINT and SIGTERM into a clean stop, whenever they arrive.
+
+    While uvicorn runs it takes the signals over, shuts the app down (stopping the model servers) and then
+    raises the signal again, which lands here: without this, SIGTERM's default action would end the process
+    before the embedded Redis is stopped. Further signals are ignored while the clean-up runs, so each child is
+    stopped once.
+    """
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        for sig in _STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        raise _Stopped
+
+    previous = {sig: signal.signal(sig, stop) for sig in _STOP_SIGNALS}
+    try:
+        yield
+    except _Stopped:
+        print("gateway: stopped", flush=True)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _welcome(settings: Settings, catalog: Catalog) -> None:
@@ -121,13 +156,20 @@ def _redis(settings: Settings, *, reuse_running: bool = False) -> Iterator[Setti
         yield settings.model_copy(update={"redis_url": server.url})
 
 
+def _private_directory(path: Path) -> None:
+    """The data directory holds the admin token, the demo key and the embedded Redis's password and data: made
+    owner-only; one that exists is not changed (it may be chosen by the operator), only warned about."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if path.stat().st_mode & 0o077:
+        print(f"gateway: warning: the data directory {path} is open to other users; `chmod 700 {path}`", flush=True)
+
+
 def _with_admin_token(settings: Settings) -> Settings:
     """Without GATEWAY_ADMIN_TOKEN, use (or create) one kept in the data directory, readable by its owner only."""
     if settings.admin_token is not None:
         return settings
     path = settings.data_dir / "admin_token"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
         path.touch(mode=0o600)
         path.write_text(secrets.token_urlsafe(32))
         # The token itself only to a person at a terminal, once: never into a log collector.

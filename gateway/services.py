@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Coroutine
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,8 @@ from gateway.store import Store
 from gateway.validation import UrlPolicy
 from gateway.waiters import Waiters
 
+READY_TIMEOUT_SECONDS = 1.0  # how long a readiness probe waits for Redis
+
 
 @dataclass(frozen=True)
 class Services:
@@ -41,6 +44,7 @@ class Services:
     metrics: Metrics
     links: Links
     waiters: Waiters
+    ready: Callable[[], Awaitable[None]]  # returns once the store answers, else raises StoreError
 
 
 @contextlib.asynccontextmanager
@@ -110,7 +114,10 @@ async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Me
     )
     auth = Authenticator(store.keys, settings.key_cache_seconds)
     keys, audit = KeyService(store.keys), AuditLog(store.audit)
-    return Services(settings, catalog, providers, auth, keys, audit, schemas, predictions, files, metrics, links, waiters)
+    return Services(
+        settings, catalog, providers, auth, keys, audit, schemas, predictions, files, metrics, links, waiters,
+        ready=functools.partial(store.ping, READY_TIMEOUT_SECONDS),
+    )  # fmt: skip
 
 
 def _download_urls(links: Links) -> Callable[[bool], DownloadUrl | None]:

@@ -27,7 +27,14 @@ API_PREFIXES = ("/v1", "/replicate/v1")
 
 
 async def health(request: Request) -> Response:
+    """Liveness: the process serves requests, whatever the state of Redis and the upstreams."""
     return JSONResponse({"status": "ok"})
+
+
+async def ready(request: Request) -> Response:
+    """Readiness: 200 while Redis answers, else the store's 503 problem."""
+    await request.state.services.ready()
+    return JSONResponse({"status": "ready"})
 
 
 async def metrics(request: Request) -> Response:
@@ -53,6 +60,7 @@ def create_app(settings: Settings, catalog: Catalog, resolve: Resolve = system_r
         *callbacks.routes,
         *files.upload_routes,
         Route("/health", health, methods=["GET"]),
+        Route("/health/ready", ready, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
     return Starlette(

@@ -8,10 +8,12 @@ Keys that belong together share a Redis Cluster hash tag: `gw:pred:{<id>}` holds
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
+from redis import exceptions as redis_errors
 
 from gateway.store import events
 from gateway.store.audit import AuditFields, AuditFilter, AuditPage, AuditStore
@@ -51,6 +53,20 @@ class Store:
             await self._redis.set(key, secrets.token_hex(32), nx=True)
             value = await self._redis.get(key)
         return str(value).encode()
+
+    async def ping(self, timeout: float) -> None:
+        """Return once Redis answers a PING; StoreError if it does not within `timeout` seconds."""
+        with mapped_errors():
+            try:
+                await asyncio.wait_for(self._ping(), timeout)
+            except TimeoutError as exc:
+                raise redis_errors.TimeoutError("no answer to PING") from exc
+
+    async def _ping(self) -> None:
+        try:
+            await self._redis.ping()
+        except redis_errors.ConnectionError:
+            await self._redis.ping()  # a pooled connection to a server that restarted fails once, then reconnects
 
     def prediction_changes(self) -> AsyncIterator[str]:
         """Ids of predictions as any process changes them; first an empty string once subscribed."""

@@ -137,6 +137,11 @@ class QueueStore:
         with mapped_errors():
             return [str(member) for member in await self._redis.zrangebyscore(self._running, "-inf", now)]
 
+    async def running(self) -> list[str]:
+        """Every run a server took and that has not finished, whichever process started it."""
+        with mapped_errors():
+            return [str(member) for member in await self._redis.zrange(self._running, 0, -1)]
+
     async def renew(self) -> None:
         """Keep this consumer's claims its own for another lease."""
         async with self._redis.pipeline(transaction=False) as pipe:

@@ -16,6 +16,7 @@ from gateway.providers.cog.servers import CogServerPool
 from gateway.providers.http import UpstreamClient
 
 _STOPPED_WITH_GATEWAY = "The model server stopped with the gateway while running this prediction"
+_LOST_WITH_GATEWAY = "The gateway was killed while the model server ran this prediction; the server was replaced"
 
 
 class CogProvider(Provider):
@@ -66,6 +67,9 @@ class CogProvider(Provider):
         """Start the managed servers (waiting until they are ready), then dispatching."""
         if self.pool is not None:
             await self.pool.start()
+            replaced = {server.url for server in self.pool.servers if server.replaced_left_behind}
+            if replaced:  # what ran there was lost with the killed gateway; without this it would fail at run_timeout
+                await self.dispatcher.fail_runs_on(replaced, _LOST_WITH_GATEWAY)
         self._running = asyncio.create_task(self.dispatcher.run())
 
     async def aclose(self) -> None:

@@ -15,6 +15,7 @@ import contextlib
 import itertools
 import logging
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from gateway.errors import GatewayError, InvalidInput, UpstreamError
@@ -83,6 +84,17 @@ class SlotDispatcher:
         for slot in self._slots:
             if slot.prediction_id is not None and slot.accepted:
                 await self._fail(slot, error)
+
+    async def fail_runs_on(self, servers: Collection[str], error: str) -> None:
+        """Fail the runs recorded on `servers`, which were just started afresh and so know none of them: the
+        gateway process that started those runs was killed together with its servers' state."""
+        try:
+            lost = [run_id for run_id in await self._queue.running() if split_upstream_id(run_id)[0] in servers]
+            for run_id in lost:
+                await self._report_failed(run_id, error)
+                await self._queue.finished(run_id)
+        except GatewayError as exc:
+            logger.warning("%s: queue unavailable: %s", self.name, exc.detail)
 
     async def run(self) -> None:
         """Dispatch and watch until cancelled."""

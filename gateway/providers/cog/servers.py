@@ -2,8 +2,9 @@
 
 Each server is `python -m cog.server.http` run in the model directory, in a process group of its own
 (coglet runs the model in a child worker, which can outlive a killed parent while a prediction is running),
-with its output appended to a log file. A watcher task per server restarts it after an unexpected exit,
-backing off while it keeps crashing.
+with its output appended to a log file (owner-only: it carries webhook tokens). A watcher task per server
+restarts it after an unexpected exit, backing off while it keeps crashing. Each server's pid is recorded beside
+its log, so a start after the gateway was killed stops the server it left holding the port.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import NoReturn
+from typing import BinaryIO, NoReturn
 from urllib.parse import urlsplit
 
+from gateway import processes
 from gateway.errors import ConfigError
 from gateway.providers.cog.adapter import Health
 
@@ -49,6 +51,7 @@ class CogServer:
         self.log_path = log_path
         self.process: asyncio.subprocess.Process | None = None
         self.restarts = 0
+        self.replaced_left_behind = False  # a server a killed gateway left on this port was stopped at launch
         self.lock = asyncio.Lock()  # serialises restarts by the watcher and by callers
         self._command = command
         self._env = env
@@ -67,11 +70,17 @@ class CogServer:
         """Seconds since the last launch attempt."""
         return time.monotonic() - self._launched_at
 
+    @property
+    def pid_path(self) -> Path:
+        return self.log_path.with_suffix(".pid")
+
     async def launch(self) -> None:
         """Start the process on a free port; its output is appended to the log file."""
         self._launched_at = time.monotonic()
+        left_behind = await asyncio.to_thread(processes.reclaim, self.pid_path, [" ".join(self._command[:3])])
+        self.replaced_left_behind = self.replaced_left_behind or left_behind is not None
         _check_port_free(self.url, self.host, self.port)
-        with self.log_path.open("ab") as log:
+        with _open_private_log(self.log_path) as log:
             self._log_offset = log.tell()
             try:
                 self.process = await asyncio.create_subprocess_exec(
@@ -80,6 +89,7 @@ class CogServer:
                 )  # fmt: skip
             except OSError as exc:
                 raise ConfigError(f"cannot start the Cog server for {self.url}: {exc}") from exc
+        processes.record(self.pid_path, self.process.pid)
 
     async def wait_ready(self, health: HealthCheck, timeout: float) -> None:
         """Poll the server's health until it is ready; ConfigError if it exits, fails setup or times out."""
@@ -102,6 +112,7 @@ class CogServer:
                 _kill_group(process.pid)
         await process.wait()
         _kill_group(process.pid)  # the worker of a killed parent lives on until its prediction ends
+        processes.forget(self.pid_path)
 
     def log_tail(self) -> str:
         """The last lines the current process wrote, coglet's JSON records shown as `LEVEL message`."""
@@ -242,7 +253,8 @@ class CogServerPool:
         if not (self.model_dir / _PREDICTOR_FILE).is_file():
             raise ConfigError(f"the Cog model directory {self.model_dir} has no {_PREDICTOR_FILE} (expected {PREDICTOR_REF})")
         try:
-            self.log_dir.mkdir(parents=True, exist_ok=True)
+            self.log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.log_dir.chmod(0o700)
         except OSError as exc:
             raise ConfigError(f"cannot create the Cog server log directory {self.log_dir}: {exc.strerror}") from exc
 
@@ -317,6 +329,13 @@ def _check_port_free(url: str, host: str, port: int) -> None:
             probe.bind(address)
         except OSError as exc:
             raise ConfigError(f"cannot start the Cog server for {url}: {host}:{port}: {exc.strerror}") from exc
+
+
+def _open_private_log(path: Path) -> BinaryIO:
+    """`path` for appending, readable by the owner only (also a log file made before)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.fchmod(descriptor, 0o600)
+    return os.fdopen(descriptor, "ab")
 
 
 def _kill_group(pgid: int) -> None:
