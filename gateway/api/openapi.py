@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.api.openapi_schemas import SCHEMAS
+from gateway.api.openapi_schemas import SCHEMAS, SECURITY_SCHEMES
 
 Json = dict[str, Any]
 
@@ -89,7 +89,8 @@ _CREATED = _json(
         "Preference-Applied": {"required": False, "schema": {"type": "string"}},
     },
 )
-_BINARY = {"description": "The file's bytes", "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}}
+_BYTES = {"type": "string", "format": "binary"}
+_BINARY = {"description": "The file's bytes", "content": {"*/*": {"schema": _BYTES}}}
 
 
 def _create(operation_id: str, summary: str, body: str, *parameters: Json) -> Json:
@@ -354,10 +355,7 @@ def _service_paths() -> Json:
                     _path("filename"),
                     {"name": "X-Prediction-Id", "in": "header", "required": True, "schema": {"type": "string"}},
                 ],
-                requestBody={
-                    "required": True,
-                    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
-                },
+                requestBody={"required": True, "content": {"application/octet-stream": {"schema": _BYTES}}},
             )
         },
     }
@@ -380,14 +378,7 @@ def build_document(api_prefixes: Sequence[str]) -> Json:
         "paths": {**paths, **_admin_paths(), **_service_paths()},
         "components": {
             "schemas": SCHEMAS,
-            "securitySchemes": {
-                "tenantKey": {
-                    "type": "http",
-                    "scheme": "bearer",
-                    "description": "A gateway key `gwk_…` (`Token` is accepted too)",
-                },
-                "adminToken": {"type": "http", "scheme": "bearer", "description": "The admin token (GATEWAY_ADMIN_TOKEN)"},
-            },
+            "securitySchemes": SECURITY_SCHEMES,
         },
     }
 

@@ -1,4 +1,4 @@
-"""The component schemas of the gateway's OpenAPI document: the wire shapes of its requests and responses."""
+"""The components of the gateway's OpenAPI document: the wire shapes of its requests and responses, its security schemes."""
 
 from __future__ import annotations
 
@@ -183,4 +183,9 @@ SCHEMAS: Json = {
     "KeyUpdate": _object([], _KEY_FIELDS, extra=False),
     "KeyRotate": _object([], {"grace_seconds": {"type": "number", "minimum": 0, "maximum": 30 * 24 * 3600}}, extra=False),
     "Problem": _PROBLEM,
+}
+
+SECURITY_SCHEMES: Json = {
+    "tenantKey": {"type": "http", "scheme": "bearer", "description": "A gateway key `gwk_…` (`Token` is accepted too)"},
+    "adminToken": {"type": "http", "scheme": "bearer", "description": "The admin token (GATEWAY_ADMIN_TOKEN)"},
 }

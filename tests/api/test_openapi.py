@@ -48,7 +48,9 @@ def test_operation_ids_are_unique_and_each_prefix_documents_the_same_operations(
     ids = [op["operationId"] for item in document["paths"].values() for op in item.values()]
     assert len(ids) == len(set(ids))
     v1 = {(m, p.removeprefix("/v1")) for m, p in _documented_operations(document) if p.startswith("/v1/")}
-    aggregator = {(m, p.removeprefix("/replicate/v1")) for m, p in _documented_operations(document) if p.startswith("/replicate/v1/")}
+    aggregator = {
+        (m, p.removeprefix("/replicate/v1")) for m, p in _documented_operations(document) if p.startswith("/replicate/v1/")
+    }
     assert v1 == aggregator and len(v1) == len(predictions.routes + models.routes + files.routes)
 
 
