@@ -120,8 +120,13 @@ _FIELD_CHARACTERS = st.characters(min_codepoint=32, max_codepoint=255, exclude_c
 _AUTHORIZATION = st.integers(0, 7).flatmap(
     lambda n: st.none() if n else st.text(_FIELD_CHARACTERS, max_size=60).map("Bearer {}".format)
 )
-# Known bug (500, TypeError from hmac.compare_digest): a capability token or the admin token with non-ASCII
-# characters; reproduced by the xfail tests below. The fuzzer sends such values with the non-ASCII replaced.
+# Known 500s the fuzzer steers around (each is reproduced by an xfail test below; drop its line once fixed):
+# - a capability token or the admin token with non-ASCII characters (TypeError from hmac.compare_digest):
+#   such values are sent with the non-ASCII replaced;
+# - an unhashable item in `webhook_events_filter` (TypeError from set()): such items are left out;
+# - `input: null` on a version the gateway knows (AttributeError): sent as `{}`;
+# - a key update setting a field other than `expires_at` to null (stored, then every read of the key fails,
+#   listing all keys too): such fields are left out.
 _CAPABILITIES = ("signature", "token")
 
 
@@ -130,13 +135,20 @@ def _known_bugs_avoided(value: str) -> str:
 
 
 def _avoid_known_bugs(case: schemathesis.Case) -> None:
-    if case.operation.path.startswith("/v1/files") or case.operation.path.startswith("/replicate/v1/files"):
-        return  # file download signatures are decoded as base64 first and are not affected
-    for name in _CAPABILITIES:
-        if isinstance(case.path_parameters.get(name), str):  # generated path parameters arrive percent-encoded
-            case.path_parameters[name] = quote(_known_bugs_avoided(unquote(case.path_parameters[name])), safe="")
-        if case.query and isinstance(case.query.get(name), str):
-            case.query[name] = _known_bugs_avoided(case.query[name])
+    if not case.operation.path.startswith(("/v1/files", "/replicate/v1/files")):  # file signatures are base64-decoded first
+        for name in _CAPABILITIES:
+            if isinstance(case.path_parameters.get(name), str):  # generated path parameters arrive percent-encoded
+                case.path_parameters[name] = quote(_known_bugs_avoided(unquote(case.path_parameters[name])), safe="")
+            if case.query and isinstance(case.query.get(name), str):
+                case.query[name] = _known_bugs_avoided(case.query[name])
+    if isinstance(case.body, dict):
+        events = case.body.get("webhook_events_filter")
+        if isinstance(events, list):
+            case.body["webhook_events_filter"] = [event for event in events if not isinstance(event, (list, dict))]
+        if "input" in case.body and case.body["input"] is None:
+            case.body["input"] = {}
+        if case.operation.method.upper() == "PATCH":
+            case.body = {name: value for name, value in case.body.items() if value is not None or name == "expires_at"}
 
 
 @pytest.mark.usefixtures("tenant_objects")
@@ -155,11 +167,12 @@ def test_every_operation_answers_as_documented(
 
 
 def test_the_fuzzer_sent_enough_cases() -> None:
-    if not _cases:
-        pytest.skip("the fuzzing tests were not selected")
+    operations = {label for label, _ in _cases}
+    if len(operations) < len(list(schema.get_all_operations())):
+        pytest.skip("only some of the fuzzing tests ran")
     assert len(_cases) >= 1000 or EXAMPLES < 25, f"only {len(_cases)} cases"
     statuses = Counter(status for _, status in _cases)
-    print(f"{len(_cases)} cases over {len({label for label, _ in _cases})} operations; statuses {sorted(statuses.items())}")
+    print(f"{len(_cases)} cases over {len(operations)} operations; statuses {sorted(statuses.items())}")
 
 
 # Known 500s, each reproduced exactly; fixed in another branch, after which these xpass and must become plain tests.
@@ -236,3 +249,19 @@ def test_a_non_ascii_callback_token_is_a_404(gateway: Gateway) -> None:
 @pytest.mark.xfail(strict=True, raises=pytest.fail.Exception, reason=f"hmac.compare_digest on non-ASCII str: {_SERVER_ERROR}")
 def test_a_non_ascii_upload_token_is_a_403(gateway: Gateway) -> None:
     _assert_problem(httpx.put(f"{gateway.url}/uploads/a.é/out.png", content=b"x", headers={"X-Prediction-Id": "p"}), 403)
+
+
+@pytest.mark.xfail(
+    strict=True, raises=pytest.fail.Exception, reason="a null field is stored, then every read of the key fails: 500"
+)
+@pytest.mark.parametrize("field", ["name", "scopes", "models", "tenant", "disabled"])
+def test_a_key_update_setting_a_field_to_null_is_refused(gateway: Gateway, field: str) -> None:
+    token, key = gateway.new_key()
+    try:
+        updated = gateway.admin.patch(f"/keys/{key['key_id']}", json={field: None})
+        read = gateway.admin.get(f"/keys/{key['key_id']}")
+        used = httpx.get(f"{gateway.url}/v1/account", headers={"Authorization": f"Bearer {token}"})
+    finally:
+        gateway.admin.delete(f"/keys/{key['key_id']}")  # a broken record would also break listing every key
+    if updated.status_code != 422 or read.status_code != 200 or used.status_code != 200:
+        pytest.fail(f"PATCH {updated.status_code} {updated.text}; GET {read.status_code}; use {used.status_code}", pytrace=False)
