@@ -8,6 +8,8 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import orjson
+
 from gateway.errors import BadRequest
 from gateway.store import IndexEntry
 
@@ -22,9 +24,9 @@ def encode_cursor(direction: str, entry: IndexEntry) -> str:
 def decode_cursor(cursor: str) -> tuple[str, IndexEntry]:
     """`(direction, edge)`; anything not made by `encode_cursor` is a BadRequest."""
     try:
-        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        data = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         direction, entry = data["d"], IndexEntry(str(data["i"]), int(data["t"]))
-    except (ValueError, KeyError, TypeError, OverflowError, RecursionError, binascii.Error):
+    except (ValueError, KeyError, TypeError, OverflowError, binascii.Error):
         raise BadRequest("The cursor is not valid; use the next or previous URL as given") from None
     if direction not in DIRECTIONS:
         raise BadRequest("The cursor is not valid; use the next or previous URL as given")

@@ -112,6 +112,14 @@ class KeySpec(BaseModel):
     scopes: list[Scope] | None = None
     models: list[str] | None = None
 
+    @field_validator("tenant", "name", "disabled", "scopes", "models", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        # None only ever means "not given": a key always has these (expires_at alone may be null: never).
+        if value is None:
+            raise ValueError("may not be null; leave the field out to keep its value")
+        return value
+
     @field_validator("models")
     @classmethod
     def _patterns(cls, value: list[str] | None) -> list[str] | None:

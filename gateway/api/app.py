@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from gateway.api import admin, callbacks, files, models, predictions
+from gateway.api import admin, callbacks, files, models, openapi, predictions
 from gateway.api.body_limit import BodyLimitMiddleware
 from gateway.api.problems import EXCEPTION_HANDLERS
 from gateway.api.request_id import RequestIdMiddleware
@@ -62,6 +62,7 @@ def create_app(settings: Settings, catalog: Catalog, resolve: Resolve = system_r
         Route("/health", health, methods=["GET"]),
         Route("/health/ready", ready, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        *openapi.routes(API_PREFIXES),
     ]
     return Starlette(
         routes=routes,

@@ -3,13 +3,11 @@ decide between trusting the payload (Cog, whose bearer token it checks) and re-r
 
 from __future__ import annotations
 
-import json
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.api.requests import services
+from gateway.api.requests import parse_json, services
 from gateway.errors import NotFound
 
 
@@ -18,7 +16,7 @@ async def upstream_webhook(request: Request) -> Response:
     if not services(request).links.callbacks.verify(prediction_id, request.query_params.get("token", "")):
         raise NotFound("The requested resource does not exist")
     try:
-        payload = json.loads(await request.body())
+        payload = parse_json(await request.body())
     except ValueError:
         payload = None
     await services(request).predictions.on_upstream_webhook(prediction_id, payload, request.headers.get("authorization"))

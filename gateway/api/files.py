@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import tempfile
 from collections.abc import Sequence
 from typing import Any
@@ -15,7 +14,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from gateway.api.body_limit import PathLimit
-from gateway.api.requests import api_root, caller, origin, services
+from gateway.api.requests import api_root, caller, origin, parse_json, services
 from gateway.errors import BadRequest, InvalidInput
 from gateway.files import DEFAULT_CONTENT_TYPE, Upload, too_large_detail
 from gateway.store import StoredFile
@@ -144,7 +143,7 @@ async def _metadata(value: str | UploadFile | None) -> dict[str, Any]:
     if len(raw) > METADATA_MAX_BYTES:
         raise _bad_metadata(f"Must be at most {METADATA_MAX_BYTES} bytes of JSON")
     try:
-        metadata = json.loads(raw)
+        metadata = parse_json(raw)
     except ValueError:
         raise _bad_metadata("Must be valid JSON") from None
     if not isinstance(metadata, dict):

@@ -114,7 +114,11 @@ def _start(tmp_path: Path, catalog: Path, started: list[Served], seen: set[int])
     log = tmp_path / f"serve-{len(started)}.log"
     with log.open("w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "serve", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT, text=True
+            [sys.executable, "-m", "gateway", "serve", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
     served = Served(process, f"http://127.0.0.1:{port}", tmp_path / "data", log)
     started.append(served)
@@ -139,7 +143,10 @@ def test_a_restart_after_kill_9_replaces_what_the_killed_gateway_left_running(
     serve: Served, tmp_path: Path, catalog: Path
 ) -> None:
     headers = {"Authorization": f"Bearer {serve.demo_key()}"}
-    image = {"image": data_uri(png_with_square(64, 64, (255, 128, 0), (255, 255, 255), BOX)), "mask": data_uri(mask_png(64, 64, BOX))}
+    image = {
+        "image": data_uri(png_with_square(64, 64, (255, 128, 0), (255, 255, 255), BOX)),
+        "mask": data_uri(mask_png(64, 64, BOX)),
+    }
     created = httpx.post(f"{serve.url}/v1/predictions", json={"version": VERSION, "input": image}, headers=headers).json()
     _until(lambda: _prediction(serve, created["id"], headers)["status"] == "processing", 10, serve)  # the model sleeps 60 s
     before = set(serve.children().values()) | _descendants(serve.process.pid)
