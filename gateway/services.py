@@ -111,6 +111,7 @@ async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Me
         waiters,
         metrics,
         refresh_after=settings.refresh_after_seconds,
+        page_bytes=settings.list_page_bytes,
     )
     auth = Authenticator(store.keys, settings.key_cache_seconds)
     keys, audit = KeyService(store.keys), AuditLog(store.audit)

@@ -7,12 +7,12 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from gateway.catalog import Catalog, Reference, Resolved
-from gateway.cursors import window
+from gateway.cursors import encode_cursor, window
 from gateway.errors import GatewayError, InvalidVersion, NotFound, UpstreamUnavailable
 from gateway.keys import KeyRecord
 from gateway.metrics import Metrics
@@ -53,6 +53,7 @@ class Predictions:
         metrics: Metrics,
         *,
         refresh_after: float,
+        page_bytes: int,
     ) -> None:
         self._catalog = catalog
         self._store = store
@@ -63,6 +64,7 @@ class Predictions:
         self._waiters = waiters
         self._metrics = metrics
         self._refresh_after = refresh_after
+        self._page_bytes = page_bytes
         self._refreshing: dict[str, asyncio.Task[StoredPrediction]] = {}
 
     async def create(self, key: KeyRecord, reference: Reference, options: CreateOptions) -> StoredPrediction:
@@ -159,7 +161,20 @@ class Predictions:
             return await self._store.newer(key.tenant, edge, count, before_ms=before_ms)
 
         page = await window(cursor, PAGE_SIZE, older, newer)
-        return Page(await self._store.load(page.entries), page.next_cursor, page.previous_cursor)
+        entries, next_cursor = await self._within_budget(page.entries, page.next_cursor)
+        return Page(await self._store.load(entries), next_cursor, page.previous_cursor)
+
+    async def _within_budget(
+        self, entries: Sequence[IndexEntry], next_cursor: str | None
+    ) -> tuple[Sequence[IndexEntry], str | None]:
+        """The newest entries whose documents fit the page's byte budget (at least one), so that large inputs
+        cannot make one page of a list hundreds of megabytes; the next page starts after the last one kept."""
+        total = 0
+        for kept, size in enumerate(await self._store.sizes(entries) if entries else []):
+            total += size
+            if kept and total > self._page_bytes:
+                return entries[:kept], encode_cursor("next", entries[kept - 1])
+        return entries, next_cursor
 
     async def cancel(self, key: KeyRecord, prediction_id: str) -> StoredPrediction:
         record = await self._owned(key, prediction_id)

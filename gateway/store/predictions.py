@@ -167,6 +167,14 @@ class PredictionStore:
         """Up to `count` of the tenant's predictions newer than `edge`, created before `before_ms`; oldest first."""
         return await timeline.newer(self._redis, _index_key(tenant), edge, count, before_ms=before_ms)
 
+    async def sizes(self, entries: Sequence[IndexEntry]) -> list[int]:
+        """The size in bytes of each entry's public document (0 when it has expired)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for entry in entries:
+                pipe.hstrlen(_key(entry.id), "doc")
+            with mapped_errors():
+                return [int(size) for size in await pipe.execute()]
+
     async def load(self, entries: Sequence[IndexEntry]) -> list[StoredPrediction]:
         """The records behind index entries, in order, skipping those that have expired."""
         if not entries:

@@ -1,4 +1,5 @@
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -10,9 +11,12 @@ from tests.conftest import (
     UPSTREAM_TOKEN,
     Gateway,
     Upstream,
+    gateway_settings,
     inpainting_input,
+    run_gateway,
 )
 from tests.emulator.predictions import output_bytes
+from tests.servers import free_port
 
 PREDICTION_KEYS = {
     "id",
@@ -183,3 +187,25 @@ def test_upstream_output_files_are_served_through_signed_gateway_links(
         assert (
             aggregator_style.get(f"/predictions/{created['id']}").json()["output"][0].startswith(f"{gateway.url}/replicate/v1/")
         )
+
+
+def test_a_list_page_holds_large_inputs_only_up_to_its_byte_budget_and_the_next_page_goes_on(
+    redis_url: str, catalog_path: Path, tmp_path: Path
+) -> None:
+    settings = gateway_settings(
+        redis_url, catalog_path, free_port(), files_dir=tmp_path, max_body_bytes=2_000_000, list_page_bytes=1_000_000
+    )
+    with run_gateway(settings) as gateway:
+        token, _ = gateway.new_key()
+        with gateway.client(token) as api:
+            big = [api.post("/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input(prompt=c * 600_000)})
+                   for c in "abc"]  # fmt: skip
+            assert [r.status_code for r in big] == [201, 201, 201]
+            seen, url, sizes = [], "/predictions", []
+            while url:
+                page = api.get(url)
+                sizes.append(len(page.content))
+                seen += [p["id"] for p in page.json()["results"]]
+                url = page.json()["next"]
+    assert seen == [r.json()["id"] for r in reversed(big)]  # each exactly once, newest first
+    assert len(sizes) == 3 and max(sizes) < 1_000_000
