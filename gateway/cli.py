@@ -26,6 +26,7 @@ from gateway.catalog import Catalog
 from gateway.config import Settings, load_catalog, with_model_servers
 from gateway.errors import BadRequest, ConfigError, GatewayError, StoreError
 from gateway.keys import KeyRecord, KeyService, KeySpec, NewKeySpec, Token
+from gateway.serving import http_protocol
 from gateway.signing import SECRET_NAME, Signer
 from gateway.store import Store
 from gateway.store.embedded import EmbeddedRedis, running_url
@@ -69,6 +70,7 @@ def serve(settings: Settings, args: argparse.Namespace | None = None) -> None:
             log_config=None,
             timeout_keep_alive=settings.keep_alive_seconds,
             timeout_graceful_shutdown=30,
+            http=http_protocol(settings.header_timeout_seconds),
         )
 
 

@@ -48,6 +48,8 @@ DEFAULT_FILE_PAGE_SIZE = 100
 MIN_ADMIN_TOKEN_LENGTH = 16
 DEFAULT_OUTPUT_LINK_SECONDS = 24 * 3600
 DEFAULT_LIST_PAGE_BYTES = 8 * 1024 * 1024  # documents per list page, however many predictions that is
+DEFAULT_HEADER_TIMEOUT_SECONDS = 10.0  # from a connection (or a request's first byte) to its last header
+DEFAULT_BODY_TIMEOUT_SECONDS = 30.0  # the longest pause between two parts of a request body
 
 _VERSION_ID = re.compile(r"^[0-9a-f]{64}$")
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -91,6 +93,8 @@ class Settings(BaseSettings):
     file_page_size: int = Field(default=DEFAULT_FILE_PAGE_SIZE, gt=0, le=1000)
     output_link_seconds: int = Field(default=DEFAULT_OUTPUT_LINK_SECONDS, gt=0)
     list_page_bytes: int = Field(default=DEFAULT_LIST_PAGE_BYTES, gt=0)
+    header_timeout_seconds: float = Field(default=DEFAULT_HEADER_TIMEOUT_SECONDS, gt=0)
+    body_timeout_seconds: float = Field(default=DEFAULT_BODY_TIMEOUT_SECONDS, gt=0)
 
     @field_validator("admin_token")
     @classmethod

@@ -5,6 +5,7 @@ GatewayError (status, title, detail)
  ├── Unauthenticated           401
  ├── Forbidden                 403
  ├── NotFound                  404
+ ├── RequestTimeout            408
  ├── PayloadTooLarge           413
  ├── InvalidInput              422 (+ invalid_fields)
  ├── InvalidVersion            422 "Invalid version or not permitted"
@@ -59,6 +60,11 @@ class Forbidden(GatewayError):
 class NotFound(GatewayError):
     status = 404
     title = "Not found"
+
+
+class RequestTimeout(GatewayError):
+    status = 408
+    title = "Request timeout"
 
 
 class PayloadTooLarge(GatewayError):

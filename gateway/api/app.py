@@ -14,6 +14,7 @@ from starlette.routing import Mount, Route
 
 from gateway.api import admin, callbacks, files, models, openapi, predictions
 from gateway.api.body_limit import BodyLimitMiddleware
+from gateway.api.body_timeout import BodyTimeoutMiddleware
 from gateway.api.problems import EXCEPTION_HANDLERS
 from gateway.api.request_id import RequestIdMiddleware
 from gateway.api.timing import TimingMiddleware
@@ -69,6 +70,7 @@ def create_app(settings: Settings, catalog: Catalog, resolve: Resolve = system_r
         middleware=[
             Middleware(RequestIdMiddleware),
             Middleware(TimingMiddleware, metrics=recorder),
+            Middleware(BodyTimeoutMiddleware, seconds=settings.body_timeout_seconds),
             Middleware(
                 BodyLimitMiddleware,
                 max_bytes=settings.max_body_bytes,
