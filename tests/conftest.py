@@ -5,6 +5,10 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import os
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -224,3 +228,41 @@ def api(gateway: Gateway, tenant_key: str) -> Iterator[httpx.Client]:
 
 def inpainting_input(**extra: Any) -> dict[str, Any]:
     return {"image": "https://example.com/image.png", "mask": "https://example.com/mask.png", "prompt": "a cat", **extra}
+
+
+@contextlib.contextmanager
+def gateway_process(redis_url: str, catalog_path: Path, data_dir: Path, **settings: str) -> Iterator[tuple[str, list[str]]]:
+    """`gateway serve` as a process of its own on the suite's Redis and catalog, with `GATEWAY_<NAME>` settings;
+    yields its URL and, once it has stopped, its output lines (empty until then)."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "GATEWAY_REDIS_URL": redis_url,
+        "GATEWAY_CATALOG": str(catalog_path),
+        "GATEWAY_PORT": str(port),
+        "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
+        "GATEWAY_DATA_DIR": str(data_dir),
+        "UPSTREAM_TOKEN": UPSTREAM_TOKEN,
+        **{f"GATEWAY_{name.upper()}": value for name, value in settings.items()},
+    }
+    command = [sys.executable, "-m", "gateway", "serve"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url, output = f"http://127.0.0.1:{port}", []
+    deadline = time.monotonic() + 20
+    try:
+        while not _answers(f"{url}/health"):
+            assert process.poll() is None and time.monotonic() < deadline, (
+                process.stdout.read().decode() if process.stdout else ""
+            )
+            time.sleep(0.1)
+        yield url, output
+    finally:
+        process.terminate()
+        output += process.communicate(timeout=30)[0].decode().splitlines()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url).status_code == 200
+    except httpx.TransportError:
+        return False

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_TOKEN, INPAINTING_VERSION, UPSTREAM_TOKEN, Gateway, Upstream, inpainting_input
+from tests.conftest import ADMIN_TOKEN, INPAINTING_VERSION, UPSTREAM_TOKEN, Gateway, Upstream, gateway_process, inpainting_input
 from tests.emulator import Fault
 from tests.servers import free_port
 
@@ -27,35 +27,10 @@ SECOND_REFRESH_AFTER_SECONDS = 0.1  # as the in-process gateway's
 
 @pytest.fixture(scope="module")
 def second_gateway(redis_url: str, catalog_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "GATEWAY_REDIS_URL": redis_url,
-        "GATEWAY_CATALOG": str(catalog_path),
-        "GATEWAY_PORT": str(port),
-        "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
-        "GATEWAY_DATA_DIR": str(tmp_path_factory.mktemp("second")),
-        "GATEWAY_KEY_CACHE_SECONDS": str(SECOND_KEY_CACHE_SECONDS),
-        "GATEWAY_REFRESH_AFTER_SECONDS": str(SECOND_REFRESH_AFTER_SECONDS),
-        "UPSTREAM_TOKEN": UPSTREAM_TOKEN,
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if httpx.get(f"{url}/health").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert process.poll() is None and time.monotonic() < deadline, process.stdout.read().decode() if process.stdout else ""
-        time.sleep(0.1)
-    yield url
-    process.terminate()
-    output = process.communicate(timeout=15)[0].decode()
-    assert UPSTREAM_TOKEN not in output and ADMIN_TOKEN not in output
+    settings = {"key_cache_seconds": str(SECOND_KEY_CACHE_SECONDS), "refresh_after_seconds": str(SECOND_REFRESH_AFTER_SECONDS)}
+    with gateway_process(redis_url, catalog_path, tmp_path_factory.mktemp("second"), **settings) as (url, output):
+        yield url
+    assert output and not any(UPSTREAM_TOKEN in line or ADMIN_TOKEN in line for line in output)
 
 
 def _status_within(url: str, token: str, expected: int, seconds: float) -> float:

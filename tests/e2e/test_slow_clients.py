@@ -3,10 +3,7 @@ deadline, and a body that stalls gets a 408 problem. Against `gateway serve`, th
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,40 +11,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_TOKEN, UPSTREAM_TOKEN
-from tests.servers import free_port
+from tests.conftest import ADMIN_TOKEN, gateway_process
 
 DEADLINE_SECONDS = 1.0
 
 
 @pytest.fixture(scope="module")
 def served(redis_url: str, catalog_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "GATEWAY_REDIS_URL": redis_url,
-        "GATEWAY_CATALOG": str(catalog_path),
-        "GATEWAY_PORT": str(port),
-        "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
-        "GATEWAY_DATA_DIR": str(tmp_path_factory.mktemp("slow")),
-        "GATEWAY_HEADER_TIMEOUT_SECONDS": str(DEADLINE_SECONDS),
-        "GATEWAY_BODY_TIMEOUT_SECONDS": str(DEADLINE_SECONDS),
-        "UPSTREAM_TOKEN": UPSTREAM_TOKEN,
-    }
-    command = [sys.executable, "-m", "gateway", "serve"]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert process.poll() is None and time.monotonic() < deadline
-        time.sleep(0.1)
-    yield "127.0.0.1", port
-    process.terminate()
-    process.wait(timeout=30)
+    deadlines = {"header_timeout_seconds": str(DEADLINE_SECONDS), "body_timeout_seconds": str(DEADLINE_SECONDS)}
+    with gateway_process(redis_url, catalog_path, tmp_path_factory.mktemp("slow"), **deadlines) as (url, _):
+        host, port = url.removeprefix("http://").split(":")
+        yield host, int(port)
 
 
 def _closed_by_server(sock: socket.socket, within: float) -> bool:
