@@ -29,7 +29,10 @@ from gateway.waiters import Waiters
 logger = logging.getLogger(__name__)
 PAGE_SIZE = 100
 _WAIT_TICK_SECONDS = 0.5  # a waiter re-reads at least this often, in case an event was missed
-_REFRESH_HOLD_MS = 60_000  # longest an upstream read may take before another process may try
+# How long one process's claim on re-reading a prediction upstream keeps the others from doing it too. A slower
+# read may be repeated by another process, which costs little; a claim leaked by an outage or a crash (its
+# release failed) holds up refreshes only this long.
+_REFRESH_HOLD_MS = 5_000
 _READ_REFRESH_SECONDS = 1.0  # a GET answers the stored state rather than wait longer for a slow upstream
 
 
@@ -162,7 +165,8 @@ class Predictions:
 
         page = await window(cursor, PAGE_SIZE, older, newer)
         entries, next_cursor = await self._within_budget(page.entries, page.next_cursor)
-        return Page(await self._store.load(entries), next_cursor, page.previous_cursor)
+        shown = [record for record in await self._store.load(entries) if not record.provisional]
+        return Page(shown, next_cursor, page.previous_cursor)
 
     async def _within_budget(
         self, entries: Sequence[IndexEntry], next_cursor: str | None
@@ -190,7 +194,7 @@ class Predictions:
 
     async def _owned(self, key: KeyRecord, prediction_id: str) -> StoredPrediction:
         record = await self._store.get(prediction_id)
-        if record is None or record.tenant != key.tenant:
+        if record is None or record.tenant != key.tenant or record.provisional:
             raise NotFound("The requested prediction does not exist")
         return record
 

@@ -52,6 +52,7 @@ class Tracker:
                 upstream_id=upstream.id or record.upstream_id,
                 refreshed_at=now,
                 upstream_outputs=tuple(outputs or record.upstream_outputs),
+                provisional=False,
             )
         current = await self._store.get(record.id)  # another writer moved it on first
         return current or record

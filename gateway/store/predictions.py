@@ -29,6 +29,7 @@ for i = 8, #ARGV do
     if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'upstream_id', ARGV[4]) end
     if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'upstream_outputs', ARGV[5]) end
     redis.call('EXPIRE', KEYS[1], ARGV[7])
+    redis.call('HDEL', KEYS[1], 'provisional')
     redis.call('PUBLISH', ARGV[6], ARGV[1])
     return 1
   end
@@ -51,6 +52,7 @@ class StoredPrediction:
     created_ms: int
     refreshed_at: float
     upstream_outputs: tuple[str, ...] = ()  # output file URLs on the upstream, behind the gateway's links
+    provisional: bool = False  # written by a create that has not handed the prediction on yet: not shown
 
     @property
     def entry(self) -> IndexEntry:
@@ -82,6 +84,7 @@ class StoredPrediction:
             created_ms=int(fields["created_ms"]),
             refreshed_at=float(fields["refreshed_at"]),
             upstream_outputs=tuple(json.loads(fields.get("upstream_outputs", "[]"))),
+            provisional=fields.get("provisional") == "1",
         )
 
 
@@ -94,11 +97,12 @@ class PredictionStore:
     async def insert(self, prediction: StoredPrediction) -> None:
         """Write the record and index it for its tenant, trimming expired index entries: one round trip.
 
-        The record is provisional: it expires within minutes unless a change is applied to it (or it is
-        `retain`ed), so that one whose create failed cannot outlive the failure, even when its clean-up did."""
+        The record is provisional (`StoredPrediction.provisional`, which readers do not show) and expires within
+        minutes unless a change is applied to it or it is `retain`ed: one whose create failed cannot outlive the
+        failure, nor be seen as a prediction that never finishes, even when its clean-up failed too."""
         index = _index_key(prediction.tenant)
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hset(_key(prediction.id), mapping=prediction.to_fields())
+            pipe.hset(_key(prediction.id), mapping={**prediction.to_fields(), "provisional": "1"})
             pipe.expire(_key(prediction.id), min(PROVISIONAL_SECONDS, self._retention))
             timeline.add(pipe, index, prediction.entry, prediction.created_ms - self._retention * 1000)
             pipe.expire(index, self._retention)
@@ -107,8 +111,11 @@ class PredictionStore:
 
     async def retain(self, prediction_id: str) -> None:
         """Keep a provisional record for the retention period (a prediction queued to run later)."""
-        with mapped_errors():
-            await self._redis.expire(_key(prediction_id), self._retention)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.expire(_key(prediction_id), self._retention)
+            pipe.hdel(_key(prediction_id), "provisional")
+            with mapped_errors():
+                await pipe.execute()
 
     async def get(self, prediction_id: str) -> StoredPrediction | None:
         with mapped_errors():
