@@ -63,7 +63,7 @@ class Served:
             command = _command_line(pid)
             if "valkey-server" in command:
                 found["valkey"] = pid
-            elif "cog.server.http" in command:
+            elif "coglet_server.py" in command:
                 found["cog"] = pid
         assert set(found) == {"valkey", "cog"}, (found, self.log.read_text())
         return found

@@ -1,6 +1,7 @@
 """Supervision of the managed Cog model servers: one coglet child process per configured URL.
 
-Each server is `python -m cog.server.http` run in the model directory, in a process group of its own
+Each server is coglet run like `python -m cog.server.http` (by `coglet_server.py`, which takes the upload URL
+from the environment rather than the command line) in the model directory, in a process group of its own
 (coglet runs the model in a child worker, which can outlive a killed parent while a prediction is running),
 with its output appended to a log file (owner-only: it carries webhook tokens). A watcher task per server
 restarts it after an unexpected exit, backing off while it keeps crashing. Each server's pid is recorded beside
@@ -27,9 +28,11 @@ from urllib.parse import urlsplit
 from gateway import processes
 from gateway.errors import ConfigError
 from gateway.providers.cog.adapter import Health
+from gateway.providers.cog.coglet_server import UPLOAD_URL_ENV
 
 logger = logging.getLogger(__name__)
 
+_LAUNCHER = Path(__file__).with_name("coglet_server.py")
 PREDICTOR_REF = "predict.py:Predictor"
 _PREDICTOR_FILE = "predict.py"
 _POLL_SECONDS = 0.1
@@ -261,10 +264,7 @@ class CogServerPool:
     def _server_for(self, url: str) -> CogServer:
         url = url.rstrip("/")
         host, port = _host_port(url)
-        command = [str(self._interpreter), "-m", "cog.server.http", "--host", host]
-        upload_url = self._upload_url(url)
-        if upload_url:
-            command += ["--upload-url", upload_url]
+        command = [str(self._interpreter), str(_LAUNCHER), "--host", host]
         return CogServer(url, command, self._env_for(url, port), self.model_dir, self.log_dir / f"cog-{port}.log")
 
     def _env_for(self, url: str, port: int) -> dict[str, str]:
@@ -280,6 +280,9 @@ class CogServerPool:
         token = self._webhook_token(url)
         if token:
             env["WEBHOOK_AUTH_TOKEN"] = token
+        upload_url = self._upload_url(url)
+        if upload_url:  # in the environment, which only the server's user can read, not on its command line
+            env[UPLOAD_URL_ENV] = upload_url
         return env
 
     def _get(self, url: str) -> CogServer:

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+import gateway.providers.cog.servers
 from gateway.errors import ConfigError
 from gateway.providers.cog import CogAdapter, CogServerPool, Health
 from gateway.providers.http import UpstreamClient
@@ -274,7 +275,7 @@ async def test_a_failing_setup_stops_the_start_and_shows_the_error(tmp_path: Pat
 def _fake_python(path: Path) -> Path:
     """A stand-in interpreter that prints its arguments, directory and environment, then exits with code 3."""
     path.parent.mkdir()
-    names = ("PATH", "COG_PREDICT_TYPE_STUB", "PORT", "WEBHOOK_AUTH_TOKEN", "MODEL_SETTING")
+    names = ("PATH", "COG_PREDICT_TYPE_STUB", "PORT", "WEBHOOK_AUTH_TOKEN", "MODEL_SETTING", "COG_UPLOAD_URL")
     shown = "".join(f'echo "{name}=${name}"\n' for name in names)
     path.write_text(f'#!/bin/sh\necho "args: $*"\necho "cwd: $(pwd)"\n{shown}exit 3\n')
     path.chmod(0o755)
@@ -293,11 +294,18 @@ async def test_the_command_environment_and_exit_show_in_the_error(tmp_path: Path
         await servers.start(ready_timeout=10)
 
     lines = str(failure.value).splitlines()
-    assert "args: -m cog.server.http --host 127.0.0.1 --upload-url http://files.test/up/" in lines
+    launcher = Path(gateway.providers.cog.servers.__file__).with_name("coglet_server.py")
+    assert f"args: {launcher} --host 127.0.0.1" in lines  # the upload URL, a capability, is not in `ps`
     assert f"cwd: {MODEL_DIR}" in lines
     assert f"PATH={fake_python.parent}:{os.environ['PATH']}" in lines
     port = url.rsplit(":", 1)[1]
-    expected = {"COG_PREDICT_TYPE_STUB=predict.py:Predictor", f"PORT={port}", "WEBHOOK_AUTH_TOKEN=s3cret", "MODEL_SETTING=on"}
+    expected = {
+        "COG_PREDICT_TYPE_STUB=predict.py:Predictor",
+        f"PORT={port}",
+        "WEBHOOK_AUTH_TOKEN=s3cret",
+        "MODEL_SETTING=on",
+        "COG_UPLOAD_URL=http://files.test/up/",
+    }
     assert expected <= set(lines)
     assert "WEBHOOK_AUTH_TOKEN" not in os.environ
 
