@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -17,8 +16,8 @@ DIRECTIONS = ("next", "previous")
 
 
 def encode_cursor(direction: str, entry: IndexEntry) -> str:
-    raw = json.dumps({"d": direction, "t": entry.created_ms, "i": entry.id}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    raw = orjson.dumps({"d": direction, "t": entry.created_ms, "i": entry.id})
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str) -> tuple[str, IndexEntry]:

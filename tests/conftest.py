@@ -231,10 +231,15 @@ def inpainting_input(**extra: Any) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def gateway_process(redis_url: str, catalog_path: Path, data_dir: Path, **settings: str) -> Iterator[tuple[str, list[str]]]:
-    """`gateway serve` as a process of its own on the suite's Redis and catalog, with `GATEWAY_<NAME>` settings;
-    yields its URL and, once it has stopped, its output lines (empty until then)."""
+def gateway_process(
+    redis_url: str, catalog_path: Path, data_dir: Path, **settings: str
+) -> Iterator[tuple[str, list[str], subprocess.Popen[bytes]]]:
+    """`gateway serve` as a process of its own on the suite's Redis and catalog, with `GATEWAY_<NAME>` settings
+    (`public_base_url="self"` names its own address); yields its URL, its output lines once it has stopped
+    (empty until then), and the process (a test may kill it)."""
     port = free_port()
+    if settings.get("public_base_url") == "self":
+        settings["public_base_url"] = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
         "GATEWAY_REDIS_URL": redis_url,
@@ -255,9 +260,10 @@ def gateway_process(redis_url: str, catalog_path: Path, data_dir: Path, **settin
                 process.stdout.read().decode() if process.stdout else ""
             )
             time.sleep(0.1)
-        yield url, output
+        yield url, output, process
     finally:
-        process.terminate()
+        if process.poll() is None:
+            process.terminate()
         output += process.communicate(timeout=30)[0].decode().splitlines()
 
 
@@ -266,3 +272,16 @@ def _answers(url: str) -> bool:
         return httpx.get(url).status_code == 200
     except httpx.TransportError:
         return False
+
+
+@contextlib.contextmanager
+def gateway_on_own_redis(tmp_path: Path, catalog_path: Path, **overrides: Any) -> Iterator[tuple[EmbeddedRedis, Gateway]]:
+    """A gateway on a Valkey of its own, for tests that stop and start the server (same port and data directory)."""
+    server = EmbeddedRedis(tmp_path / "redis")
+    server.start()
+    try:
+        settings = gateway_settings(server.url, catalog_path, free_port(), files_dir=tmp_path / "files", **overrides)
+        with run_gateway(settings) as gateway:
+            yield server, gateway
+    finally:
+        server.stop()

@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -24,11 +23,12 @@ import redis
 
 from gateway.store.embedded import EmbeddedRedis
 from tests.conftest import (
-    ADMIN_TOKEN,
     INPAINTING_VERSION,
     UPSTREAM_TOKEN,
     Gateway,
     Upstream,
+    gateway_on_own_redis,
+    gateway_process,
     gateway_settings,
     inpainting_input,
     run_gateway,
@@ -195,54 +195,42 @@ def test_a_refresh_cut_short_by_an_outage_does_not_block_refreshes_after_it(
 ) -> None:
     replicate_upstream.controls.configure(run_seconds=0.2)
     replicate_upstream.controls.drop_webhooks(True)  # only a refresh can finish it
-    server = EmbeddedRedis(tmp_path / "redis")
-    server.start()
-    try:
-        settings = gateway_settings(server.url, catalog_path, free_port(), files_dir=tmp_path / "files")
-        with run_gateway(settings) as gateway:
-            token, _ = gateway.new_key()
-            with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=10) as client:
-                pid = client.post(f"{gateway.url}/v1/predictions", json=CREATE).json()["id"]
-                time.sleep(0.5)  # finished upstream, stale here
-                replicate_upstream.controls.inject(Fault(route="get", delay=1.5))
-                with ThreadPoolExecutor(max_workers=1) as pool:
-                    reading = pool.submit(client.get, f"{gateway.url}/v1/predictions/{pid}")  # claims, then waits
-                    time.sleep(0.5)
-                    server.stop()  # the refresh's write and its release both fail
-                    reading.result(timeout=10)
-                    time.sleep(1.5)
-                server.start()
-                _ready_within(gateway.url, 10)
-                assert _unfinished_after(client, gateway.url, [pid], seconds=5) == {}
-    finally:
-        server.stop()
+    with gateway_on_own_redis(tmp_path, catalog_path) as (server, gateway):
+        token, _ = gateway.new_key()
+        with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=10) as client:
+            pid = client.post(f"{gateway.url}/v1/predictions", json=CREATE).json()["id"]
+            time.sleep(0.5)  # finished upstream, stale here
+            replicate_upstream.controls.inject(Fault(route="get", delay=1.5))
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                reading = pool.submit(client.get, f"{gateway.url}/v1/predictions/{pid}")  # claims, then waits
+                time.sleep(0.5)
+                server.stop()  # the refresh's write and its release both fail
+                reading.result(timeout=10)
+                time.sleep(1.5)
+            server.start()
+            _ready_within(gateway.url, 10)
+            assert _unfinished_after(client, gateway.url, [pid], seconds=5) == {}
 
 
 def test_a_create_cut_short_by_an_outage_leaves_no_prediction_that_never_finishes(
     tmp_path: Path, catalog_path: Path, replicate_upstream: Upstream
 ) -> None:
     replicate_upstream.controls.configure(run_seconds=0.2)
-    server = EmbeddedRedis(tmp_path / "redis")
-    server.start()
-    try:
-        settings = gateway_settings(server.url, catalog_path, free_port(), files_dir=tmp_path / "files", key_cache_seconds=0)
-        with run_gateway(settings) as gateway:
-            token, _ = gateway.new_key()
-            with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=10) as client:
-                replicate_upstream.controls.inject(Fault(route="create", delay=1.0))  # record written, upstream slow
-                with ThreadPoolExecutor(max_workers=1) as pool:
-                    creating = pool.submit(client.post, f"{gateway.url}/v1/predictions", json=CREATE)
-                    time.sleep(0.5)
-                    server.stop()  # the upstream takes it; the record's update and its clean-up both fail
-                    failed = creating.result(timeout=10)
-                assert failed.status_code == 503 and failed.headers["content-type"] == PROBLEM
-                assert len(replicate_upstream.controls.predictions()) == 1  # the upstream runs it regardless
-                server.start()
-                _ready_within(gateway.url, 10)
-                listed = [p["id"] for p in client.get(f"{gateway.url}/v1/predictions").json()["results"]]
-                assert _unfinished_after(client, gateway.url, listed, seconds=3) == {}
-    finally:
-        server.stop()
+    with gateway_on_own_redis(tmp_path, catalog_path, key_cache_seconds=0) as (server, gateway):
+        token, _ = gateway.new_key()
+        with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=10) as client:
+            replicate_upstream.controls.inject(Fault(route="create", delay=1.0))  # record written, upstream slow
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                creating = pool.submit(client.post, f"{gateway.url}/v1/predictions", json=CREATE)
+                time.sleep(0.5)
+                server.stop()  # the upstream takes it; the record's update and its clean-up both fail
+                failed = creating.result(timeout=10)
+            assert failed.status_code == 503 and failed.headers["content-type"] == PROBLEM
+            assert len(replicate_upstream.controls.predictions()) == 1  # the upstream runs it regardless
+            server.start()
+            _ready_within(gateway.url, 10)
+            listed = [p["id"] for p in client.get(f"{gateway.url}/v1/predictions").json()["results"]]
+            assert _unfinished_after(client, gateway.url, listed, seconds=3) == {}
 
 
 # --- 2. The upstream hangs, resets connections and answers garbage -----------------------------------------
@@ -309,30 +297,13 @@ def test_a_misbehaving_upstream_on_reads_never_hides_or_strands_a_prediction(
 
 @pytest.fixture
 def doomed_gateway(redis_url: str, catalog_path: Path, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "GATEWAY_REDIS_URL": redis_url,
-        "GATEWAY_CATALOG": str(catalog_path),
-        "GATEWAY_PORT": str(port),
-        "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
-        "GATEWAY_DATA_DIR": str(tmp_path / "doomed"),
-        "GATEWAY_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
-        "GATEWAY_REFRESH_AFTER_SECONDS": "0.1",
-        "GATEWAY_ALLOW_PRIVATE_INPUT_URLS": "true",  # no DNS here: inputs name a loopback address instead
-        "UPSTREAM_TOKEN": UPSTREAM_TOKEN,
+    settings = {
+        "public_base_url": "self",
+        "refresh_after_seconds": "0.1",
+        "allow_private_input_urls": "true",  # no DNS here: inputs name a loopback address instead
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _ready_within(url, 20)
+    with gateway_process(redis_url, catalog_path, tmp_path / "doomed", **settings) as (url, _, process):
         yield url, process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
 
 
 def _upstream_ids(redis_url: str, prediction_ids: Iterable[str]) -> dict[str, str]:

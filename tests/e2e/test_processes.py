@@ -28,7 +28,7 @@ SECOND_REFRESH_AFTER_SECONDS = 0.1  # as the in-process gateway's
 @pytest.fixture(scope="module")
 def second_gateway(redis_url: str, catalog_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     settings = {"key_cache_seconds": str(SECOND_KEY_CACHE_SECONDS), "refresh_after_seconds": str(SECOND_REFRESH_AFTER_SECONDS)}
-    with gateway_process(redis_url, catalog_path, tmp_path_factory.mktemp("second"), **settings) as (url, output):
+    with gateway_process(redis_url, catalog_path, tmp_path_factory.mktemp("second"), **settings) as (url, output, _):
         yield url
     assert output and not any(UPSTREAM_TOKEN in line or ADMIN_TOKEN in line for line in output)
 

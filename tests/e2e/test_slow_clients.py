@@ -19,7 +19,7 @@ DEADLINE_SECONDS = 1.0
 @pytest.fixture(scope="module")
 def served(redis_url: str, catalog_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
     deadlines = {"header_timeout_seconds": str(DEADLINE_SECONDS), "body_timeout_seconds": str(DEADLINE_SECONDS)}
-    with gateway_process(redis_url, catalog_path, tmp_path_factory.mktemp("slow"), **deadlines) as (url, _):
+    with gateway_process(redis_url, catalog_path, tmp_path_factory.mktemp("slow"), **deadlines) as (url, _, _):
         host, port = url.removeprefix("http://").split(":")
         yield host, int(port)
 
