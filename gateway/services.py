@@ -84,7 +84,12 @@ def _background(services: Services, settings: Settings) -> list[Coroutine[Any, A
 
 
 async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Metrics, resolve: Resolve) -> Services:
-    links = Links(Signer(await store.shared_secret(SECRET_NAME)), settings.public_base_url, settings.local_base_url())
+    links = Links(
+        Signer(await store.shared_secret(SECRET_NAME)),
+        settings.public_base_url,
+        settings.local_base_url(),
+        output_link_seconds=settings.output_link_seconds,
+    )
     files = Files(
         store.files,
         LocalStorage(settings.files_directory()),

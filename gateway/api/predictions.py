@@ -15,7 +15,6 @@ from starlette.routing import Route
 from gateway.api.requests import api_root, caller, json_object, services
 from gateway.catalog import Reference, RefKind
 from gateway.errors import BadRequest, Forbidden, InvalidInput, NotFound
-from gateway.outputs import expand
 from gateway.predictions import CreateOptions
 from gateway.providers.base import WEBHOOK_EVENTS
 from gateway.store import StoredPrediction
@@ -34,13 +33,7 @@ _PASSED_HEADERS = {"content-type", "content-length", "etag", "last-modified", "c
 
 def prediction_json(record: StoredPrediction, request: Request) -> dict[str, Any]:
     """The public prediction object: the stored document plus absolute URLs on the address the tenant used."""
-    root = api_root(request)
-    url = f"{root}/predictions/{record.id}"
-    links = services(request).links
-    # Links expire a fixed time after the prediction was created, so every read hands out the same ones.
-    expiry = record.created_ms // 1000 + services(request).settings.output_link_seconds
-    output = expand(record.doc["output"], lambda index, name: links.output(root, record.id, index, name, expiry))
-    return {**record.doc, "output": output, "urls": {"get": url, "cancel": f"{url}/cancel", "web": url}}
+    return services(request).links.prediction(record, api_root(request))
 
 
 async def get_output(request: Request) -> Response:

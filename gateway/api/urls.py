@@ -7,13 +7,15 @@ composition root) and the endpoints that answer these URLs.
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 from gateway.callbacks import Callbacks
+from gateway.config import DEFAULT_OUTPUT_LINK_SECONDS
 from gateway.files.signing import DownloadSignatures, UploadTokens
-from gateway.outputs import OutputSignatures
+from gateway.outputs import OutputSignatures, expand
 from gateway.signing import Signer
-from gateway.store import StoredFile
+from gateway.store import StoredFile, StoredPrediction
 
 _FILE_PATH = re.compile(r"^(?:/replicate)?/v1/files/(?P<id>[A-Za-z0-9_-]{1,200})(?:/download(?:/[^/]+/[^/]+/[^/]+)?)?/?$")
 
@@ -33,7 +35,15 @@ def file_id_in(url: str) -> str | None:
 class Links:
     """URLs on the gateway's public address, or on its local one for model servers running beside it."""
 
-    def __init__(self, signer: Signer, public_base_url: str | None, local_base_url: str) -> None:
+    def __init__(
+        self,
+        signer: Signer,
+        public_base_url: str | None,
+        local_base_url: str,
+        *,
+        output_link_seconds: int = DEFAULT_OUTPUT_LINK_SECONDS,
+    ) -> None:
+        self.output_link_seconds = output_link_seconds
         self.callbacks = Callbacks(signer)
         self.outputs = OutputSignatures(signer)
         self.downloads = DownloadSignatures(signer)
@@ -61,6 +71,19 @@ class Links:
         expiry = int(file.expires_ms / 1000 if expires_at is None else expires_at)
         signature = self.downloads.sign(file.tenant, file.id, expiry)
         return f"{base.rstrip('/')}/v1/files/{file.id}/download/{expiry}/{signature}/{quote(file.name, safe='')}"
+
+    def api_root(self) -> str:
+        """The API prefix on the gateway's public address (else its local one), for documents sent unasked
+        (webhook bodies)."""
+        return f"{self.public_base or self.local_base}/v1"
+
+    def prediction(self, record: StoredPrediction, api_root: str) -> dict[str, Any]:
+        """The public prediction object: the stored document plus absolute URLs under `api_root`."""
+        url = f"{api_root}/predictions/{record.id}"
+        # Links expire a fixed time after the prediction was created, so every read hands out the same ones.
+        expiry = record.created_ms // 1000 + self.output_link_seconds
+        output = expand(record.doc["output"], lambda index, name: self.output(api_root, record.id, index, name, expiry))
+        return {**record.doc, "output": output, "urls": {"get": url, "cancel": f"{url}/cancel", "web": url}}
 
     def output(self, api_root: str, prediction_id: str, index: int, name: str, expiry: int) -> str:
         """The signed link to an output file an upstream keeps, valid until `expiry` (Unix time)."""

@@ -5,8 +5,9 @@ with the store's compare-and-set, so each transition happens once across all gat
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from gateway.metrics import Metrics
@@ -16,8 +17,13 @@ from gateway.status import Status
 from gateway.store import PredictionStore, StoredPrediction
 from gateway.timestamps import parse_timestamp, timestamp
 
+logger = logging.getLogger(__name__)
+
 RemoteOutputs = Callable[[str], bool]
 """Whether a provider (by name) keeps output files on the upstream, behind gateway links."""
+Observer = Callable[[StoredPrediction, StoredPrediction], Awaitable[None]]
+"""Told of each change this process applied (the record before, the record after), once per change across all
+gateway processes: only the writer whose compare-and-set succeeded tells its observers."""
 
 
 class Tracker:
@@ -25,6 +31,10 @@ class Tracker:
         self._store = store
         self._metrics = metrics
         self._remote_outputs = remote_outputs
+        self._observers: list[Observer] = []
+
+    def observe(self, observer: Observer) -> None:
+        self._observers.append(observer)
 
     async def report(self, prediction_id: str, upstream: UpstreamPrediction) -> StoredPrediction | None:
         """Apply what an upstream reported on a prediction; the record as now stored, None when there is none."""
@@ -45,7 +55,7 @@ class Tracker:
         if await self._store.apply(record.id, status, doc, now, upstream.id, outputs):
             if status.terminal:  # the compare-and-set let exactly one writer get here
                 self._metrics.prediction_finished(doc["model"], record.provider, status)
-            return dataclasses.replace(
+            applied = dataclasses.replace(
                 record,
                 status=status,
                 doc=doc,
@@ -54,8 +64,18 @@ class Tracker:
                 upstream_outputs=tuple(outputs or record.upstream_outputs),
                 provisional=False,
             )
+            await self._tell(record, applied)
+            return applied
         current = await self._store.get(record.id)  # another writer moved it on first
         return current or record
+
+
+    async def _tell(self, before: StoredPrediction, after: StoredPrediction) -> None:
+        for observer in self._observers:
+            try:
+                await observer(before, after)
+            except Exception:  # the change is stored; an observer's failure must not undo the caller's success
+                logger.exception("an observer of prediction %s failed", after.id)
 
 
 def _out_of_order(record: StoredPrediction, upstream: UpstreamPrediction) -> bool:
