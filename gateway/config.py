@@ -95,6 +95,13 @@ class Settings(BaseSettings):
     list_page_bytes: int = Field(default=DEFAULT_LIST_PAGE_BYTES, gt=0)
     header_timeout_seconds: float = Field(default=DEFAULT_HEADER_TIMEOUT_SECONDS, gt=0)
     body_timeout_seconds: float = Field(default=DEFAULT_BODY_TIMEOUT_SECONDS, gt=0)
+    # Follow-ups of unfinished predictions (polling upstreams that sent no news): the first one this long after
+    # creation, then every `poll_ratio` times the prediction's age, at most every `poll_longest_seconds`.
+    poll_first_seconds: float = Field(default=1.0, gt=0)
+    poll_ratio: float = Field(default=0.5, gt=0)
+    poll_longest_seconds: float = Field(default=30.0, gt=0)
+    # How long a process holds a follow-up it took: one that dies holding it leaves it to others this much later.
+    follow_up_lease_seconds: float = Field(default=60.0, gt=0)
 
     @field_validator("admin_token")
     @classmethod

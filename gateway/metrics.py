@@ -30,6 +30,13 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.upstream_reads = Counter(
+            "gateway_upstream_reads",
+            "Predictions re-read from their upstream (polls, and refreshes of stale records)",
+            ["provider"],
+            registry=self.registry,
+        )
+
     def request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(endpoint, method, str(status)).inc()
         self.latency.labels(endpoint).observe(seconds)
@@ -39,6 +46,9 @@ class Metrics:
 
     def prediction_finished(self, model: str, provider: str, status: Status) -> None:
         self.finished.labels(model, provider, status.value).inc()
+
+    def upstream_read(self, provider: str) -> None:
+        self.upstream_reads.labels(provider).inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -17,6 +17,7 @@ from gateway.config import Settings
 from gateway.files import FileLimits, Files, InputFiles, LocalStorage, prediction_owners
 from gateway.files.inputs import DownloadUrl
 from gateway.keys import KeyService
+from gateway.lifecycle import Deadlines, FollowUpPolicy, FollowUps
 from gateway.metrics import Metrics
 from gateway.predictions import Predictions, Tracker, UpstreamRequests
 from gateway.providers import Provider, Reporting, build_providers, capabilities_of
@@ -44,6 +45,8 @@ class Services:
     metrics: Metrics
     links: Links
     waiters: Waiters
+    follow_ups: FollowUps
+    deadlines: Deadlines
     ready: Callable[[], Awaitable[None]]  # returns once the store answers, else raises StoreError
 
 
@@ -80,7 +83,13 @@ async def open_services(
 
 
 def _background(services: Services, settings: Settings) -> list[Coroutine[Any, Any, None]]:
-    return [services.auth.watch(), services.waiters.run(), services.files.sweep_forever(settings.file_sweep_seconds)]
+    return [
+        services.auth.watch(),
+        services.waiters.run(),
+        services.files.sweep_forever(settings.file_sweep_seconds),
+        services.follow_ups.run(),
+        services.deadlines.run(),
+    ]
 
 
 async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Metrics, resolve: Resolve) -> Services:
@@ -117,11 +126,23 @@ async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Me
         metrics,
         refresh_after=settings.refresh_after_seconds,
         page_bytes=settings.list_page_bytes,
+        follow_up_after=settings.poll_first_seconds,
+    )
+    follow_ups = FollowUps(
+        store.follow_ups,
+        predictions,
+        FollowUpPolicy(
+            first_seconds=settings.poll_first_seconds,
+            ratio=settings.poll_ratio,
+            longest_seconds=settings.poll_longest_seconds,
+            lease_seconds=settings.follow_up_lease_seconds,
+        ),
     )
     auth = Authenticator(store.keys, settings.key_cache_seconds)
     keys, audit = KeyService(store.keys), AuditLog(store.audit)
     return Services(
         settings, catalog, providers, auth, keys, audit, schemas, predictions, files, metrics, links, waiters,
+        follow_ups, Deadlines(store.deadlines, predictions),
         ready=functools.partial(store.ping, READY_TIMEOUT_SECONDS),
     )  # fmt: skip
 

@@ -57,6 +57,7 @@ def create_app(settings: Settings, catalog: Catalog, resolve: Resolve = system_r
     api_routes = predictions.routes + models.routes + files.routes
     routes = [
         *(Mount(prefix, routes=api_routes) for prefix in API_PREFIXES),
+        *predictions.root_routes,
         Mount("/admin/v1", routes=admin.routes),
         *callbacks.routes,
         *files.upload_routes,

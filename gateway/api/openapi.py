@@ -222,6 +222,10 @@ def _tenant_paths() -> Json:
     }
 
 
+# The prediction operations also served at the host root, with no version prefix.
+_ROOT_PATHS = ("/predictions", "/predictions/{prediction_id}", "/predictions/{prediction_id}/cancel")
+
+
 def _renamed(item: Json, label: str) -> Json:
     renamed = copy.deepcopy(item)
     for method in renamed.values():
@@ -232,9 +236,12 @@ def _renamed(item: Json, label: str) -> Json:
 def build_document(api_prefixes: Sequence[str]) -> Json:
     """The whole document: the tenant API under each prefix (ids after the first prefixed with its name)."""
     paths: Json = {}
+    tenant_paths = _tenant_paths()
     for number, prefix in enumerate(api_prefixes):
-        for path, item in _tenant_paths().items():
+        for path, item in tenant_paths.items():
             paths[prefix + path] = item if number == 0 else _renamed(item, prefix.strip("/").split("/")[0])
+    for path in _ROOT_PATHS:
+        paths[path] = _renamed(tenant_paths[path], "root")
     return {
         "openapi": "3.1.0",
         "info": {

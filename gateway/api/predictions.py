@@ -25,6 +25,8 @@ _WEBHOOK_EVENTS = frozenset(WEBHOOK_EVENTS)
 _REQUIRED_FIELDS = frozenset({"version", "input"})  # null is not a value for these
 MAX_WAIT_SECONDS = 60
 _SECONDS = re.compile(r"[0-9]{1,6}")  # ASCII digits only: str.isdigit() also takes '²', which int() refuses
+MIN_CANCEL_AFTER_SECONDS = 5
+_DURATION = re.compile(r"(?:([0-9]{1,6})h)?(?:([0-9]{1,6})m)?(?:([0-9]{1,9}(?:\.[0-9]{1,6})?)s)?|([0-9]{1,9})")
 _WAIT_MARGIN_SECONDS = 0.25  # answer before the client's own timeout (the Python client allows n + 0.5 s)
 # An upstream chooses the content type: never let a browser run what it sends on the gateway's origin.
 _UNTRUSTED_CONTENT = {"x-content-type-options": "nosniff", "content-security-policy": "sandbox"}
@@ -92,7 +94,7 @@ async def list_predictions(request: Request) -> Response:
 async def _create(request: Request, kind: RefKind) -> Response:
     key = await caller(request, "predict")
     body = await json_object(request)
-    options = _create_options(body, version_required=kind is RefKind.VERSION)
+    options = _create_options(body, _cancel_after(request.headers.get("cancel-after")), kind is RefKind.VERSION)
     wait = _preferred_wait(request.headers.get("prefer"))  # read before anything runs upstream
     name = body["version"] if kind is RefKind.VERSION else _path_name(request)
     record = await services(request).predictions.create(key, Reference(kind, name), options)
@@ -125,7 +127,21 @@ def _path_name(request: Request) -> str:
     return f"{request.path_params['owner']}/{request.path_params['name']}"
 
 
-def _create_options(body: dict[str, Any], *, version_required: bool) -> CreateOptions:
+def _cancel_after(header: str | None) -> float | None:
+    """`Cancel-After`: seconds as `30`, `30s`, `5m`, `1h30m45s` (a bare number is seconds), at least 5 s."""
+    if header is None:
+        return None
+    match = _DURATION.fullmatch(header.strip())
+    if match is None or not any(match.groups()):
+        raise BadRequest(f"Cancel-After must be a duration such as 30, 30s, 5m or 1h30m45s, not {header[:40]!r}")
+    hours, minutes, seconds, bare = (float(part) if part else 0.0 for part in match.groups())
+    total = hours * 3600 + minutes * 60 + seconds + bare
+    if total < MIN_CANCEL_AFTER_SECONDS:
+        raise BadRequest(f"Cancel-After must be at least {MIN_CANCEL_AFTER_SECONDS} seconds")
+    return total
+
+
+def _create_options(body: dict[str, Any], cancel_after: float | None, version_required: bool) -> CreateOptions:
     """Check the top-level body the way Replicate does (additionalProperties: false) and pick out the options."""
     allowed = _BODY_FIELDS if version_required else _BODY_FIELDS - {"version"}
     problems = [
@@ -143,6 +159,7 @@ def _create_options(body: dict[str, Any], *, version_required: bool) -> CreateOp
         input=body["input"],
         webhook=body.get("webhook") or body.get("webhook_completed"),
         webhook_events_filter=body.get("webhook_events_filter") or (["completed"] if body.get("webhook_completed") else None),
+        cancel_after=cancel_after,
     )
 
 
@@ -197,11 +214,15 @@ def _page_url(root: str, cursor: str | None, query: Any) -> str | None:
     return f"{root}/predictions?{urlencode({**params, 'cursor': cursor})}"
 
 
-routes = [
+# Also served at the host root, with no version prefix: the paths some Replicate-compatible aggregators document.
+root_routes = [
     Route("/predictions", create_prediction, methods=["POST"]),
     Route("/predictions", list_predictions, methods=["GET"]),
     Route("/predictions/{prediction_id}", get_prediction, methods=["GET"]),
     Route("/predictions/{prediction_id}/cancel", cancel_prediction, methods=["POST"]),
+]
+routes = [
+    *root_routes,
     Route("/predictions/{prediction_id}/outputs/{index:int}/{expiry:int}/{signature}/{name}", get_output, methods=["GET"]),
     Route("/models/{owner}/{name}/predictions", create_model_prediction, methods=["POST"]),
     Route("/deployments/{owner}/{name}/predictions", create_deployment_prediction, methods=["POST"]),

@@ -23,6 +23,7 @@ class CreateOptions:
     input: dict[str, Any]
     webhook: str | None = None
     webhook_events_filter: list[str] | None = None
+    cancel_after: float | None = None  # seconds from creation after which the prediction is cancelled
 
 
 def new_prediction_id() -> str:
@@ -51,6 +52,8 @@ def new_record(key: KeyRecord, resolved: Resolved, prepared: dict[str, Any], opt
     }
     if resolved.deployment:
         doc["deployment"] = resolved.deployment
+    if options.cancel_after is not None:
+        doc["deadline"] = timestamp((created_ms + options.cancel_after * 1000) / 1000)
     if options.webhook:
         doc["webhook"] = options.webhook
         doc["webhook_events_filter"] = options.webhook_events_filter or list(WEBHOOK_EVENTS)

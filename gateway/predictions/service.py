@@ -57,6 +57,7 @@ class Predictions:
         *,
         refresh_after: float,
         page_bytes: int,
+        follow_up_after: float,
     ) -> None:
         self._catalog = catalog
         self._store = store
@@ -68,6 +69,7 @@ class Predictions:
         self._metrics = metrics
         self._refresh_after = refresh_after
         self._page_bytes = page_bytes
+        self._follow_up_after = follow_up_after
         self._refreshing: dict[str, asyncio.Task[StoredPrediction]] = {}
 
     async def create(self, key: KeyRecord, reference: Reference, options: CreateOptions) -> StoredPrediction:
@@ -81,7 +83,11 @@ class Predictions:
         validator.validate(prepared)
         await validator.check_urls(prepared)
         record = new_record(key, resolved, prepared, options)
-        await self._store.insert(record)
+        await self._store.insert(
+            record,
+            follow_up_ms=record.created_ms + int(self._follow_up_after * 1000),
+            deadline_ms=None if options.cancel_after is None else record.created_ms + int(options.cancel_after * 1000),
+        )
         try:
             started = await self._start(record, resolved)
         except Exception:  # the tenant gets an error, so no prediction may remain
@@ -89,6 +95,15 @@ class Predictions:
             raise
         self._metrics.prediction_created(resolved.model.name, record.provider)
         return started
+
+    async def find(self, prediction_id: str) -> StoredPrediction | None:
+        """The record, whoever owns it (for background work), provisional ones included."""
+        return await self._store.get(prediction_id)
+
+    def pollable(self, record: StoredPrediction) -> bool:
+        """Whether the record's upstream can be asked for its state (and holds a prediction to ask about)."""
+        provider = self._providers.get(record.provider)
+        return bool(record.upstream_id) and provider is not None and provider.capabilities.get_by_id
 
     async def get(self, key: KeyRecord, prediction_id: str) -> StoredPrediction:
         """From Redis; a stale, unfinished record is refreshed from the upstream once for all concurrent readers."""
@@ -181,12 +196,16 @@ class Predictions:
         return entries, next_cursor
 
     async def cancel(self, key: KeyRecord, prediction_id: str) -> StoredPrediction:
-        record = await self._owned(key, prediction_id)
+        return await self.expire(await self._owned(key, prediction_id))
+
+    async def expire(self, record: StoredPrediction, *, upstream_first: bool = True) -> StoredPrediction:
+        """Cancel the prediction (a tenant's cancel, or its deadline passing): upstream first, unless the
+        upstream has failed to take the cancel for so long that the gateway gives up asking."""
         if record.status.terminal:
             return record
         provider = self._providers.get(record.provider)
         upstream = None
-        if record.upstream_id and provider is not None and provider.capabilities.cancel:
+        if upstream_first and record.upstream_id and provider is not None and provider.capabilities.cancel:
             upstream = await provider.cancel(record.upstream_id)
         if upstream is None or not upstream.status.terminal:
             upstream = UpstreamPrediction(id=record.upstream_id, status=Status.CANCELED)
@@ -199,12 +218,9 @@ class Predictions:
         return record
 
     def _stale(self, record: StoredPrediction) -> bool:
-        provider = self._providers.get(record.provider)
         return (
             not record.status.terminal
-            and bool(record.upstream_id)
-            and provider is not None
-            and provider.capabilities.get_by_id
+            and self.pollable(record)
             and time.time() - record.refreshed_at >= self._refresh_after
         )
 
@@ -212,6 +228,7 @@ class Predictions:
         if not await self._store.claim_refresh(record.id, _REFRESH_HOLD_MS):  # another gateway process is on it
             return record
         try:
+            self._metrics.upstream_read(record.provider)
             upstream = await self._providers[record.provider].get(record.upstream_id)
             return await self._tracker.apply(record, upstream)
         except GatewayError as exc:

@@ -89,15 +89,28 @@ def _merged(doc: dict[str, Any], upstream: UpstreamPrediction, now: float) -> di
     merged = {**doc, "status": upstream.status.value, "output": upstream.output, "error": upstream.error}
     if upstream.logs is not None:
         merged["logs"] = upstream.logs
-    if upstream.status is not Status.STARTING:
-        merged["started_at"] = doc.get("started_at") or _normalised(upstream.started_at) or timestamp(now)
+    started = doc.get("started_at") or _normalised(upstream.started_at)
+    if upstream.status is not Status.STARTING and upstream.status is not Status.CANCELED:
+        started = started or timestamp(now)  # it ran, though nobody saw it start
+    merged["started_at"] = started
     if upstream.status.terminal:
         merged["completed_at"] = _normalised(upstream.completed_at) or timestamp(now)
-        created = parse_timestamp(doc["created_at"]) or now
-        merged["metrics"] = {**(upstream.metrics or {}), "total_time": round(now - created, 6)}
+        merged["metrics"] = _final_metrics(doc, upstream, started, merged["completed_at"], now)
     elif upstream.metrics:
         merged["metrics"] = upstream.metrics
     return merged
+
+
+def _final_metrics(
+    doc: dict[str, Any], upstream: UpstreamPrediction, started_at: str | None, completed_at: str, now: float
+) -> dict[str, Any]:
+    """The upstream's metrics, with `total_time` from creation, and `predict_time` from the run's start whenever
+    it ran (a canceled or failed run too: that time was spent, and billed upstream) and the upstream did not say."""
+    metrics = {**(upstream.metrics or {}), "total_time": round(now - (parse_timestamp(doc["created_at"]) or now), 6)}
+    started, completed = parse_timestamp(started_at), parse_timestamp(completed_at)
+    if "predict_time" not in metrics and started is not None and completed is not None:
+        metrics["predict_time"] = round(max(completed - started, 0.0), 6)
+    return metrics
 
 
 def _normalised(value: str | None) -> str | None:

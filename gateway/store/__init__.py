@@ -22,6 +22,7 @@ from gateway.store.keys import KeyChange, KeyStore, StoredKey
 from gateway.store.predictions import PredictionStore, StoredPrediction
 from gateway.store.queue import QueueStore
 from gateway.store.redis import connect, mapped_errors
+from gateway.store.schedule import Schedule
 from gateway.store.schemas import SchemaStore
 from gateway.store.subscriptions import follow
 from gateway.store.timeline import IndexEntry
@@ -32,7 +33,9 @@ class Store:
 
     def __init__(self, redis: aioredis.Redis, prediction_retention_seconds: int, audit_retention_seconds: int) -> None:
         self._redis = redis
-        self.predictions = PredictionStore(redis, prediction_retention_seconds)
+        self.follow_ups = Schedule(redis, "follow-ups")  # every unfinished prediction: polling, settlement
+        self.deadlines = Schedule(redis, "deadlines")  # predictions with a Cancel-After deadline
+        self.predictions = PredictionStore(redis, prediction_retention_seconds, self.follow_ups, self.deadlines)
         self.audit = AuditStore(redis, audit_retention_seconds)
         self.keys = KeyStore(redis, self.audit)
         self.files = FileStore(redis)
@@ -87,6 +90,7 @@ __all__ = [
     "KeyStore",
     "PredictionStore",
     "QueueStore",
+    "Schedule",
     "SchemaStore",
     "Store",
     "StoredFile",

@@ -13,6 +13,7 @@ from redis.typing import EncodableT, FieldT
 from gateway.status import Status, allowed_sources
 from gateway.store import events, timeline
 from gateway.store.redis import mapped_errors
+from gateway.store.schedule import Schedule
 from gateway.store.timeline import IndexEntry
 
 PROVISIONAL_SECONDS = 300  # how long a record lives before its prediction was taken upstream
@@ -89,13 +90,16 @@ class StoredPrediction:
 
 
 class PredictionStore:
-    def __init__(self, redis: aioredis.Redis, retention_seconds: int) -> None:
+    def __init__(self, redis: aioredis.Redis, retention_seconds: int, follow_ups: Schedule, deadlines: Schedule) -> None:
         self._redis = redis
         self._retention = retention_seconds
         self._apply = redis.register_script(_APPLY)
+        self._follow_ups = follow_ups
+        self._deadlines = deadlines
 
-    async def insert(self, prediction: StoredPrediction) -> None:
-        """Write the record and index it for its tenant, trimming expired index entries: one round trip.
+    async def insert(self, prediction: StoredPrediction, *, follow_up_ms: int, deadline_ms: int | None = None) -> None:
+        """Write the record, index it for its tenant (trimming expired index entries) and schedule its first
+        follow-up (and its deadline, if any): one round trip, so that no record exists that nothing follows up.
 
         The record is provisional (`StoredPrediction.provisional`, which readers do not show) and expires within
         minutes unless a change is applied to it or it is `retain`ed: one whose create failed cannot outlive the
@@ -106,6 +110,9 @@ class PredictionStore:
             pipe.expire(_key(prediction.id), min(PROVISIONAL_SECONDS, self._retention))
             timeline.add(pipe, index, prediction.entry, prediction.created_ms - self._retention * 1000)
             pipe.expire(index, self._retention)
+            self._follow_ups.add_to(pipe, prediction.id, follow_up_ms)
+            if deadline_ms is not None:
+                self._deadlines.add_to(pipe, prediction.id, deadline_ms)
             with mapped_errors():
                 await pipe.execute()
 

@@ -1,0 +1,99 @@
+"""Follow-ups: every prediction is scheduled when it is created and visited until it has ended and been settled.
+
+A visit to an unfinished prediction on an upstream that answers GET polls it, unless news arrived recently (an
+upstream webhook, a client's read): polling is the fallback for webhooks that never come, not a second feed.
+The wait between polls grows with the prediction's age. A visit to a finished prediction runs the settlement
+hooks (the terminal client webhook, usage) once more, which are idempotent, then drops it from the schedule:
+whatever stopped the process that finished the prediction before it settled, settlement still happens.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from gateway.lifecycle.worker import work_on
+from gateway.predictions import Predictions
+from gateway.store import Schedule, StoredPrediction
+
+logger = logging.getLogger(__name__)
+
+Settle = Callable[[StoredPrediction], Awaitable[None]]
+"""Settle a finished prediction; must be idempotent (it may run again after a crash)."""
+
+_SETTLE_RETRY_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class FollowUpPolicy:
+    """When to look at an unfinished prediction again: after `ratio` times its age, within [first, longest]."""
+
+    first_seconds: float = 1.0
+    ratio: float = 0.5
+    longest_seconds: float = 30.0
+    lease_seconds: float = 60.0  # longer than any upstream read: a visit is never repeated while it runs
+    tick_seconds: float = 0.25
+    concurrency: int = 32  # visits in flight per process
+
+    def interval(self, age_seconds: float) -> float:
+        return min(max(age_seconds * self.ratio, self.first_seconds), self.longest_seconds)
+
+
+class FollowUps:
+    def __init__(
+        self,
+        schedule: Schedule,
+        predictions: Predictions,
+        policy: FollowUpPolicy,
+        settle: Sequence[Settle] = (),
+    ) -> None:
+        self._schedule = schedule
+        self._predictions = predictions
+        self._policy = policy
+        self._settle = list(settle)
+
+    def settle_with(self, settle: Settle) -> None:
+        self._settle.append(settle)
+
+    async def run(self) -> None:
+        """Visit due predictions until cancelled (every gateway process runs one of these)."""
+        policy = self._policy
+        await work_on(
+            self._schedule,
+            self.visit,
+            tick_seconds=policy.tick_seconds,
+            lease_seconds=policy.lease_seconds,
+            concurrency=policy.concurrency,
+        )
+
+    async def visit(self, prediction_id: str) -> None:
+        record = await self._predictions.find(prediction_id)
+        if record is None:  # expired, or its create failed and removed it
+            await self._schedule.remove(prediction_id)
+            return
+        now = time.time()
+        interval = self._policy.interval(now - record.created_ms / 1000)
+        polled = not record.status.terminal and not record.provisional and self._predictions.pollable(record)
+        if polled and now - record.refreshed_at >= interval:
+            record = await self._predictions.refresh(record)
+        if record.status.terminal:
+            await self._settled(record)
+            return
+        # An interval after the latest news; after a failed poll (no news), an interval from now. A provisional
+        # record (a create still in flight) is looked at again the same way, and expires if the create failed.
+        due = record.refreshed_at + interval
+        if due <= now:
+            due = now + interval
+        await self._schedule.reschedule(prediction_id, int(due * 1000))
+
+    async def _settled(self, record: StoredPrediction) -> None:
+        for settle in self._settle:
+            try:
+                await settle(record)
+            except Exception:
+                logger.exception("settling prediction %s failed; retrying", record.id)
+                await self._schedule.reschedule(record.id, int((time.time() + _SETTLE_RETRY_SECONDS) * 1000))
+                return
+        await self._schedule.remove(record.id)
