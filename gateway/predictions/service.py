@@ -9,7 +9,6 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from gateway.catalog import Catalog, Reference, Resolved
 from gateway.cursors import encode_cursor, window
@@ -19,7 +18,7 @@ from gateway.metrics import Metrics
 from gateway.predictions.records import CreateOptions, new_record
 from gateway.predictions.requests import UpstreamRequests
 from gateway.predictions.tracking import Tracker
-from gateway.providers import CreateRequest, Provider, UpstreamPrediction, UpstreamStream
+from gateway.providers import Callback, CreateRequest, Provider, UpstreamPrediction, UpstreamStream
 from gateway.schemas import Schemas
 from gateway.status import Status
 from gateway.store import IndexEntry, PredictionStore, StoredPrediction
@@ -130,13 +129,13 @@ class Predictions:
                     record = await self.refresh(record, within=max(deadline - time.monotonic(), 0))
         return record
 
-    async def on_upstream_webhook(self, prediction_id: str, payload: Any, authorization: str | None) -> None:
+    async def on_upstream_webhook(self, prediction_id: str, callback: Callback) -> None:
         """An upstream reported a change: trust its payload if its adapter can, else re-read it upstream."""
         record = await self._store.get(prediction_id)
         if record is None or not record.upstream_id:
             return
         provider = self._providers[record.provider]
-        reported = provider.parse_webhook(payload, record.upstream_id, authorization)
+        reported = provider.parse_webhook(callback, record.upstream_id)
         if reported is None:
             if not record.status.terminal:
                 await self.refresh(record)

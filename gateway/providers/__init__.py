@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from gateway.config import ProviderConfig
-from gateway.providers.base import Capabilities, CreateRequest, Provider, Reporting, UpstreamPrediction
+from gateway.providers.base import Callback, Capabilities, CreateRequest, Provider, Reporting, UpstreamPrediction
 from gateway.providers.cog import CogProvider
 from gateway.providers.http import UpstreamClient, UpstreamStream
 from gateway.providers.replicate import ReplicateProvider
@@ -41,6 +41,7 @@ def build_providers(
 
 __all__ = [
     "REGISTRY",
+    "Callback",
     "Capabilities",
     "CogProvider",
     "CreateRequest",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +50,16 @@ class UpstreamPrediction:
     completed_at: str | None = None
 
 
+@dataclass(frozen=True)
+class Callback:
+    """A webhook an upstream sent about one prediction: the parsed payload (None if it was not JSON), the raw
+    body and the headers (names in lower case)."""
+
+    payload: Any
+    body: bytes
+    headers: Mapping[str, str]
+
+
 Report = Callable[[str, UpstreamPrediction], Awaitable[StoredPrediction | None]]
 """Apply what an upstream reported on a prediction (by id), as an upstream webhook is applied; the record as
 now stored, or None when there is none."""
@@ -88,8 +98,9 @@ class Provider:
         """Ask the upstream to stop; its state if it answers with one."""
         raise NotImplementedError
 
-    def parse_webhook(self, payload: Any, upstream_id: str, authorization: str | None = None) -> UpstreamPrediction | None:
-        """A webhook payload to trust as the new state, or None to re-read the prediction from the upstream.
+    def parse_webhook(self, callback: Callback, upstream_id: str) -> UpstreamPrediction | None:
+        """The state a webhook reports, when the adapter can tell the upstream sent it; None to re-read the
+        prediction from the upstream instead.
 
         Raises Unauthenticated when the adapter can tell the sender is not the upstream."""
         return None

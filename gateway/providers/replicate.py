@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
+import binascii
+import contextlib
+import logging
 import re
 from typing import Any
 from urllib.parse import urlsplit
 
+from standardwebhooks import Webhook, WebhookVerificationError
+
 from gateway.catalog import Route, TargetKind
 from gateway.config import ProviderConfig
 from gateway.errors import GatewayError, InvalidInput, NotFound, UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from gateway.providers.base import WEBHOOK_EVENTS, Capabilities, CreateRequest, Provider, UpstreamPrediction, identify
+from gateway.providers.base import (
+    WEBHOOK_EVENTS,
+    Callback,
+    Capabilities,
+    CreateRequest,
+    Provider,
+    UpstreamPrediction,
+    identify,
+)
 from gateway.providers.http import UpstreamClient, UpstreamResponse, UpstreamStream
 from gateway.ssrf import AddressRefused
 
+logger = logging.getLogger(__name__)
 _DELIVERY_HOSTS = ("replicate.delivery",)
+_SECRET_RETRY_SECONDS = 30.0
 _RESETS_IN = re.compile(r"(?:in|resets in) ~?(\d+)\s*s")
 
 
@@ -29,6 +45,24 @@ class ReplicateProvider(Provider):
         self._tokens = [t.get_secret_value() for t in config.tokens]
         self._token_index = 0
         self._client = client
+        self._signers: list[Webhook] = []  # the webhook signing secret of each token's account, once known
+        self._learning: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self._tokens:
+            self._learning = asyncio.create_task(self._learn_signing_secrets())
+
+    def parse_webhook(self, callback: Callback, upstream_id: str) -> UpstreamPrediction | None:
+        """The payload of a webhook signed with the upstream account's secret (Standard Webhooks, as Replicate
+        signs them); None for anything else (an upstream that does not sign, a secret not known yet, a forgery),
+        which is re-read from the upstream instead."""
+        if not any(_signed_by(signer, callback) for signer in self._signers):
+            return None
+        try:
+            reported = _from_upstream(callback.payload)
+        except UpstreamError:
+            return None
+        return reported if reported.id == upstream_id else None
 
     async def create(self, request: CreateRequest) -> UpstreamPrediction:
         path, body = _create_call(request)
@@ -71,7 +105,41 @@ class ReplicateProvider(Provider):
         return stream
 
     async def aclose(self) -> None:
+        if self._learning is not None:
+            self._learning.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._learning
         await self._client.aclose()
+
+    async def _learn_signing_secrets(self) -> None:
+        """Ask the upstream for each token's webhook signing secret until it answers (not asked again: Replicate
+        keeps an account's secret). An upstream without the endpoint has its webhooks re-read for good."""
+        while True:
+            try:
+                secrets = [await self._signing_secret(token) for token in self._tokens]
+                break
+            except GatewayError as exc:  # unreachable, or failing for now
+                logger.info("%s: webhook signing secret not available yet (%s)", self.name, exc.detail)
+                await asyncio.sleep(_SECRET_RETRY_SECONDS)
+        try:
+            self._signers = [Webhook(secret) for secret in secrets if secret is not None]
+        except ValueError:  # binascii.Error included
+            self._signers = []
+        if len(self._signers) < len(self._tokens):
+            self._signers = []
+            logger.info("%s: the upstream has no usable webhook signing secret; its webhooks are re-read", self.name)
+
+    async def _signing_secret(self, token: str) -> str | None:
+        """The secret of the token's account; None when the upstream says it has none (4xx, or no key)."""
+        headers = {"Authorization": f"Bearer {token}"}
+        response = await self._client.request("GET", f"{self._base}/webhooks/default/secret", headers=headers)
+        if response.status >= 500 or response.status == 429:
+            raise UpstreamUnavailable(f"HTTP {response.status}")
+        if response.status != 200:
+            return None
+        answer = response.json()
+        key = answer.get("key") if isinstance(answer, dict) else None
+        return key if isinstance(key, str) else None
 
     async def _request(self, method: str, path: str, body: Any = None) -> UpstreamResponse:
         """Send with the current token; on 429, move to the next token and try each once."""
@@ -86,6 +154,14 @@ class ReplicateProvider(Provider):
         if response.status >= 400:
             raise _error(response)
         return response
+
+
+def _signed_by(signer: Webhook, callback: Callback) -> bool:
+    try:
+        signer.verify(callback.body, dict(callback.headers), json_parse=False)
+    except (WebhookVerificationError, ValueError, binascii.Error):
+        return False
+    return True
 
 
 def _origin(url: str) -> tuple[str, str | None, int | None]:

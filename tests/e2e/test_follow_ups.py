@@ -81,8 +81,9 @@ def test_a_prediction_nobody_reads_reaches_its_end_by_polling_with_few_upstream_
             _until_status(redis_url, prediction_id, "succeeded", 15)
     for prediction_id in ids:
         reads = quiet_upstream.requests("GET", f"/predictions/{_upstream_id(redis_url, prediction_id)}")
-        # About 2 s of running, polled after 0.5 s and then every half of the prediction's age: a handful of reads.
-        assert 1 <= len(reads) <= 6
+        # About 2 s of running, polled after 0.5 s and then every half of the prediction's age: a handful of reads
+        # (about 5; more when a slow machine stretches the run).
+        assert 1 <= len(reads) <= 8, [r.at for r in reads]
 
 
 def test_two_processes_never_poll_one_prediction_at_the_same_time(
@@ -125,3 +126,14 @@ def test_a_process_killed_while_polling_leaves_the_prediction_to_another(
     assert _status(redis_url, prediction_id) == "starting"
     with gateway_process(redis_url, catalog_path, tmp_path / "b", **settings):
         _until_status(redis_url, prediction_id, "succeeded", 15)
+
+
+def test_a_prediction_whose_upstream_sends_news_is_not_polled(
+    redis_url: str, catalog_path: Path, tmp_path: Path, replicate_upstream: Upstream
+) -> None:
+    replicate_upstream.controls.configure(run_seconds=3.0)  # a webhook with new logs every 0.75 s
+    with gateway_process(redis_url, catalog_path, tmp_path, public_base_url="self") as (url, _, _):
+        prediction_id = _create(url, _new_key(url))
+        _until_status(redis_url, prediction_id, "succeeded", 15)
+    assert replicate_upstream.requests("POST", "/predictions")[-1].json["webhook"].startswith(url)
+    assert replicate_upstream.requests("GET", f"/predictions/{_upstream_id(redis_url, prediction_id)}") == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from gateway.errors import InvalidInput, Unauthenticated, UpstreamError, Upstrea
 from gateway.predictions import new_prediction_id
 from gateway.providers import (
     REGISTRY,
+    Callback,
     Capabilities,
     CreateRequest,
     Provider,
@@ -37,6 +39,7 @@ from gateway.providers.cog import CogAdapter, CogServerPool
 from gateway.status import Status
 from tests.conftest import INPAINTING_VERSION, UPSTREAM_TOKEN, Upstream, inpainting_input
 from tests.emulator import Fault
+from tests.emulator.predictions import signed_headers
 from tests.images import data_uri, mask_png, png_with_square
 from tests.servers import free_port, serve_in_thread
 
@@ -244,14 +247,35 @@ async def test_webhooks_are_trusted_only_where_the_kind_authenticates_them(harne
     payload = {"id": "p1", "status": "succeeded", "output": "data:image/png;base64,AA"}
     upstream = "r8-p1" if harness.kind == "replicate" else f"{getattr(harness, 'server', '')}|p1"
     if harness.kind == "replicate":
-        # A Replicate callback only says "look again": nothing in it is taken as the state.
-        assert harness.provider.parse_webhook(payload, upstream, f"Bearer {UPSTREAM_TOKEN}") is None
+        # A Replicate callback is taken as the state only when signed with the account's secret; anything else
+        # only says "look again".
+        body = json.dumps({**payload, "id": upstream}).encode()
+        signed = signed_headers("msg_1", int(time.time()), body)
+        await harness.provider.start()  # it learns the account's signing secret in the background
+        trusted = await _trusted(harness.provider, Callback(json.loads(body), body, signed), upstream)
+        assert (trusted.id, trusted.status, trusted.output) == (upstream, Status.SUCCEEDED, payload["output"])
+        for forged in ({**signed, "webhook-signature": "v1,AAAA"}, {"authorization": f"Bearer {UPSTREAM_TOKEN}"}, {}):
+            assert harness.provider.parse_webhook(Callback(json.loads(body), body, forged), upstream) is None
+        stale = signed_headers("msg_1", int(time.time()) - 3600, body)  # a replay from an hour ago
+        assert harness.provider.parse_webhook(Callback(json.loads(body), body, stale), upstream) is None
+        other = json.dumps({**payload, "id": "r8-other"}).encode()
+        assert harness.provider.parse_webhook(Callback(json.loads(other), other, signed_headers("m", int(time.time()), other)), upstream) is None
+        await harness.provider.aclose()
         return
-    trusted = harness.provider.parse_webhook(payload, upstream, f"Bearer {SERVER_TOKEN}")
+    trusted = harness.provider.parse_webhook(Callback(payload, b"", {"authorization": f"Bearer {SERVER_TOKEN}"}), upstream)
     assert trusted is not None and (trusted.id, trusted.status, trusted.output) == (upstream, Status.SUCCEEDED, payload["output"])
-    for forged in (None, "Bearer wrong", SERVER_TOKEN):
+    for forged in ({}, {"authorization": "Bearer wrong"}, {"authorization": SERVER_TOKEN}):
         with pytest.raises(Unauthenticated):
-            harness.provider.parse_webhook(payload, upstream, forged)
+            harness.provider.parse_webhook(Callback(payload, b"", forged), upstream)
+
+
+async def _trusted(provider: Provider, callback: Callback, upstream: str, timeout: float = 5) -> UpstreamPrediction:
+    """The state the provider takes from `callback`, once it has learnt the signing secret."""
+    deadline = time.monotonic() + timeout
+    while (reported := provider.parse_webhook(callback, upstream)) is None:
+        assert time.monotonic() < deadline, "the signed webhook was never trusted"
+        await asyncio.sleep(0.05)
+    return reported
 
 
 @in_module_loop

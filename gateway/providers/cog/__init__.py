@@ -9,7 +9,7 @@ from typing import Any
 
 from gateway.catalog import Route
 from gateway.config import ProviderConfig
-from gateway.providers.base import Capabilities, CreateRequest, Provider, Reporting, UpstreamPrediction
+from gateway.providers.base import Callback, Capabilities, CreateRequest, Provider, Reporting, UpstreamPrediction
 from gateway.providers.cog.adapter import CogAdapter, Health, ServerBusy, ServerStatus, from_cog, split_upstream_id, upstream_id
 from gateway.providers.cog.dispatcher import SlotDispatcher
 from gateway.providers.cog.servers import CogServerPool
@@ -54,8 +54,8 @@ class CogProvider(Provider):
         await self.adapter.cancel(upstream_id)
         return None
 
-    def parse_webhook(self, payload: Any, upstream_id: str, authorization: str | None = None) -> UpstreamPrediction:
-        return self.adapter.parse_webhook(payload, upstream_id, authorization)
+    def parse_webhook(self, callback: Callback, upstream_id: str) -> UpstreamPrediction:
+        return self.adapter.parse_webhook(callback.payload, upstream_id, callback.headers.get("authorization"))
 
     async def finished(self, upstream_id: str) -> None:
         await self.dispatcher.release(upstream_id)
