@@ -14,7 +14,9 @@ from starlette.routing import Route
 
 from tests.emulator.predictions import Prediction, PredictionStore
 
-FAULT_ROUTES = frozenset({"create", "get", "cancel", "list", "model", "version", "account", "webhook_secret", "delivery"})
+FAULT_ROUTES = frozenset(
+    {"create", "get", "cancel", "list", "model", "version", "account", "webhook_secret", "delivery", "stream"}
+)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,141 @@
+"""Event streams (`urls.stream`): the official clients read them, with or without a key, on any gateway process."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import httpx
+import pytest
+import replicate
+
+from tests.conftest import INPAINTING_VERSION, STORY, STORY_VERSION, Gateway, Upstream, inpainting_input
+from tests.emulator import Fault
+
+PROMPT = "Once upon a time\nthere was a gateway"
+WORDS = ["Once", " upon", " a", " time\nthere", " was", " a", " gateway"]
+
+Event = tuple[str, str, str]  # (event, id, data)
+
+
+def read_events(url: str, headers: dict[str, str] | None = None, limit: int | None = None) -> list[Event]:
+    """The events of a stream as a client without any library reads them, up to `done` (or `limit` events)."""
+    events: list[Event] = []
+    with httpx.stream("GET", url, headers={"Accept": "text/event-stream", **(headers or {})}, timeout=15) as response:
+        assert response.status_code == 200, response.read()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        fields: dict[str, list[str]] = {}
+        for line in response.iter_lines():
+            if line.startswith(":"):
+                continue
+            if line:
+                name, _, value = line.partition(":")
+                fields.setdefault(name, []).append(value.removeprefix(" "))
+                continue
+            if fields:
+                assert len(fields["event"]) == 1 and len(fields["id"]) == 1, fields  # explicit on every event
+                events.append((fields["event"][0], fields["id"][0], "\n".join(fields.get("data", []))))
+                fields = {}
+            if events and (events[-1][0] == "done" or len(events) == limit):
+                break
+    return events
+
+
+def create_story(api: httpx.Client, **body: Any) -> dict[str, Any]:
+    response = api.post("/predictions", json={"version": f"{STORY}:{STORY_VERSION}", "input": {"prompt": PROMPT}, **body})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_python_client_streams_and_the_url_works_without_a_key(gateway: Gateway, tenant_key: str) -> None:
+    client = replicate.Client(api_token=tenant_key, base_url=gateway.url)
+    created = client.predictions.create(version=STORY_VERSION, input={"prompt": PROMPT}, stream=True)
+    unauthenticated: list[Event] = []
+    reader = threading.Thread(target=lambda: unauthenticated.extend(read_events(created.urls["stream"])))
+    reader.start()
+    events = list(created.stream())  # with the tenant's Bearer, as the Python client sends it
+    reader.join(timeout=15)
+    assert [str(event) for event in events if event.event.value == "output"] == WORDS
+    assert (events[-1].event.value, events[-1].data) == ("done", "{}")
+    assert [(e.event.value, e.id, str(e.data)) for e in events] == unauthenticated
+    assert "/v1/files/" not in created.urls["stream"]
+
+
+def test_replicate_stream_runs_a_model_end_to_end(gateway: Gateway, tenant_key: str) -> None:
+    client = replicate.Client(api_token=tenant_key, base_url=gateway.url)
+    events = list(client.stream(f"{STORY}:{STORY_VERSION}", input={"prompt": PROMPT}))
+    assert "".join(str(event) for event in events) == "".join(WORDS)
+    assert [event.event.value for event in events if event.event.value != "logs"] == ["output"] * 7 + ["done"]
+
+
+def test_the_translated_stream_sends_what_the_record_holds(api: httpx.Client, replicate_upstream: Upstream) -> None:
+    replicate_upstream.controls.inject(Fault(route="stream", status=503, times=5))  # no upstream stream to relay
+    events = read_events(create_story(api)["urls"]["stream"])
+    assert [data for name, _, data in events if name == "output"] == WORDS
+    logs = "".join(data for name, _, data in events if name == "logs")
+    assert logs.startswith("Using seed: ") and logs.endswith("100%|##########| 4/4\n")
+    assert events[-1] == ("done", f"7-{len(logs)}", "{}")  # the position: outputs and characters of logs sent
+    assert len({event_id for _, event_id, _ in events}) == len(events) - 1  # ids move on with every event but done
+
+
+@pytest.mark.parametrize("relayed", [True, False], ids=["relayed", "translated"])
+def test_last_event_id_resumes_after_that_event(api: httpx.Client, replicate_upstream: Upstream, relayed: bool) -> None:
+    if not relayed:
+        replicate_upstream.controls.inject(Fault(route="stream", status=503, times=5))
+    url = create_story(api)["urls"]["stream"]
+    whole: list[Event] = []
+    reader = threading.Thread(target=lambda: whole.extend(read_events(url)))
+    reader.start()
+    first = read_events(url, limit=3)
+    rest = read_events(url, headers={"Last-Event-ID": first[-1][1]})
+    reader.join(timeout=15)
+    outputs = [data for name, _, data in first + rest if name == "output"]
+    assert outputs == WORDS and rest[-1][0] == "done"
+    assert "".join(d for n, _, d in first + rest if n == "logs") == "".join(d for n, _, d in whole if n == "logs")
+
+
+def test_a_failed_prediction_ends_with_error_then_done(api: httpx.Client, replicate_upstream: Upstream) -> None:
+    replicate_upstream.controls.fail_next("CUDA out of memory")
+    url = create_story(api)["urls"]["stream"]
+    ending = [("error", json.dumps({"detail": "CUDA out of memory"})), ("done", json.dumps({"reason": "error"}))]
+    assert [(name, data) for name, _, data in read_events(url)[-2:]] == ending  # relayed while it ran
+    assert [(name, data) for name, _, data in read_events(url)[-2:]] == ending  # translated once it has finished
+
+
+def test_a_canceled_prediction_ends_with_done_canceled(api: httpx.Client, replicate_upstream: Upstream) -> None:
+    replicate_upstream.controls.configure(run_seconds=5)
+    created = create_story(api)
+    assert api.post(f"/predictions/{created['id']}/cancel").status_code == 200
+    assert read_events(created["urls"]["stream"])[-1][::2] == ("done", json.dumps({"reason": "canceled"}))
+
+
+def test_stream_urls_come_with_every_prediction_of_a_model_that_streams(gateway: Gateway, api: httpx.Client) -> None:
+    plain = create_story(api)  # as the JS client creates: no `stream` flag
+    legacy = create_story(api, stream=True)
+    assert plain["urls"]["stream"].startswith(f"{gateway.url}/v1/predictions/{plain['id']}/stream/")
+    assert api.get(f"/predictions/{legacy['id']}").json()["urls"]["stream"] == legacy["urls"]["stream"]
+    other = api.post("/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input(), "stream": True}).json()
+    assert "stream" not in other["urls"]
+    aggregated = api.get(f"{gateway.url}/replicate/v1/predictions/{plain['id']}").json()["urls"]["stream"]
+    assert aggregated.startswith(f"{gateway.url}/replicate/v1/predictions/{plain['id']}/stream/")
+    assert read_events(aggregated)[-1][0] == "done"
+
+
+def test_a_stream_url_is_a_capability(gateway: Gateway, api: httpx.Client) -> None:
+    url = create_story(api)["urls"]["stream"]
+    forged = url[:-1] + ("0" if url[-1] != "0" else "1")
+    response = httpx.get(forged)
+    assert (response.status_code, response.headers["content-type"]) == (404, "application/problem+json")
+    other_id = create_story(api)["id"]
+    assert httpx.get(url.replace(url.split("/")[-3], other_id)).status_code == 404  # the signature names one prediction
+    assert httpx.get(url, headers={"Authorization": "Bearer gwk_unrelated_key"}, timeout=15).status_code == 200
+
+
+def test_the_stream_url_dies_with_the_key_that_created_it(gateway: Gateway) -> None:
+    token, key = gateway.new_key()
+    with gateway.client(token) as api:
+        url = create_story(api)["urls"]["stream"]
+    assert read_events(url)[-1][0] == "done"
+    assert gateway.admin.post(f"/keys/{key['key_id']}/disable").status_code == 200
+    assert httpx.get(url).status_code == 404
