@@ -18,7 +18,10 @@ from gateway.streams.relay import UpstreamEvent, upstream_events
 
 logger = logging.getLogger(__name__)
 
-_TICK_SECONDS = 1.0  # a stream re-reads its record at least this often, besides each change event
+# A stream re-reads its record on each change event from any process, and at least this often besides (in case an
+# event was lost, or the record is due for a refresh upstream). Every tick costs a read for each open stream: at
+# 1 s, 2,000 waiting streams kept most of a CPU busy (bench/sse_memory.py).
+_TICK_SECONDS = 5.0
 _KEEPALIVE_SECONDS = 15.0  # a quiet stream sends a comment this often
 
 Render = Callable[[StoredPrediction], dict[str, Any]]
