@@ -22,7 +22,6 @@ class UpstreamEvent:
 class _Pending:
     name: str = ""
     data: list[str] = field(default_factory=list)
-    seen: bool = False  # a field line arrived since the last dispatch
 
 
 async def upstream_events(chunks: AsyncIterable[bytes]) -> AsyncIterator[UpstreamEvent]:
@@ -38,7 +37,7 @@ async def upstream_events(chunks: AsyncIterable[bytes]) -> AsyncIterator[Upstrea
             if line:
                 last_id = _field(line, pending, last_id)
                 continue
-            if pending.seen and pending.data:
+            if pending.data:
                 yield UpstreamEvent(pending.name or "message", "\n".join(pending.data), last_id)
             pending = _Pending()
 
@@ -49,7 +48,6 @@ def _field(line: str, pending: _Pending, last_id: str | None) -> str | None:
         return last_id
     name, _, value = line.partition(":")
     value = value.removeprefix(" ")
-    pending.seen = True
     if name == "event":
         pending.name = value
     elif name == "data":
