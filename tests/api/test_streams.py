@@ -79,6 +79,23 @@ def test_the_translated_stream_sends_what_the_record_holds(api: httpx.Client, re
     assert len({event_id for _, event_id, _ in events}) == len(events) - 1  # ids move on with every event but done
 
 
+def test_a_relayed_stream_resumes_from_the_record_when_the_upstream_stream_has_gone(
+    api: httpx.Client, replicate_upstream: Upstream
+) -> None:
+    replicate_upstream.controls.configure(run_seconds=1)
+    url = create_story(api)["urls"]["stream"]
+    first = read_events(url, limit=4)  # relayed: ids carry the upstream's
+    assert first[-1][1].count("-") >= 2
+    replicate_upstream.controls.inject(Fault(route="stream", status=503))
+    rest = read_events(url, headers={"Last-Event-ID": first[-1][1]})  # translated from the same position
+    assert rest[0][1].count("-") == 1
+    assert [data for name, _, data in first + rest if name == "output"] == WORDS
+    logs = [data.rstrip("\n") for name, _, data in first + rest if name == "logs"]
+    assert "\n".join(logs).splitlines() == ["Using seed: " + logs[0].split(": ")[1]] + [
+        f"{25 * n:3d}%|{'#' * (10 * n // 4):<10}| {n}/4" for n in range(1, 5)
+    ]
+
+
 @pytest.mark.parametrize("relayed", [True, False], ids=["relayed", "translated"])
 def test_last_event_id_resumes_after_that_event(api: httpx.Client, replicate_upstream: Upstream, relayed: bool) -> None:
     if not relayed:
