@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from contextlib import AbstractContextManager
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from gateway.status import Status
 
@@ -30,6 +32,10 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.open_streams = Gauge(
+            "gateway_open_streams", "Event streams this process is serving now", ["source"], registry=self.registry
+        )
+
     def request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(endpoint, method, str(status)).inc()
         self.latency.labels(endpoint).observe(seconds)
@@ -39,6 +45,10 @@ class Metrics:
 
     def prediction_finished(self, model: str, provider: str, status: Status) -> None:
         self.finished.labels(model, provider, status.value).inc()
+
+    def streaming(self, source: str) -> AbstractContextManager[None]:
+        """Count a stream as open while the block runs; `source` is `relayed` or `translated`."""
+        return self.open_streams.labels(source).track_inprogress()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -122,7 +122,7 @@ async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Me
     )
     auth = Authenticator(store.keys, settings.key_cache_seconds)
     keys, audit = KeyService(store.keys), AuditLog(store.audit)
-    streams = Streams(store.predictions, predictions, providers)
+    streams = Streams(store.predictions, predictions, providers, metrics)
     return Services(
         settings, catalog, providers, auth, keys, audit, schemas, predictions, files, metrics, links, waiters, streams,
         ready=functools.partial(store.ping, READY_TIMEOUT_SECONDS),

@@ -10,6 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 from gateway.errors import GatewayError, NotFound
+from gateway.metrics import Metrics
 from gateway.predictions import Predictions
 from gateway.providers import Provider
 from gateway.store import PredictionStore, StoredPrediction
@@ -30,8 +31,11 @@ KeyActive = Callable[[str], Awaitable[bool]]
 
 
 class Streams:
-    def __init__(self, store: PredictionStore, predictions: Predictions, providers: dict[str, Provider]) -> None:
+    def __init__(
+        self, store: PredictionStore, predictions: Predictions, providers: dict[str, Provider], metrics: Metrics
+    ) -> None:
         self._store = store
+        self._metrics = metrics
         self._predictions = predictions
         self._providers = providers
 
@@ -48,15 +52,17 @@ class Streams:
     async def _events(self, record: StoredPrediction, position: Position, render: Render) -> AsyncIterator[bytes]:
         if self._relayable(record, position):
             try:
-                async for event in self._relayed(record, position):
-                    yield event.encode()
-                    position = Position.parse(event.id)
-                    if event.name == "done":
-                        return
+                with self._metrics.streaming("relayed"):
+                    async for event in self._relayed(record, position):
+                        yield event.encode()
+                        position = Position.parse(event.id)
+                        if event.name == "done":
+                            return
             except GatewayError as exc:  # the record has it all too: go on from there
                 logger.info("the upstream stream of prediction %s failed (%s): translating its record", record.id, exc.detail)
-        async for chunk in self._translated(record, position, render):
-            yield chunk
+        with self._metrics.streaming("translated"):
+            async for chunk in self._translated(record, position, render):
+                yield chunk
 
     def _relayable(self, record: StoredPrediction, position: Position) -> bool:
         """Relay the upstream's stream while the prediction runs, unless the client resumes a translated one."""

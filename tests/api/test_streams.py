@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import Any
 
 import httpx
@@ -156,3 +157,28 @@ def test_the_stream_url_dies_with_the_key_that_created_it(gateway: Gateway) -> N
     assert read_events(url)[-1][0] == "done"
     assert gateway.admin.post(f"/keys/{key['key_id']}/disable").status_code == 200
     assert httpx.get(url).status_code == 404
+
+
+def _open_streams(gateway: Gateway, source: str) -> float:
+    for line in httpx.get(f"{gateway.url}/metrics").text.splitlines():
+        if line.startswith(f'gateway_open_streams{{source="{source}"}}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+@pytest.mark.parametrize("source", ["relayed", "translated"])
+def test_a_stream_ends_when_its_client_leaves(gateway: Gateway, api: httpx.Client, replicate_upstream: Upstream, source: str) -> None:
+    replicate_upstream.controls.configure(start_delay=30)  # nothing happens while the client is there
+    if source == "translated":
+        replicate_upstream.controls.inject(Fault(route="stream", status=503))
+    before = _open_streams(gateway, source)
+    with httpx.stream("GET", create_story(api)["urls"]["stream"], timeout=5) as response:
+        assert response.status_code == 200
+        deadline = time.monotonic() + 5
+        while _open_streams(gateway, source) != before + 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    deadline = time.monotonic() + 2
+    while _open_streams(gateway, source) != before:
+        assert time.monotonic() < deadline, "the stream outlived its client"
+        time.sleep(0.05)
