@@ -7,14 +7,14 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 from gateway.errors import GatewayError, NotFound
 from gateway.metrics import Metrics
 from gateway.predictions import Predictions
 from gateway.providers import Provider
 from gateway.store import PredictionStore, StoredPrediction
-from gateway.streams.events import EVENT_NAMES, KEEPALIVE, Event, Position, progress
+from gateway.streams.events import EVENT_NAMES, KEEPALIVE, Event, EventName, Position, progress
 from gateway.streams.relay import UpstreamEvent, upstream_events
 
 logger = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ class Streams:
                 if upstream.name == "output" and upstream.data.startswith(("https://", "http://")):
                     return
                 position = _advanced(position, upstream)
-                yield Event(upstream.name, upstream.data, position.event_id)  # type: ignore[arg-type]
+                yield Event(cast(EventName, upstream.name), upstream.data, position.event_id)
         finally:
             stream.close()
 
@@ -89,8 +89,8 @@ class Streams:
         for event in events:
             yield event.encode()
         quiet_since = time.monotonic()
-        async for record in self._predictions.watch(record, tick=_TICK_SECONDS):  # noqa: B020 (the record moves on)
-            events, position = progress(render(record), position)
+        async for latest in self._predictions.watch(record, tick=_TICK_SECONDS):
+            events, position = progress(render(latest), position)
             for event in events:
                 yield event.encode()
             if events:
