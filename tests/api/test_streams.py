@@ -11,7 +11,7 @@ import httpx
 import pytest
 import replicate
 
-from tests.conftest import INPAINTING_VERSION, STORY, STORY_VERSION, Gateway, Upstream, inpainting_input
+from tests.conftest import INPAINTING_VERSION, STORY, STORY_VERSION, UPSTREAM_TOKEN, Gateway, Upstream, inpainting_input
 from tests.emulator import Fault
 
 PROMPT = "Once upon a time\nthere was a gateway"
@@ -84,9 +84,14 @@ def test_a_relayed_stream_resumes_from_the_record_when_the_upstream_stream_has_g
     api: httpx.Client, replicate_upstream: Upstream
 ) -> None:
     replicate_upstream.controls.configure(run_seconds=1)
-    url = create_story(api)["urls"]["stream"]
+    created = create_story(api)
+    url = created["urls"]["stream"]
     first = read_events(url, limit=4)  # relayed: ids carry the upstream's
     assert first[-1][1].count("-") >= 2
+    [upstream] = replicate_upstream.requests("GET", "/streams/" + first[-1][1].split("-", 2)[2].split(":")[0])
+    assert upstream.headers["accept"] == "text/event-stream" and "last-event-id" not in upstream.headers
+    assert upstream.headers["authorization"] == f"Bearer {UPSTREAM_TOKEN}"  # the upstream's own host
+    assert replicate_upstream.url not in json.dumps(api.get(f"/predictions/{created['id']}").json())
     replicate_upstream.controls.inject(Fault(route="stream", status=503))
     rest = read_events(url, headers={"Last-Event-ID": first[-1][1]})  # translated from the same position
     assert rest[0][1].count("-") == 1
