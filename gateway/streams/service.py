@@ -3,13 +3,14 @@ the stored record, which every gateway process sees change (so a client may read
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any, cast
 
-from gateway.errors import GatewayError, NotFound
+from gateway.errors import GatewayError, NotFound, StoreError
 from gateway.metrics import Metrics
 from gateway.predictions import Predictions
 from gateway.providers import Provider
@@ -24,6 +25,7 @@ logger = logging.getLogger(__name__)
 # 1 s, 2,000 waiting streams kept most of a CPU busy (bench/sse_memory.py).
 _TICK_SECONDS = 5.0
 _KEEPALIVE_SECONDS = 15.0  # a quiet stream sends a comment this often
+_STORE_RETRY_SECONDS = 1.0
 
 Render = Callable[[StoredPrediction], dict[str, Any]]
 """The public prediction document of a record (its output files as links on the reader's address)."""
@@ -89,15 +91,21 @@ class Streams:
         for event in events:
             yield event.encode()
         quiet_since = time.monotonic()
-        async for latest in self._predictions.watch(record, tick=_TICK_SECONDS):
-            events, position = progress(render(latest), position)
-            for event in events:
-                yield event.encode()
-            if events:
-                quiet_since = time.monotonic()
-            elif time.monotonic() - quiet_since >= _KEEPALIVE_SECONDS:
-                yield KEEPALIVE
-                quiet_since = time.monotonic()
+        while not record.status.terminal:
+            try:
+                async for latest in self._predictions.watch(record, tick=_TICK_SECONDS):
+                    record = latest
+                    events, position = progress(render(record), position)
+                    for event in events:
+                        yield event.encode()
+                    if events:
+                        quiet_since = time.monotonic()
+                    elif time.monotonic() - quiet_since >= _KEEPALIVE_SECONDS:
+                        yield KEEPALIVE
+                        quiet_since = time.monotonic()
+            except StoreError as exc:  # Redis is away for a moment: keep the client, and read again shortly
+                logger.warning("the stream of prediction %s waits for the store: %s", record.id, exc.detail)
+                await asyncio.sleep(_STORE_RETRY_SECONDS)
 
 
 def _advanced(position: Position, event: UpstreamEvent) -> Position:
