@@ -31,7 +31,6 @@ class Metrics:
             ["model", "provider", "status"],
             registry=self.registry,
         )
-
         self.open_streams = Gauge(
             "gateway_open_streams", "Event streams this process is serving now", ["source"], registry=self.registry
         )

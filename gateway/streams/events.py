@@ -20,6 +20,7 @@ EVENT_NAMES: frozenset[str] = frozenset({"output", "logs", "error", "done"})
 KEEPALIVE = b": keep-alive\n\n"  # a comment: clients ignore it; it tells idle proxies the stream lives
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_COUNT = re.compile(r"[0-9]{1,15}")  # ASCII digits (str.isdigit() takes others), few enough for int()
 _ENDINGS = {Status.SUCCEEDED: {}, Status.CANCELED: {"reason": "canceled"}, Status.FAILED: {"reason": "error"}}
 
 
@@ -41,7 +42,7 @@ class Position:
         """The position a `Last-Event-ID` names; the start for none, or for one this gateway did not make."""
         outputs, _, rest = (event_id or "").partition("-")
         logs, dash, upstream_id = rest.partition("-")
-        if not (outputs.isascii() and outputs.isdigit() and logs.isascii() and logs.isdigit()):
+        if not (_COUNT.fullmatch(outputs) and _COUNT.fullmatch(logs)):
             return cls()
         return cls(int(outputs), int(logs), upstream_id if dash else None)
 

@@ -54,6 +54,7 @@ def test_progress_sends_what_is_new_and_then_the_end(
         ("1690212292:0", Position()),  # not one of ours: from the start
         ("-1-2", Position()),
         ("٣-1", Position()),  # digits, but not ASCII ones
+        ("9" * 5000 + "-1", Position()),  # more digits than int() takes
     ],
 )
 def test_an_event_id_names_a_position(event_id: str | None, position: Position) -> None:
