@@ -187,3 +187,15 @@ def test_a_stream_ends_when_its_client_leaves(gateway: Gateway, api: httpx.Clien
     while _open_streams(gateway, source) != before:
         assert time.monotonic() < deadline, "the stream outlived its client"
         time.sleep(0.05)
+
+
+def test_an_upstream_file_url_in_a_relayed_stream_reaches_the_client_as_a_gateway_link(
+    gateway: Gateway, api: httpx.Client, replicate_upstream: Upstream
+) -> None:
+    prompt = "https://cdn.example.com/frame.png"  # the emulated model yields its prompt: here, a file URL
+    response = api.post("/predictions", json={"version": f"{STORY}:{STORY_VERSION}", "input": {"prompt": prompt}})
+    created = response.json()
+    events = read_events(created["urls"]["stream"])
+    [output] = [data for name, _, data in events if name == "output"]
+    assert output.startswith(f"{gateway.url}/v1/predictions/{created['id']}/outputs/0/") and output.endswith("/frame.png")
+    assert "cdn.example.com" not in "".join(data for _, _, data in events)
