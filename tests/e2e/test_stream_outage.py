@@ -8,9 +8,10 @@ from pathlib import Path
 
 import httpx
 
-from tests.api.test_streams import WORDS, Event, create_story, read_events
+from tests.api.test_streams import WORDS, create_story
 from tests.conftest import Upstream, gateway_on_own_redis
 from tests.emulator import Fault
+from tests.sse import Event, read_events
 
 
 def test_a_stream_waits_out_a_redis_restart(tmp_path: Path, catalog_path: Path, replicate_upstream: Upstream) -> None:

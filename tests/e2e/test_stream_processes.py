@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.test_streams import WORDS, create_story, read_events
+from tests.api.test_streams import WORDS, create_story
 from tests.conftest import Gateway, Upstream, gateway_process
 from tests.emulator import Fault
+from tests.sse import read_events
 
 
 @pytest.fixture(scope="module")
