@@ -3,7 +3,7 @@
 A small, CPU-only, deterministic Cog model whose output is an iterator of text
 (``ConcatenateIterator[str]``, like a language model's tokens), so that a
 gateway in front of it has a real stream to serve. Each word is yielded after
-``seconds_per_token``; the prediction logs its progress as it goes.
+``seconds_per_token``; the prediction logs how many words it types, and when it is done.
 
 Written against the ``BasePredictor``/``predict`` API, like models/inpaint.
 """
@@ -31,10 +31,12 @@ class Predictor(BasePredictor):
         max_tokens: int = Input(description="Stop after this many words.", default=64, ge=1, le=MAX_TOKENS),
     ) -> ConcatenateIterator[str]:
         words = prompt.split(" ")[:max_tokens]
+        # Logged before and after, not per word: the words reach the gateway as output, not along with logs.
+        print(f"typing {len(words)} words")
         for index, word in enumerate(words):
             _sleep(seconds_per_token)
             yield word if index == 0 else f" {word}"
-            print(f"typed {index + 1}/{len(words)}")
+        print(f"typed {len(words)} words")
 
 
 def _sleep(seconds: float) -> None:
