@@ -54,6 +54,7 @@ SIMPLE_SCHEMA: dict[str, Any] = {
 
 STORY = "acme/story"  # a language model: streams its output, token by token
 STORY_VERSION = "5e" * 32
+STORY_MUTED_VERSION = "6f" * 32  # the same upstream version, with streaming turned off in the catalog
 STORY_SCHEMA: dict[str, Any] = {
     "openapi": "3.0.2",
     "info": {"title": "Cog", "version": "0.1.0"},
@@ -106,6 +107,11 @@ name = "{STORY}"
 
 [[models.versions]]
 id = "{STORY_VERSION}"
+routes = [{{ provider = "replicate", version = "{STORY_VERSION}" }}]
+
+[[models.versions]]
+id = "{STORY_MUTED_VERSION}"
+stream = false
 routes = [{{ provider = "replicate", version = "{STORY_VERSION}" }}]
 
 [[deployments]]

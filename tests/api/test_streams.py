@@ -11,7 +11,16 @@ import httpx
 import pytest
 import replicate
 
-from tests.conftest import INPAINTING_VERSION, STORY, STORY_VERSION, UPSTREAM_TOKEN, Gateway, Upstream, inpainting_input
+from tests.conftest import (
+    INPAINTING_VERSION,
+    STORY,
+    STORY_MUTED_VERSION,
+    STORY_VERSION,
+    UPSTREAM_TOKEN,
+    Gateway,
+    Upstream,
+    inpainting_input,
+)
 from tests.emulator import Fault
 from tests.sse import Event, read_events
 
@@ -114,7 +123,9 @@ def test_stream_urls_come_with_every_prediction_of_a_model_that_streams(gateway:
     assert plain["urls"]["stream"].startswith(f"{gateway.url}/v1/predictions/{plain['id']}/stream/")
     assert api.get(f"/predictions/{legacy['id']}").json()["urls"]["stream"] == legacy["urls"]["stream"]
     other = api.post("/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input(), "stream": True}).json()
-    assert "stream" not in other["urls"]
+    assert "stream" not in other["urls"]  # its output is not an iterator
+    muted = api.post("/predictions", json={"version": STORY_MUTED_VERSION, "input": {"prompt": PROMPT}}).json()
+    assert "stream" not in muted["urls"]  # the catalog says no, whatever the schema says
     aggregated = api.get(f"{gateway.url}/replicate/v1/predictions/{plain['id']}").json()["urls"]["stream"]
     assert aggregated.startswith(f"{gateway.url}/replicate/v1/predictions/{plain['id']}/stream/")
     assert read_events(aggregated)[-1][0] == "done"
