@@ -246,6 +246,8 @@ class VersionConfig(_Strict):
     schema_file: str | None = Field(default=None, alias="schema")
     openapi_schema: dict[str, Any] | None = Field(default=None, exclude=True)
     routes: list[RouteConfig] = Field(min_length=1)
+    # Whether predictions of this version get a stream URL; unset: when the schema's output is an iterator.
+    stream: bool | None = None
 
     @field_validator("id")
     @classmethod

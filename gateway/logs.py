@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import re
 
-# Webhook and upload tokens, download and output-link signatures: anyone holding one of these URLs can use it.
+# Webhook and upload tokens, download, output-link and stream signatures: anyone holding one of these URLs can use it.
 _SECRETS = (
     (re.compile(r"([?&](?:token|signature)=)[^&\s\"]+"), r"\1[redacted]"),
     (re.compile(r"(/download/\d+/)[^/\s\"?]+"), r"\1[redacted]"),
     (re.compile(r"(/uploads/)[^/\s\"?]+"), r"\1[redacted]"),
     (re.compile(r"(/outputs/\d+/\d+/)[^/\s\"?]+"), r"\1[redacted]"),
+    (re.compile(r"(/predictions/[^/\s\"?]+/stream/)[^/\s\"?]+"), r"\1[redacted]"),
 )
 
 

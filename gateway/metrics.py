@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from contextlib import AbstractContextManager
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from gateway.status import Status
 
@@ -29,7 +31,9 @@ class Metrics:
             ["model", "provider", "status"],
             registry=self.registry,
         )
-
+        self.open_streams = Gauge(
+            "gateway_open_streams", "Event streams this process is serving now", ["source"], registry=self.registry
+        )
         self.upstream_reads = Counter(
             "gateway_upstream_reads",
             "Predictions re-read from their upstream (polls, and refreshes of stale records)",
@@ -49,6 +53,10 @@ class Metrics:
 
     def upstream_read(self, provider: str) -> None:
         self.upstream_reads.labels(provider).inc()
+
+    def streaming(self, source: str) -> AbstractContextManager[None]:
+        """Count a stream as open while the block runs; `source` is `relayed` or `translated`."""
+        return self.open_streams.labels(source).track_inprogress()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

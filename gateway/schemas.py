@@ -61,6 +61,13 @@ class Schemas:
             self._validators[version_id] = InputValidator(document, self._policy)
         return self._validators[version_id]
 
+    async def streams(self, resolved: Resolved) -> bool:
+        """Whether the version streams its output: as the catalog says, else when its schema's output is an
+        iterator (`x-cog-array-type: iterator`, what Cog writes for a `predict` that yields)."""
+        if resolved.version.stream is not None:
+            return resolved.version.stream
+        return output_streams(await self.document(resolved))
+
     async def _load(self, resolved: Resolved) -> dict[str, Any] | None:
         cached = await self._store.get(resolved.version.id)
         if cached is not None:
@@ -78,3 +85,9 @@ class Schemas:
                 await self._store.put(resolved.version.id, document, SCHEMA_CACHE_SECONDS)
                 return document
         return None
+
+
+def output_streams(document: dict[str, Any] | None) -> bool:
+    """Whether an OpenAPI document's `Output` is an iterator, which Replicate serves as a stream."""
+    output = (document or {}).get("components", {}).get("schemas", {}).get("Output")
+    return isinstance(output, dict) and output.get("type") == "array" and output.get("x-cog-array-type") == "iterator"

@@ -25,6 +25,7 @@ from gateway.schemas import Schemas
 from gateway.signing import SECRET_NAME, Signer
 from gateway.ssrf import Resolve, UrlGuard, system_resolve
 from gateway.store import Store
+from gateway.streams import Streams
 from gateway.validation import UrlPolicy
 from gateway.waiters import Waiters
 
@@ -45,6 +46,7 @@ class Services:
     metrics: Metrics
     links: Links
     waiters: Waiters
+    streams: Streams
     follow_ups: FollowUps
     deadlines: Deadlines
     ready: Callable[[], Awaitable[None]]  # returns once the store answers, else raises StoreError
@@ -140,8 +142,9 @@ async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Me
     )
     auth = Authenticator(store.keys, settings.key_cache_seconds)
     keys, audit = KeyService(store.keys), AuditLog(store.audit)
+    streams = Streams(store.predictions, predictions, providers, metrics)
     return Services(
-        settings, catalog, providers, auth, keys, audit, schemas, predictions, files, metrics, links, waiters,
+        settings, catalog, providers, auth, keys, audit, schemas, predictions, files, metrics, links, waiters, streams,
         follow_ups, Deadlines(store.deadlines, predictions),
         ready=functools.partial(store.ping, READY_TIMEOUT_SECONDS),
     )  # fmt: skip

@@ -21,6 +21,7 @@ class Purpose(enum.Enum):
     OUTPUT_LINK = "output link"  # reading an output file an upstream keeps
     FILE_DOWNLOAD = "file download"  # reading a stored file until an expiry
     OUTPUT_UPLOAD = "output upload"  # a model server storing its output files
+    EVENT_STREAM = "event stream"  # reading the event stream of one prediction
 
 
 class Signer:

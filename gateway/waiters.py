@@ -10,7 +10,7 @@ from gateway.store import follow
 
 
 class Waiters:
-    """Wake-ups for `Prefer: wait` (and, later, streams), fed by the store's change events."""
+    """Wake-ups for `Prefer: wait` and event streams, fed by the store's change events."""
 
     def __init__(self, changes: Callable[[], AsyncIterator[str]]) -> None:
         self._changes = changes

@@ -52,6 +52,26 @@ SIMPLE_SCHEMA: dict[str, Any] = {
     },
 }
 
+STORY = "acme/story"  # a language model: streams its output, token by token
+STORY_VERSION = "5e" * 32
+STORY_MUTED_VERSION = "6f" * 32  # the same upstream version, with streaming turned off in the catalog
+STORY_SCHEMA: dict[str, Any] = {
+    "openapi": "3.0.2",
+    "info": {"title": "Cog", "version": "0.1.0"},
+    "paths": {},
+    "components": {
+        "schemas": {
+            "Input": {"type": "object", "required": ["prompt"], "properties": {"prompt": {"type": "string"}}},
+            "Output": {
+                "type": "array",
+                "items": {"type": "string"},
+                "x-cog-array-type": "iterator",
+                "x-cog-array-display": "concatenate",
+            },
+        }
+    },
+}
+
 TEST_CATALOG = f"""
 [providers.replicate]
 kind = "replicate"
@@ -81,6 +101,18 @@ defaults = {{ repeat = 1 }}
 [[models.versions]]
 id = "{UPSTREAM_ONLY_VERSION}"
 routes = [{{ provider = "aggregator", model = "upstream-owner/echo" }}]
+
+[[models]]
+name = "{STORY}"
+
+[[models.versions]]
+id = "{STORY_VERSION}"
+routes = [{{ provider = "replicate", version = "{STORY_VERSION}" }}]
+
+[[models.versions]]
+id = "{STORY_MUTED_VERSION}"
+stream = false
+routes = [{{ provider = "replicate", version = "{STORY_VERSION}" }}]
 
 [[deployments]]
 name = "acme/inpaint-prod"
@@ -164,6 +196,7 @@ def _emulator(prefix: str) -> Iterator[Upstream]:
             deployments=["stability-ai/inpaint-deploy"],
         ),
         EmulatedModel(owner="upstream-owner", name="echo", versions={"ef" * 32: SIMPLE_SCHEMA}),
+        EmulatedModel(owner="acme", name="story", versions={STORY_VERSION: STORY_SCHEMA}),
     ]
     app = create_replicate_emulator(tokens=[UPSTREAM_TOKEN], models=models, prefix=prefix)
     with serve_in_thread(app) as url:

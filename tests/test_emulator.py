@@ -27,6 +27,7 @@ from tests.emulator import (
 )
 from tests.emulator.predictions import output_bytes
 from tests.servers import serve_in_thread
+from tests.sse import read_events
 
 TOKEN = "r8_upstream_secret"
 OWNER, NAME = "stability-ai", "stable-diffusion-inpainting"
@@ -290,3 +291,50 @@ def test_aggregator_prefix() -> None:
         created = httpx.post(f"{root}/replicate/v1/predictions", json=body, headers=AUTH).json()
         assert created["urls"]["get"] == f"{root}/replicate/v1/predictions/{created['id']}"
         assert httpx.get(f"{root}/v1/account", headers=AUTH).status_code == 404
+
+
+STREAM_SCHEMA: dict[str, Any] = {
+    **SCHEMA,
+    "components": {
+        "schemas": {
+            "Input": {"type": "object", "required": ["prompt"], "properties": {"prompt": {"type": "string"}}},
+            "Output": {"type": "array", "items": {"type": "string"}, "x-cog-array-type": "iterator"},
+        }
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def streaming_root() -> Iterator[str]:
+    model = EmulatedModel(owner="meta", name="llama", versions={"cd" * 32: STREAM_SCHEMA})
+    with serve_in_thread(create_replicate_emulator(tokens=[TOKEN], models=[model])) as url:
+        yield url
+
+
+def _raw_stream(url: str, headers: dict[str, str] | None = None) -> str:
+    with httpx.stream("GET", url, headers={"Accept": "text/event-stream", **(headers or {})}, timeout=10) as response:
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+        return response.read().decode()
+
+
+def test_a_model_whose_output_is_an_iterator_streams_its_tokens(streaming_root: str, api: httpx.Client) -> None:
+    plain = api.post("/predictions", json={"version": VERSION, "input": {"prompt": "a corgi"}}).json()
+    assert "stream" not in plain["urls"]
+    with httpx.Client(base_url=f"{streaming_root}/v1", headers=AUTH) as llama:
+        created = llama.post("/predictions", json={"version": "cd" * 32, "input": {"prompt": "one two\nthree"}}).json()
+    assert created["urls"]["stream"] == f"{streaming_root}/streams/{created['id']}"
+    body = _raw_stream(created["urls"]["stream"])  # no key: Replicate's stream URLs are capabilities
+    assert body.startswith(": hi\n\n")
+    events = read_events(created["urls"]["stream"])
+    assert [event_id for _, event_id, _ in events] == [f"{created['id']}:{index}" for index in range(len(events))]
+    assert [data for name, _, data in events if name == "output"] == ["one", " two\nthree"]
+    assert "data:  two\ndata: three\n\n" in body  # a line break in the data: one data line each
+    assert events[-1] == ("done", f"{created['id']}:{len(events) - 1}", "{}")
+    resumed = _raw_stream(created["urls"]["stream"], {"Last-Event-ID": events[-2][1]})
+    assert resumed == f": hi\n\nevent: done\nid: {events[-1][1]}\ndata: {{}}\n\n"
+
+
+def test_the_python_client_streams_from_the_emulator(streaming_root: str) -> None:
+    client = Client(api_token=TOKEN, base_url=streaming_root, trust_env=False)
+    events = list(client.stream(f"meta/llama:{'cd' * 32}", input={"prompt": "hello streaming world"}))
+    assert "".join(str(event) for event in events) == "hello streaming world"

@@ -49,6 +49,19 @@ _CREATED = json_response(
 )
 
 
+_LAST_EVENT_ID = {
+    "name": "Last-Event-ID",
+    "in": "header",
+    "required": False,
+    "description": "The id of the last event received: the stream resumes after it, on any gateway process.",
+    "schema": {"type": "string"},
+}
+_EVENT_STREAM = {
+    "description": "Events until `done` (`{}`, or `{\"reason\": \"canceled\"|\"error\"}` after an `error` with a `detail`)",
+    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+}
+
+
 def _create(operation_id: str, summary: str, body: str, *parameters: Json) -> Json:
     return {
         "post": operation(
@@ -113,6 +126,15 @@ def _tenant_paths() -> Json:
                     path_param("signature"),
                     name,
                 ],
+            )
+        },
+        "/predictions/{prediction_id}/stream/{signature}": {
+            "get": operation(
+                "predictions.stream",
+                "The prediction's server-sent events (`urls.stream`): `output`, `logs`, `error`, `done`, each with an id",
+                CAPABILITY,
+                {"200": _EVENT_STREAM, **problems(404)},
+                parameters=[prediction_id, path_param("signature"), _LAST_EVENT_ID],
             )
         },
         "/models/{owner}/{name}/predictions": _create(

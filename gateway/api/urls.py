@@ -16,6 +16,7 @@ from gateway.files.signing import DownloadSignatures, UploadTokens
 from gateway.outputs import OutputSignatures, expand
 from gateway.signing import Signer
 from gateway.store import StoredFile, StoredPrediction
+from gateway.streams import StreamSignatures
 
 _FILE_PATH = re.compile(r"^(?:/replicate)?/v1/files/(?P<id>[A-Za-z0-9_-]{1,200})(?:/download(?:/[^/]+/[^/]+/[^/]+)?)?/?$")
 
@@ -48,6 +49,7 @@ class Links:
         self.outputs = OutputSignatures(signer)
         self.downloads = DownloadSignatures(signer)
         self.uploads = UploadTokens(signer)
+        self.streams = StreamSignatures(signer)
         self.public_base = public_base_url.rstrip("/") if public_base_url else None
         self.local_base = local_base_url.rstrip("/")
 
@@ -83,7 +85,15 @@ class Links:
         # Links expire a fixed time after the prediction was created, so every read hands out the same ones.
         expiry = record.created_ms // 1000 + self.output_link_seconds
         output = expand(record.doc["output"], lambda index, name: self.output(api_root, record.id, index, name, expiry))
-        return {**record.doc, "output": output, "urls": {"get": url, "cancel": f"{url}/cancel", "web": url}}
+        urls = {"get": url, "cancel": f"{url}/cancel", "web": url}
+        if record.streams:  # only then: the Python client takes a `stream` key as a promise that it works
+            urls["stream"] = self.stream(api_root, record.id)
+        return {**record.doc, "output": output, "urls": urls}
+
+    def stream(self, api_root: str, prediction_id: str) -> str:
+        """The signed URL of a prediction's event stream: outside `/v1/files/` (where the JS client would take
+        every output for a file) and readable with no key, as the JS and Go clients send none."""
+        return f"{api_root}/predictions/{prediction_id}/stream/{self.streams.sign(prediction_id)}"
 
     def output(self, api_root: str, prediction_id: str, index: int, name: str, expiry: int) -> str:
         """The signed link to an output file an upstream keeps, valid until `expiry` (Unix time)."""

@@ -31,7 +31,9 @@ def new_prediction_id() -> str:
     return base64.b32encode(secrets.token_bytes(16)).decode().lower().rstrip("=")
 
 
-def new_record(key: KeyRecord, resolved: Resolved, prepared: dict[str, Any], options: CreateOptions) -> StoredPrediction:
+def new_record(
+    key: KeyRecord, resolved: Resolved, prepared: dict[str, Any], options: CreateOptions, *, streams: bool = False
+) -> StoredPrediction:
     created_ms = int(time.time() * 1000)  # `created_at` and the index score are the same instant
     now = created_ms / 1000
     prediction_id = new_prediction_id()
@@ -67,4 +69,5 @@ def new_record(key: KeyRecord, resolved: Resolved, prepared: dict[str, Any], opt
         doc=doc,
         created_ms=created_ms,
         refreshed_at=now,
+        streams=streams,
     )

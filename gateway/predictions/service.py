@@ -7,7 +7,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from gateway.catalog import Catalog, Reference, Resolved
@@ -33,6 +33,10 @@ _WAIT_TICK_SECONDS = 0.5  # a waiter re-reads at least this often, in case an ev
 # release failed) holds up refreshes only this long.
 _REFRESH_HOLD_MS = 5_000
 _READ_REFRESH_SECONDS = 1.0  # a GET answers the stored state rather than wait longer for a slow upstream
+
+
+async def _present() -> bool:
+    return False
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,7 @@ class Predictions:
         validator = await self._schemas.validator(resolved)
         validator.validate(prepared)
         await validator.check_urls(prepared)
-        record = new_record(key, resolved, prepared, options)
+        record = new_record(key, resolved, prepared, options, streams=await self._schemas.streams(resolved))
         await self._store.insert(
             record,
             follow_up_ms=record.created_ms + int(self._follow_up_after * 1000),
@@ -112,7 +116,21 @@ class Predictions:
         return record
 
     async def wait(self, record: StoredPrediction, seconds: float, gone: Callable[[], Awaitable[bool]]) -> StoredPrediction:
-        """The prediction once finished, or as it stands after `seconds` (or when the client `gone`).
+        """The prediction once finished, or as it stands after `seconds` (or when the client `gone`)."""
+        latest = record
+        async for latest in self.watch(record, gone, seconds):  # noqa: B007 (the last one seen is the answer)
+            pass
+        return latest
+
+    async def watch(
+        self,
+        record: StoredPrediction,
+        gone: Callable[[], Awaitable[bool]] = _present,
+        seconds: float = math.inf,
+        tick: float = _WAIT_TICK_SECONDS,
+    ) -> AsyncIterator[StoredPrediction]:
+        """The record each time it may have changed (and at least every `tick` seconds), until it is finished,
+        `seconds` have passed or the client is `gone`.
 
         Woken by change events from any gateway process; between them, a stale record is refreshed upstream."""
         deadline = time.monotonic() + seconds
@@ -123,11 +141,11 @@ class Predictions:
                     break
                 changed.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(changed.wait(), min(remaining, _WAIT_TICK_SECONDS))
+                    await asyncio.wait_for(changed.wait(), min(remaining, tick))
                 record = await self._store.get(record.id) or record
                 if self._stale(record):
                     record = await self.refresh(record, within=max(deadline - time.monotonic(), 0))
-        return record
+                yield record
 
     async def on_upstream_webhook(self, prediction_id: str, callback: Callback) -> None:
         """An upstream reported a change: trust its payload if its adapter can, else re-read it upstream."""

@@ -52,7 +52,8 @@ class Tracker:
             upstream = dataclasses.replace(upstream, output=public_output)
         doc = _merged(record.doc, upstream, now)
         status = Status(doc["status"])
-        if await self._store.apply(record.id, status, doc, now, upstream.id, outputs):
+        stream = upstream.stream_url or ""
+        if await self._store.apply(record.id, status, doc, now, upstream.id, outputs, stream):
             if status.terminal:  # the compare-and-set let exactly one writer get here
                 self._metrics.prediction_finished(doc["model"], record.provider, status)
             applied = dataclasses.replace(
@@ -63,12 +64,12 @@ class Tracker:
                 refreshed_at=now,
                 upstream_outputs=tuple(outputs or record.upstream_outputs),
                 provisional=False,
+                upstream_stream=stream or record.upstream_stream,
             )
             await self._tell(record, applied)
             return applied
         current = await self._store.get(record.id)  # another writer moved it on first
         return current or record
-
 
     async def _tell(self, before: StoredPrediction, after: StoredPrediction) -> None:
         for observer in self._observers:

@@ -48,6 +48,7 @@ class UpstreamPrediction:
     metrics: dict[str, Any] | None = None
     started_at: str | None = None
     completed_at: str | None = None
+    stream_url: str | None = None  # the upstream's event stream of this prediction (its `urls.stream`)
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,11 @@ class Provider:
 
     async def open_output(self, url: str) -> UpstreamStream:
         """Start reading an output file the upstream keeps (for `remote_outputs`); NotFound when it has gone."""
+        raise NotImplementedError
+
+    async def open_stream(self, url: str, last_event_id: str | None) -> UpstreamStream:
+        """Start reading the upstream's event stream of a prediction (an `UpstreamPrediction.stream_url`),
+        resuming after `last_event_id`; an UpstreamError when it is not available."""
         raise NotImplementedError
 
     async def start(self) -> None:

@@ -49,15 +49,19 @@ class UpstreamResponse:
 class UpstreamStream:
     """An upstream response whose body is read as it is passed on; released when read to the end or closed."""
 
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, read_timeout: float) -> None:
         self.status = response.status
         self.headers = {k.lower(): v for k, v in response.headers.items()}
         self._response = response
+        self._read_timeout = read_timeout
 
     async def chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives (a read returns what is there, so events are passed on at once); a failed
+        read is an UpstreamError."""
         try:
-            async for chunk in self._response.content.iter_chunked(_CHUNK_BYTES):
-                yield chunk
+            with _mapped_errors(self._read_timeout):
+                async for chunk in self._response.content.iter_chunked(_CHUNK_BYTES):
+                    yield chunk
         finally:
             self.close()
 
@@ -139,7 +143,7 @@ class UpstreamClient:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._timeout, sock_read=self._timeout)
         with _mapped_errors(self._timeout):
             response = await self._client(url, guarded).get(url, headers=headers, timeout=timeout, allow_redirects=False)
-        return UpstreamStream(response)
+        return UpstreamStream(response, self._timeout)
 
     async def aclose(self) -> None:
         for session in (self._session, self._guarded):

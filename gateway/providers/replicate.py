@@ -30,6 +30,7 @@ from gateway.ssrf import AddressRefused
 logger = logging.getLogger(__name__)
 _DELIVERY_HOSTS = ("replicate.delivery",)
 _SECRET_RETRY_SECONDS = 30.0
+_STREAM_HOSTS = ("replicate.com", "replicate.net")  # streaming.api.replicate.com, streaming-api.svc.….replicate.net
 _RESETS_IN = re.compile(r"(?:in|resets in) ~?(\d+)\s*s")
 
 
@@ -42,6 +43,7 @@ class ReplicateProvider(Provider):
         self._base = config.base_url
         self._origin = _origin(config.base_url)
         self._output_hosts = (urlsplit(config.base_url).netloc, *_DELIVERY_HOSTS)
+        self._stream_hosts = (urlsplit(config.base_url).netloc, *_STREAM_HOSTS)
         self._tokens = [t.get_secret_value() for t in config.tokens]
         self._token_index = 0
         self._client = client
@@ -86,23 +88,38 @@ class ReplicateProvider(Provider):
         return schema if isinstance(schema, dict) else None
 
     async def open_output(self, url: str) -> UpstreamStream:
-        """Output files need the API token (replicate.delivery does); it goes only to the upstream's own hosts.
-
-        Only the configured upstream's own origin is fetched as configured; any other URL an upstream puts in
-        its output goes through the address policy."""
-        host = urlsplit(url).netloc
-        trusted = any(host == h or host.endswith(f".{h}") for h in self._output_hosts)
-        headers = {"Authorization": f"Bearer {self._tokens[self._token_index]}"} if trusted and self._tokens else {}
-        try:
-            stream = await self._client.stream(url, headers=headers, guarded=_origin(url) != self._origin)
-        except AddressRefused as exc:
-            raise UpstreamError("The output file's address is not allowed") from exc
+        """Output files need the API token (replicate.delivery does); it goes only to the upstream's own hosts."""
+        stream = await self._open(url, self._output_hosts, {}, "The output file's address is not allowed")
         if stream.status != 200:
             stream.close()
             if stream.status == 404:
                 raise NotFound("The output is no longer available from the upstream provider")
             raise UpstreamError(f"The upstream provider failed to send the output (HTTP {stream.status})")
         return stream
+
+    async def open_stream(self, url: str, last_event_id: str | None) -> UpstreamStream:
+        """The prediction's event stream (its `urls.stream`), after `last_event_id` when given."""
+        headers = {"Accept": "text/event-stream", "Cache-Control": "no-store"}
+        if last_event_id:
+            headers["Last-Event-ID"] = last_event_id
+        stream = await self._open(url, self._stream_hosts, headers, "The event stream's address is not allowed")
+        if stream.status != 200 or not stream.headers.get("content-type", "").startswith("text/event-stream"):
+            stream.close()
+            raise UpstreamError(f"The upstream provider's event stream is not available (HTTP {stream.status})")
+        return stream
+
+    async def _open(self, url: str, token_hosts: tuple[str, ...], headers: dict[str, str], refused: str) -> UpstreamStream:
+        """GET a URL the upstream handed out, with the API token only for the upstream's own `token_hosts`.
+
+        Only the configured upstream's own origin is fetched as configured; any other URL an upstream puts in
+        its answers goes through the address policy."""
+        host = urlsplit(url).netloc
+        if any(host == h or host.endswith(f".{h}") for h in token_hosts) and self._tokens:
+            headers = {**headers, "Authorization": f"Bearer {self._tokens[self._token_index]}"}
+        try:
+            return await self._client.stream(url, headers=headers, guarded=_origin(url) != self._origin)
+        except AddressRefused as exc:
+            raise UpstreamError(refused) from exc
 
     async def aclose(self) -> None:
         if self._learning is not None:
@@ -196,7 +213,13 @@ def _from_upstream(data: Any) -> UpstreamPrediction:
         metrics=data.get("metrics"),
         started_at=data.get("started_at"),
         completed_at=data.get("completed_at"),
+        stream_url=_stream_url(data.get("urls")),
     )
+
+
+def _stream_url(urls: Any) -> str | None:
+    stream = urls.get("stream") if isinstance(urls, dict) else None
+    return stream if isinstance(stream, str) and stream.startswith(("https://", "http://")) else None
 
 
 def _error(response: UpstreamResponse) -> GatewayError:

@@ -19,16 +19,17 @@ from gateway.store.timeline import IndexEntry
 PROVISIONAL_SECONDS = 300  # how long a record lives before its prediction was taken upstream
 
 # KEYS[1] prediction; ARGV: new status, doc, refreshed_at, upstream_id ("" = keep), upstream outputs ("" = keep),
-# event channel, retention seconds, allowed source statuses... Returns 1 when applied (and announced on the
-# channel), 0 when the transition is not allowed, -1 when the record does not exist.
+# event channel, retention seconds, upstream stream URL ("" = keep), allowed source statuses... Returns 1 when
+# applied (and announced on the channel), 0 when the transition is not allowed, -1 when the record does not exist.
 _APPLY = """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return -1 end
-for i = 8, #ARGV do
+for i = 9, #ARGV do
   if ARGV[i] == current then
     redis.call('HSET', KEYS[1], 'status', ARGV[1], 'doc', ARGV[2], 'refreshed_at', ARGV[3])
     if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'upstream_id', ARGV[4]) end
     if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'upstream_outputs', ARGV[5]) end
+    if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'upstream_stream', ARGV[8]) end
     redis.call('EXPIRE', KEYS[1], ARGV[7])
     redis.call('HDEL', KEYS[1], 'provisional')
     redis.call('PUBLISH', ARGV[6], ARGV[1])
@@ -54,6 +55,8 @@ class StoredPrediction:
     refreshed_at: float
     upstream_outputs: tuple[str, ...] = ()  # output file URLs on the upstream, behind the gateway's links
     provisional: bool = False  # written by a create that has not handed the prediction on yet: not shown
+    streams: bool = False  # the model streams its output: the prediction has a stream URL
+    upstream_stream: str = ""  # the upstream's own event stream of the prediction, when it has one
 
     @property
     def entry(self) -> IndexEntry:
@@ -70,6 +73,8 @@ class StoredPrediction:
             "created_ms": str(self.created_ms),
             "refreshed_at": repr(self.refreshed_at),
             "upstream_outputs": _dumps(list(self.upstream_outputs)),
+            "streams": "1" if self.streams else "0",
+            "upstream_stream": self.upstream_stream,
         }
 
     @classmethod
@@ -86,6 +91,8 @@ class StoredPrediction:
             refreshed_at=float(fields["refreshed_at"]),
             upstream_outputs=tuple(json.loads(fields.get("upstream_outputs", "[]"))),
             provisional=fields.get("provisional") == "1",
+            streams=fields.get("streams") == "1",
+            upstream_stream=fields.get("upstream_stream", ""),
         )
 
 
@@ -137,6 +144,7 @@ class PredictionStore:
         refreshed_at: float,
         upstream_id: str = "",
         upstream_outputs: Sequence[str] | None = None,
+        upstream_stream: str = "",
     ) -> bool:
         """Compare-and-set: store `doc` only if `status` may follow the current status. True when applied."""
         outputs = "" if upstream_outputs is None else _dumps(list(upstream_outputs))
@@ -149,6 +157,7 @@ class PredictionStore:
             outputs,
             channel,
             self._retention,
+            upstream_stream,
             *(s.value for s in allowed_sources(status)),
         ]
         with mapped_errors():

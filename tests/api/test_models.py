@@ -1,6 +1,6 @@
 import httpx
 
-from tests.conftest import INPAINTING, INPAINTING_VERSION, UPSTREAM_ONLY_VERSION, Gateway
+from tests.conftest import INPAINTING, INPAINTING_VERSION, STORY, UPSTREAM_ONLY_VERSION, Gateway
 
 
 def test_model_shows_what_the_official_client_requires(api: httpx.Client, gateway: Gateway) -> None:
@@ -21,7 +21,7 @@ def test_versions_and_models_are_listed_with_replicates_page_shape(api: httpx.Cl
     versions = api.get(f"/models/{INPAINTING}/versions").json()
     assert (versions["next"], versions["previous"], [v["id"] for v in versions["results"]]) == (None, None, [INPAINTING_VERSION])
     names = [f"{m['owner']}/{m['name']}" for m in api.get("/models").json()["results"]]
-    assert names == [INPAINTING, "acme/echo"]
+    assert names == [INPAINTING, "acme/echo", STORY]
 
 
 def test_a_version_without_a_catalog_schema_shows_the_upstreams(api: httpx.Client) -> None:
@@ -42,7 +42,7 @@ def test_unknown_models_versions_and_deployments_are_404(api: httpx.Client) -> N
 def test_the_allow_list_narrows_what_a_key_sees(gateway: Gateway) -> None:
     token, _ = gateway.new_key(models=["acme/*"])
     with gateway.client(token) as client:
-        assert [m["name"] for m in client.get("/models").json()["results"]] == ["echo"]
+        assert [m["name"] for m in client.get("/models").json()["results"]] == ["echo", "story"]
 
 
 def test_health_answers_without_a_key(gateway: Gateway) -> None:

@@ -18,6 +18,7 @@ from tests.tls_proxy import tls_proxy
 FAST_VERSION = "1a" * 32
 SLOW_VERSION = "2b" * 32
 SLOW_SECONDS = 2
+TYPEWRITER_VERSION = "3c" * 32
 
 
 def _free_block(count: int) -> int:
@@ -38,9 +39,21 @@ def _free(port: int) -> bool:
     return True
 
 
-def _catalog(fast_port: int, slow_port: int) -> str:
+def _catalog(fast_port: int, slow_port: int, typewriter_port: int) -> str:
     model_dir = ROOT / "models" / "inpaint"
     return f"""
+[providers.cog-typewriter]
+kind = "cog"
+managed = {{ model_dir = "{ROOT / "models" / "typewriter"}", count = 1, base_port = {typewriter_port} }}
+timeout = 5
+
+[[models]]
+name = "test/typewriter"
+
+[[models.versions]]
+id = "{TYPEWRITER_VERSION}"
+routes = [{{ provider = "cog-typewriter" }}]
+
 [providers.cog-fast]
 kind = "cog"
 managed = {{ model_dir = "{model_dir}", count = 2, base_port = {fast_port} }}
@@ -84,15 +97,16 @@ class CogGateway(Gateway):
 
 @pytest.fixture(scope="module")
 def cog_gateway(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CogGateway]:
-    fast, slow = _free_block(2), 0
-    while not slow or abs(slow - fast) < 2:
-        slow = _free_block(2)
+    base = _free_block(5)
+    fast, slow, typewriter = base, base + 2, base + 4
     path: Path = tmp_path_factory.mktemp("cog") / "catalog.toml"
-    path.write_text(_catalog(fast, slow))
+    path.write_text(_catalog(fast, slow, typewriter))
     ca = trustme.CA()
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(server_context)
     port = free_port()
+    while base <= port < base + 5:
+        port = free_port()
     with tls_proxy(port, server_context) as public_url:
         settings = gateway_settings(
             redis_url,

@@ -114,7 +114,8 @@ def test_a_process_killed_while_polling_leaves_the_prediction_to_another(
     settings = {**FAST_POLLING, "follow_up_lease_seconds": "2"}
     with gateway_process(redis_url, catalog_path, tmp_path / "a", **settings) as (first, _, process):
         token = _new_key(first)
-        quiet_upstream.controls.inject(Fault(route="get", delay=30, times=1))  # the first poll hangs
+        # Polls hang (the emulator is shared: any reader's GET uses a fault up, hence many) until the kill.
+        quiet_upstream.controls.inject(Fault(route="get", delay=30, times=100))
         prediction_id = _create(first, token)
         upstream_id = _upstream_id(redis_url, prediction_id)
         deadline = time.monotonic() + 10
@@ -123,7 +124,8 @@ def test_a_process_killed_while_polling_leaves_the_prediction_to_another(
             time.sleep(0.02)
         process.send_signal(signal.SIGKILL)
         process.wait()
-    assert _status(redis_url, prediction_id) == "starting"
+    quiet_upstream.controls.clear_faults()
+    assert _status(redis_url, prediction_id) == "starting"  # the poll that would have seen it run never ended
     with gateway_process(redis_url, catalog_path, tmp_path / "b", **settings):
         _until_status(redis_url, prediction_id, "succeeded", 15)
 

@@ -11,26 +11,31 @@ from pathlib import Path
 
 import httpx
 import pytest
+import replicate
 
 from tests.conftest import ROOT
 from tests.images import decode_png
 from tests.servers import free_port
 
+TYPEWRITER = "gateway-demo/typewriter:7c86156f824eb0b154d8319616baf9a14cf9309455c2ee15a9a091e450cd3fd3"
 
-def _shipped_config(tmp_path: Path, base_port: int) -> Path:
-    """The shipped config directory, with the demo servers moved to free ports and the model dir made absolute."""
+
+def _shipped_config(tmp_path: Path, base_port: int, typewriter_port: int) -> Path:
+    """The shipped config directory, with the demo servers moved to free ports and the model dirs made absolute."""
     config = tmp_path / "config"
     shutil.copytree(ROOT / "config", config)
     catalog = config / "catalog.toml"
-    text = catalog.read_text().replace("../models/inpaint", str(ROOT / "models" / "inpaint"))
-    catalog.write_text(text.replace("base_port = 5100", f"base_port = {base_port}"))
+    text = catalog.read_text().replace('"../models/', f'"{ROOT / "models"}/')
+    text = text.replace("base_port = 5100", f"base_port = {base_port}")
+    catalog.write_text(text.replace("base_port = 5200", f"base_port = {typewriter_port}"))
     return catalog
 
 
 def test_serve_runs_the_demo_model_end_to_end_and_stops_everything(tmp_path: Path) -> None:
-    port, model_port = free_port(), free_port()
+    port, model_port, typewriter_port = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "REDIS_URL"))}
-    env.update(GATEWAY_CATALOG=str(_shipped_config(tmp_path, model_port)), GATEWAY_DATA_DIR=str(tmp_path / "data"))
+    catalog = _shipped_config(tmp_path, model_port, typewriter_port)
+    env.update(GATEWAY_CATALOG=str(catalog), GATEWAY_DATA_DIR=str(tmp_path / "data"))
     command = [sys.executable, "-m", "gateway", "serve", "--port", str(port), "--model-servers", "1"]
     log = tmp_path / "serve.log"
     with log.open("w") as out:
@@ -45,6 +50,9 @@ def test_serve_runs_the_demo_model_end_to_end_and_stops_everything(tmp_path: Pat
         [url] = re.findall(r"'(http://[^']+)'", result.stdout)
         image = decode_png(httpx.get(url).content)
         assert image.pixel(64, 64) != (255, 255, 255)  # the white blemish under the mask is gone
+        client = replicate.Client(api_token=(tmp_path / "data" / "demo_key").read_text().strip(), base_url=f"http://127.0.0.1:{port}")
+        words = [str(event) for event in client.stream(TYPEWRITER, input={"prompt": "streams on a laptop"})]
+        assert "".join(words) == "streams on a laptop"  # the streaming demo model, word by word
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)

@@ -15,7 +15,9 @@ from starlette.routing import Route
 
 from tests.emulator.predictions import Prediction, PredictionStore
 
-FAULT_ROUTES = frozenset({"create", "get", "cancel", "list", "model", "version", "account", "webhook_secret", "delivery"})
+FAULT_ROUTES = frozenset(
+    {"create", "get", "cancel", "list", "model", "version", "account", "webhook_secret", "delivery", "stream"}
+)
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,11 @@ class EmulatorControls:
         """Queue a fault; faults on the same route apply in the order injected."""
         with self._lock:
             self._faults.append((fault, fault.times))
+
+    def clear_faults(self) -> None:
+        """Forget the faults not used up yet."""
+        with self._lock:
+            self._faults.clear()
 
     def take_fault(self, route: str) -> Fault | None:
         """The fault that applies to this request to `route`, using up one of its `times`."""

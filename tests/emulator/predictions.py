@@ -57,12 +57,15 @@ class PredictionRun:
     webhook: str | None = None
     events: frozenset[str] = frozenset(WEBHOOK_EVENTS)
     outputs: tuple[str, ...] = ()  # empty: files on the emulator's delivery host
+    tokens: tuple[str, ...] = ()  # a streaming model's output, yielded while it runs
     seq: int = 0
     done: asyncio.Event = field(default_factory=asyncio.Event)
     outbox: Outbox = field(default_factory=asyncio.Queue)
     last_sent: dict[str, float] = field(default_factory=dict)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     loop: asyncio.AbstractEventLoop | None = None
+    stream: list[tuple[str, str]] = field(default_factory=list)  # (event, data) served at `urls.stream`
+    streamed: asyncio.Event = field(default_factory=asyncio.Event)  # set (and replaced) on each new one
 
     @property
     def terminal(self) -> bool:
@@ -78,9 +81,17 @@ class PredictionRun:
 
 
 def new_prediction(
-    *, host_url: str, api_url: str, model: str, version: str, inputs: dict[str, Any], deployment: str | None
+    *,
+    host_url: str,
+    api_url: str,
+    model: str,
+    version: str,
+    inputs: dict[str, Any],
+    deployment: str | None,
+    streams: bool = False,
 ) -> Prediction:
-    """A freshly created prediction in `starting`; urls are under `api_url`, the web page under `host_url`."""
+    """A freshly created prediction in `starting`; urls are under `api_url`, the web page and (for a model that
+    streams) the event stream under `host_url`, as Replicate's streams are on a host of their own."""
     prediction_id = new_prediction_id()
     data: Prediction = {
         "id": prediction_id,
@@ -102,6 +113,8 @@ def new_prediction(
             "web": f"{host_url}/p/{prediction_id}",
         },
     }
+    if streams:
+        data["urls"]["stream"] = f"{host_url}/streams/{prediction_id}"
     if deployment is not None:
         data["deployment"] = deployment
     return data
@@ -218,18 +231,54 @@ async def _lifecycle(store: PredictionStore, run: PredictionRun) -> None:
     data = store.update(run, status="processing", started_at=timestamp(), logs=f"Using seed: {seed}\n")
     _emit(run, "start", data)
     _emit(run, "logs", data)
+    _publish(run, "logs", f"Using seed: {seed}")
     for step in range(1, PROGRESS_STEPS + 1):
         await asyncio.sleep(run.run_seconds / PROGRESS_STEPS)
         data = store.update(run, logs=data["logs"] + _progress_line(step))
         _emit(run, "logs", data)
+        _publish(run, "logs", _progress_line(step).rstrip("\n"))
+        if run.tokens:
+            data = _yield_tokens(store, run, data, step)
     if run.failure is not None:
         finished = store.finish(run, "failed", error=run.failure)
+    elif run.tokens:
+        finished = store.finish(run, "succeeded")
     else:
         finished = store.finish(run, "succeeded", output=list(run.outputs) or _outputs(run.data))
         if finished is not None:
             _emit(run, "output", finished)
+            for url in finished["output"]:
+                _publish(run, "output", url)
     if finished is not None:
         _complete(run, finished)
+
+
+def _yield_tokens(store: PredictionStore, run: PredictionRun, data: Prediction, step: int) -> Prediction:
+    """A streaming model's output for one progress step: its share of the tokens, appended to the output list."""
+    per_step = -(-len(run.tokens) // PROGRESS_STEPS)
+    for token in run.tokens[(step - 1) * per_step : step * per_step]:
+        data = store.update(run, output=[*(data["output"] or []), token])
+        _emit(run, "output", data)
+        _publish(run, "output", token)
+    return data
+
+
+def _publish(run: PredictionRun, event: str, data: str) -> None:
+    """Add an event to the prediction's stream (when it has one) and wake its readers."""
+    if "stream" not in run.data["urls"]:
+        return
+    run.stream.append((event, data))
+    woken, run.streamed = run.streamed, asyncio.Event()
+    woken.set()
+
+
+def stream_ending(data: Prediction) -> list[tuple[str, str]]:
+    """The last events of a finished prediction's stream: `error` on failure, then `done`."""
+    if data["status"] == "succeeded":
+        return [("done", "{}")]
+    if data["status"] == "canceled":
+        return [("done", json.dumps({"reason": "canceled"}))]
+    return [("error", json.dumps({"detail": data["error"]})), ("done", json.dumps({"reason": "error"}))]
 
 
 def _progress_line(step: int) -> str:
@@ -252,6 +301,8 @@ def output_bytes(prediction_id: str, name: str) -> bytes:
 
 
 def _complete(run: PredictionRun, data: Prediction) -> None:
+    for event, payload in stream_ending(data):
+        _publish(run, event, payload)
     _emit(run, "completed", data)
     run.outbox.put_nowait(None)
     run.done.set()

@@ -7,14 +7,14 @@ import base64
 import binascii
 import http.client
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
@@ -78,7 +78,10 @@ def create_replicate_emulator(
     app = ReplicateEmulatorApp(
         routes=_api_routes(prefix)
         + control_routes(f"{prefix}/_emulator")
-        + [Route("/delivery/{prediction_id}/{name}", _api("delivery", _get_output), methods=["GET"])],
+        + [
+            Route("/delivery/{prediction_id}/{name}", _api("delivery", _get_output), methods=["GET"]),
+            Route("/streams/{prediction_id}", _stream_endpoint, methods=["GET"]),
+        ],
         exception_handlers={HTTPException: _http_error},
     )
     app.state.emulator = EmulatorControls(tokens, models, prefix)
@@ -126,6 +129,41 @@ async def _get_output(request: Request, controls: EmulatorControls, payload: Any
     if not any(p["id"] == prediction_id for p in controls.predictions()):
         return _not_found()
     return Response(output_bytes(prediction_id, name), media_type="image/png")
+
+
+async def _stream_endpoint(request: Request) -> Response:
+    """A prediction's event stream, on a path of its own like Replicate's stream host: no key needed (the JS
+    client sends none), recorded and open to faults like the API."""
+    controls = _controls(request)
+    controls.record(RecordedRequest(request.method, request.url.path, dict(request.headers), None))
+    fault = controls.take_fault("stream")
+    response = await _apply_fault(request, fault) if fault else None
+    if response is not None:
+        return response
+    run = controls.store.find(request.path_params["prediction_id"])
+    if run is None or "stream" not in run.data["urls"]:
+        return _not_found()
+    after = _stream_index(request.headers.get("last-event-id"), run.data["id"])
+    return StreamingResponse(_stream_events(run, after), media_type="text/event-stream")
+
+
+def _stream_index(last_event_id: str | None, prediction_id: str) -> int:
+    """The index of the next event after `Last-Event-ID` (`<prediction id>:<index>`); 0 for none or a foreign one."""
+    name, _, index = (last_event_id or "").rpartition(":")
+    return int(index) + 1 if name == prediction_id and index.isdigit() else 0
+
+
+async def _stream_events(run: PredictionRun, index: int) -> AsyncIterator[bytes]:
+    """`: hi` (as Replicate's nchan streams open), then every event from `index` on, until `done`."""
+    yield b": hi\n\n"
+    while True:
+        for event, data in run.stream[index:]:
+            lines = "".join(f"data: {line}\n" for line in data.split("\n"))
+            yield f"event: {event}\nid: {run.data['id']}:{index}\n{lines}\n".encode()
+            index += 1
+            if event == "done":
+                return
+        await run.streamed.wait()
 
 
 def _controls(request: Request) -> EmulatorControls:
@@ -265,6 +303,7 @@ async def _create(
         version=version_id,
         inputs=payload["input"],
         deployment=deployment,
+        streams=_streams(model.versions[version_id]),
     )
     run = PredictionRun(
         data,
@@ -274,6 +313,7 @@ async def _create(
         webhook=payload.get("webhook") or None,
         events=_event_filter(payload.get("webhook_events_filter")),
         outputs=config.outputs,
+        tokens=_tokens(data) if "stream" in data["urls"] else (),
     )
     launch(controls.store, run, controls.webhooks_dropped)
     wait = _prefer_wait(request.headers.get("prefer"))
@@ -281,6 +321,18 @@ async def _create(
         return _json(controls.store.snapshot(run), 201)
     seconds, applied = wait
     return _json(await wait_for(controls.store, run, seconds), 201, {"preference-applied": applied})
+
+
+def _streams(schema: dict[str, Any]) -> bool:
+    """Whether a version streams: its output is an iterator, as Cog describes a `predict` that yields."""
+    output = schema.get("components", {}).get("schemas", {}).get("Output", {})
+    return bool(output.get("type") == "array" and output.get("x-cog-array-type") == "iterator")
+
+
+def _tokens(data: Prediction) -> tuple[str, ...]:
+    """What a streaming model yields: its prompt, word by word (each after the first with its leading space)."""
+    words = str(data["input"].get("prompt", "")).split(" ")
+    return tuple(word if index == 0 else f" {word}" for index, word in enumerate(words))
 
 
 def _event_filter(value: Any) -> frozenset[str]:

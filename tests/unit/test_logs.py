@@ -17,6 +17,8 @@ from gateway.logs import RedactingFilter, configure, redact
         ),
         ("PUT /uploads/aHR0cDo.1d0e/out-0.png", "PUT /uploads/[redacted]/out-0.png"),
         ("GET /v1/predictions/p1/outputs/0/1795/5f2a9c/out.png", "GET /v1/predictions/p1/outputs/0/1795/[redacted]/out.png"),
+        ("GET /v1/predictions/p1/stream/87cb5aeb HTTP/1.1", "GET /v1/predictions/p1/stream/[redacted] HTTP/1.1"),
+        ("GET /replicate/v1/predictions/p1/stream/87cb5aeb", "GET /replicate/v1/predictions/p1/stream/[redacted]"),
         ("GET /v1/predictions/abc", "GET /v1/predictions/abc"),
     ],
 )
