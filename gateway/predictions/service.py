@@ -27,7 +27,14 @@ from gateway.waiters import Waiters
 
 logger = logging.getLogger(__name__)
 PAGE_SIZE = 100
-_WAIT_TICK_SECONDS = 0.5  # a waiter re-reads at least this often, in case an event was missed
+# A waiter is woken by change events from any process; it re-reads its record at least this often besides, in
+# case an event was missed (a lost subscription wakes every waiter anyway). Each re-read costs a Redis read per
+# waiter or stream: at 0.5 s, 2,000 waiting requests kept a CPU busy (bench/concurrent_waits.py), and at 1 s so did
+# 2,000 open streams (bench/sse_memory.py).
+_WAIT_TICK_SECONDS = 5.0
+# A stale record is refreshed upstream when it falls due, but no more often than this per waiter (another process
+# may hold the refresh, leaving the record stale a little longer).
+_STALE_RECHECK_SECONDS = 0.5
 # How long one process's claim on re-reading a prediction upstream keeps the others from doing it too. A slower
 # read may be repeated by another process, which costs little; a claim leaked by an outage or a crash (its
 # release failed) holds up refreshes only this long.
@@ -127,12 +134,12 @@ class Predictions:
         record: StoredPrediction,
         gone: Callable[[], Awaitable[bool]] = _present,
         seconds: float = math.inf,
-        tick: float = _WAIT_TICK_SECONDS,
     ) -> AsyncIterator[StoredPrediction]:
-        """The record each time it may have changed (and at least every `tick` seconds), until it is finished,
+        """The record each time it may have changed (and at least every few seconds), until it is finished,
         `seconds` have passed or the client is `gone`.
 
-        Woken by change events from any gateway process; between them, a stale record is refreshed upstream."""
+        Woken by change events from any gateway process; between them, a record that falls stale is refreshed
+        upstream."""
         deadline = time.monotonic() + seconds
         with self._waiters.watching(record.id) as changed:
             while not record.status.terminal and not await gone():
@@ -141,7 +148,7 @@ class Predictions:
                     break
                 changed.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(changed.wait(), min(remaining, tick))
+                    await asyncio.wait_for(changed.wait(), min(remaining, _WAIT_TICK_SECONDS, self._until_stale(record)))
                 record = await self._store.get(record.id) or record
                 if self._stale(record):
                     record = await self.refresh(record, within=max(deadline - time.monotonic(), 0))
@@ -233,6 +240,12 @@ class Predictions:
         if record is None or record.tenant != key.tenant or record.provisional:
             raise NotFound("The requested prediction does not exist")
         return record
+
+    def _until_stale(self, record: StoredPrediction) -> float:
+        """Seconds until the record is due for a refresh (at least _STALE_RECHECK_SECONDS); inf if it never is."""
+        if record.status.terminal or not self.pollable(record):
+            return math.inf
+        return max(record.refreshed_at + self._refresh_after - time.time(), _STALE_RECHECK_SECONDS)
 
     def _stale(self, record: StoredPrediction) -> bool:
         return (

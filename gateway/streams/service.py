@@ -20,10 +20,6 @@ from gateway.streams.relay import UpstreamEvent, upstream_events
 
 logger = logging.getLogger(__name__)
 
-# A stream re-reads its record on each change event from any process, and at least this often besides (in case an
-# event was lost, or the record is due for a refresh upstream). Every tick costs a read for each open stream: at
-# 1 s, 2,000 waiting streams kept most of a CPU busy (bench/sse_memory.py).
-_TICK_SECONDS = 5.0
 _KEEPALIVE_SECONDS = 15.0  # a quiet stream sends a comment this often
 _STORE_RETRY_SECONDS = 1.0
 
@@ -93,7 +89,7 @@ class Streams:
         quiet_since = time.monotonic()
         while not record.status.terminal:
             try:
-                async for latest in self._predictions.watch(record, tick=_TICK_SECONDS):
+                async for latest in self._predictions.watch(record):
                     record = latest
                     events, position = progress(render(record), position)
                     for event in events:
