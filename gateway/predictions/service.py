@@ -55,6 +55,7 @@ class Predictions:
         waiters: Waiters,
         metrics: Metrics,
         *,
+        check_webhook: Callable[[str], Awaitable[None]],
         refresh_after: float,
         page_bytes: int,
     ) -> None:
@@ -66,6 +67,7 @@ class Predictions:
         self._requests = requests
         self._waiters = waiters
         self._metrics = metrics
+        self._check_webhook = check_webhook  # raises InvalidInput for a webhook URL that may not be called
         self._refresh_after = refresh_after
         self._page_bytes = page_bytes
         self._refreshing: dict[str, asyncio.Task[StoredPrediction]] = {}
@@ -80,6 +82,8 @@ class Predictions:
         validator = await self._schemas.validator(resolved)
         validator.validate(prepared)
         await validator.check_urls(prepared)
+        if options.webhook:
+            await self._check_webhook(options.webhook)
         record = new_record(key, resolved, prepared, options)
         await self._store.insert(record)
         try:
