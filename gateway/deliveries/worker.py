@@ -113,9 +113,11 @@ class DeliveryWorker:
         """Renew the claim on every held message, stop sending those another worker took over, and take over
         those whose owner stopped renewing them."""
         await self._store.ensure_group()
-        mine = await self._store.hold(self._consumer, list(self._held))
-        for message_id in set(self._held) - mine:
-            self._held.pop(message_id).cancel()
+        held = set(self._held)  # what is read while the renewal is on its way is not judged by it
+        mine = await self._store.hold(self._consumer, held)
+        for message_id in held - mine:
+            if task := self._held.pop(message_id, None):  # not finished meanwhile: another worker took it over
+                task.cancel()
         room = self._limits.concurrency - len(self._held)
         if room > 0:
             lease_ms = int(self._limits.lease * 1000)
