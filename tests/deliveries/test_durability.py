@@ -75,8 +75,10 @@ def test_a_delivery_whose_process_is_killed_mid_retry_is_finished_by_another_pro
 
 @pytest.fixture
 def second(webhook_redis: str, catalog_path: Path, hooked: Gateway) -> Iterator[Gateway]:
-    """Another gateway on the same Redis, ready to take over any delivery `hooked` stops renewing."""
-    with run_gateway(gateway_settings(webhook_redis, catalog_path, free_port(), **webhook_settings())) as gateway:
+    """Another gateway on the same Redis, ready to take over any delivery `hooked` stops renewing: sooner than
+    `hooked` would reclaim its own, and later than the renewals `hooked` sends every third of its lease."""
+    settings = webhook_settings(webhook_lease_seconds=LEASE_SECONDS * 2 / 3)
+    with run_gateway(gateway_settings(webhook_redis, catalog_path, free_port(), **settings)) as gateway:
         yield gateway
 
 

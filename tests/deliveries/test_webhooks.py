@@ -71,6 +71,14 @@ def test_a_filter_of_start_and_completed_sends_exactly_those(api: httpx.Client, 
     assert [r.json["status"] for r in hook.received] == ["processing", "succeeded"]
 
 
+def test_an_intermediate_webhook_that_fails_is_not_retried(api: httpx.Client, receiver: Receiver) -> None:
+    hook = receiver.hook(failures=1)  # the start
+    _create(api, hook, webhook_events_filter=["start", "completed"])
+    hook.terminal()
+    time.sleep(FIRST_RETRY_SECONDS * 4)
+    assert [(r.json["status"], r.answered) for r in hook.received] == [("processing", 500), ("succeeded", 204)]
+
+
 def test_a_receiver_failing_twice_gets_one_successful_terminal_delivery_under_one_webhook_id(
     api: httpx.Client, receiver: Receiver
 ) -> None:
