@@ -109,7 +109,7 @@ async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Me
         FileLimits(settings.file_max_bytes, settings.file_expiry_seconds, settings.file_page_size),
     )
     tracker = Tracker(store.predictions, metrics, lambda name: capabilities_of(catalog.providers[name]).remote_outputs)
-    webhooks = _webhooks(settings, store, links, resolve)
+    webhooks = _webhooks(settings, store, links, metrics, resolve)
     tracker.observe(webhooks.outbox.observe)
     requests = UpstreamRequests(InputFiles(files, file_id_in), links.upstream_webhook, _download_urls(links))
     reporting = Reporting(tracker.report, requests.for_server, store.queue, links.callbacks.server_token, links.upload)
@@ -139,7 +139,7 @@ async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Me
     )  # fmt: skip
 
 
-def _webhooks(settings: Settings, store: Store, links: Links, resolve: Resolve) -> Webhooks:
+def _webhooks(settings: Settings, store: Store, links: Links, metrics: Metrics, resolve: Resolve) -> Webhooks:
     policy = settings.webhook_address_policy()
     secrets = TenantSecrets(store.deliveries)
     outbox = Outbox(store.deliveries, lambda record: orjson.dumps(links.prediction(record, links.api_root())).decode())
@@ -149,6 +149,7 @@ def _webhooks(settings: Settings, store: Store, links: Links, resolve: Resolve) 
         UpstreamClient(settings.webhook_timeout_seconds, settings.webhook_concurrency, policy),
         RetryPolicy(settings.webhook_first_retry_seconds, settings.webhook_retry_seconds),
         WorkerLimits(settings.webhook_lease_seconds, settings.webhook_concurrency),
+        metrics,
     )
     return Webhooks(outbox, secrets, WebhookTargets(UrlGuard(policy, resolve)), worker)
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from gateway.deliveries.signing import TenantSecrets, signed_headers
 from gateway.errors import GatewayError
+from gateway.metrics import Metrics
 from gateway.providers.http import UpstreamClient
 from gateway.ssrf import AddressRefused
 from gateway.store import Delivery, DeliveryStore, Message
@@ -70,12 +71,14 @@ class DeliveryWorker:
         client: UpstreamClient,
         retry: RetryPolicy,
         limits: WorkerLimits,
+        metrics: Metrics,
     ) -> None:
         self._store = store
         self._secrets = secrets
         self._client = client
         self._retry = retry
         self._limits = limits
+        self._metrics = metrics
         self._consumer = uuid.uuid4().hex  # a new consumer per process: a dead one's messages are orphaned
         self._held: dict[str, asyncio.Task[None]] = {}
         self._room = asyncio.Event()
@@ -130,6 +133,9 @@ class DeliveryWorker:
         except GatewayError as exc:  # the store is unavailable: pending messages wait in Redis meanwhile
             logger.warning("webhook delivery paused: %s", exc.detail)
             await asyncio.sleep(_STORE_PAUSE_SECONDS)
+        except Exception:  # the loops outlive any one bad step: a worker that stopped would strand its messages
+            logger.exception("webhook delivery step failed")
+            await asyncio.sleep(_STORE_PAUSE_SECONDS)
 
     def _start(self, messages: list[Message]) -> None:
         for message_id, delivery in messages:
@@ -142,9 +148,12 @@ class DeliveryWorker:
             for at in self._retry.attempt_times(time.time(), delivery):
                 await asyncio.sleep(max(at - time.time(), 0))
                 outcome = await self._attempt(delivery)
+                self._metrics.webhook_attempt(outcome.value)
                 if outcome is not Outcome.FAILED:
                     break
-            if outcome is not Outcome.DELIVERED:
+            if outcome is Outcome.DELIVERED:
+                self._metrics.webhook_delivered(time.time() - delivery.enqueued_at)
+            else:
                 logger.warning("webhook %s of prediction %s: %s", delivery.webhook_id, delivery.prediction_id, outcome.value)
             await self._store.finish([message_id])
         except GatewayError as exc:  # left pending: a worker takes it over a lease from now

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import time
 from typing import Any
 
@@ -79,13 +80,22 @@ def test_an_intermediate_webhook_that_fails_is_not_retried(api: httpx.Client, re
     assert [(r.json["status"], r.answered) for r in hook.received] == [("processing", 500), ("succeeded", 204)]
 
 
+def _attempts(gateway: Gateway) -> dict[str, float]:
+    """The gateway's webhook attempts by outcome, from its /metrics."""
+    pattern = re.compile(r'^gateway_webhook_attempts_total\{outcome="(\w+)"\} (\S+)$', re.MULTILINE)
+    return {outcome: float(value) for outcome, value in pattern.findall(httpx.get(f"{gateway.url}/metrics").text)}
+
+
 def test_a_receiver_failing_twice_gets_one_successful_terminal_delivery_under_one_webhook_id(
-    api: httpx.Client, receiver: Receiver
+    hooked: Gateway, api: httpx.Client, receiver: Receiver
 ) -> None:
     hook = receiver.hook(failures=2)
+    before = _attempts(hooked)
     _create(api, hook, webhook_events_filter=["completed"])
     hook.terminal()
     time.sleep(FIRST_RETRY_SECONDS * 8)  # well past the next retry a repeat would be sent at
+    after = _attempts(hooked)
+    assert (after["failed"] - before.get("failed", 0), after["delivered"] - before.get("delivered", 0)) == (2, 1)
     attempts = hook.received
     assert [r.answered for r in attempts] == [500, 500, 204]
     assert len({r.headers["webhook-id"] for r in attempts}) == 1
