@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -50,6 +51,12 @@ DEFAULT_OUTPUT_LINK_SECONDS = 24 * 3600
 DEFAULT_LIST_PAGE_BYTES = 8 * 1024 * 1024  # documents per list page, however many predictions that is
 DEFAULT_HEADER_TIMEOUT_SECONDS = 10.0  # from a connection (or a request's first byte) to its last header
 DEFAULT_BODY_TIMEOUT_SECONDS = 30.0  # the longest pause between two parts of a request body
+# Client webhooks: Replicate retries the terminal one with exponential backoff for about a minute.
+DEFAULT_WEBHOOK_TIMEOUT_SECONDS = 10.0
+DEFAULT_WEBHOOK_RETRY_SECONDS = 60.0
+DEFAULT_WEBHOOK_FIRST_RETRY_SECONDS = 1.0
+DEFAULT_WEBHOOK_LEASE_SECONDS = 10.0
+DEFAULT_WEBHOOK_CONCURRENCY = 64
 
 _VERSION_ID = re.compile(r"^[0-9a-f]{64}$")
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -102,6 +109,14 @@ class Settings(BaseSettings):
     poll_longest_seconds: float = Field(default=30.0, gt=0)
     # How long a process holds a follow-up it took: one that dies holding it leaves it to others this much later.
     follow_up_lease_seconds: float = Field(default=60.0, gt=0)
+    # Client webhooks. Their addresses follow the input URL policy, except for the networks allowed here
+    # (e.g. 127.0.0.0/8 for a receiver on this machine); metadata addresses are never allowed.
+    webhook_allowed_networks: str = ""
+    webhook_timeout_seconds: float = Field(default=DEFAULT_WEBHOOK_TIMEOUT_SECONDS, gt=0)  # one attempt
+    webhook_retry_seconds: float = Field(default=DEFAULT_WEBHOOK_RETRY_SECONDS, ge=0)  # last retry, after enqueue
+    webhook_first_retry_seconds: float = Field(default=DEFAULT_WEBHOOK_FIRST_RETRY_SECONDS, gt=0)  # then doubling
+    webhook_lease_seconds: float = Field(default=DEFAULT_WEBHOOK_LEASE_SECONDS, gt=0)  # a dead process's are taken over
+    webhook_concurrency: int = Field(default=DEFAULT_WEBHOOK_CONCURRENCY, gt=0)  # deliveries in flight per process
 
     @field_validator("admin_token")
     @classmethod
@@ -114,11 +129,11 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("allowed_private_cidrs")
+    @field_validator("allowed_private_cidrs", "webhook_allowed_networks")
     @classmethod
-    def _cidrs(cls, value: str) -> str:
+    def _cidrs(cls, value: str, info: ValidationInfo) -> str:
         try:
-            parse_networks(value)
+            parse_networks(value, f"GATEWAY_{str(info.field_name).upper()}")
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
         return value
@@ -126,6 +141,10 @@ class Settings(BaseSettings):
     def address_policy(self) -> AddressPolicy:
         """Which addresses URLs from tenants and upstream outputs may reach."""
         return AddressPolicy.from_setting(self.allowed_private_cidrs, allow_all=self.allow_private_input_urls)
+
+    def webhook_address_policy(self) -> AddressPolicy:
+        """Which addresses client webhooks may reach."""
+        return AddressPolicy(parse_networks(self.webhook_allowed_networks))
 
     def local_base_url(self) -> str:
         """How processes on this machine (managed model servers) reach the gateway."""

@@ -40,6 +40,15 @@ class Metrics:
             ["provider"],
             registry=self.registry,
         )
+        self.webhook_attempts = Counter(
+            "gateway_webhook_attempts", "Client webhook attempts, by outcome", ["outcome"], registry=self.registry
+        )
+        self.webhook_latency = Histogram(
+            "gateway_webhook_delivery_seconds",
+            "From enqueueing a client webhook to the receiver's 2xx answer, retries included",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+            registry=self.registry,
+        )
 
     def request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(endpoint, method, str(status)).inc()
@@ -57,6 +66,12 @@ class Metrics:
     def streaming(self, source: str) -> AbstractContextManager[None]:
         """Count a stream as open while the block runs; `source` is `relayed` or `translated`."""
         return self.open_streams.labels(source).track_inprogress()
+
+    def webhook_attempt(self, outcome: str) -> None:
+        self.webhook_attempts.labels(outcome).inc()
+
+    def webhook_delivered(self, seconds: float) -> None:
+        self.webhook_latency.observe(seconds)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

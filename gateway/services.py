@@ -9,11 +9,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from gateway.api.urls import Links, file_id_in
 from gateway.audit import AuditLog
 from gateway.auth import Authenticator
 from gateway.catalog import Catalog
 from gateway.config import Settings
+from gateway.deliveries import DeliveryWorker, Outbox, RetryPolicy, TenantSecrets, Webhooks, WebhookTargets, WorkerLimits
 from gateway.files import FileLimits, Files, InputFiles, LocalStorage, prediction_owners
 from gateway.files.inputs import DownloadUrl
 from gateway.keys import KeyService
@@ -21,6 +24,7 @@ from gateway.lifecycle import Deadlines, FollowUpPolicy, FollowUps
 from gateway.metrics import Metrics
 from gateway.predictions import Predictions, Tracker, UpstreamRequests
 from gateway.providers import Provider, Reporting, build_providers, capabilities_of
+from gateway.providers.http import UpstreamClient
 from gateway.schemas import Schemas
 from gateway.signing import SECRET_NAME, Signer
 from gateway.ssrf import Resolve, UrlGuard, system_resolve
@@ -49,6 +53,7 @@ class Services:
     streams: Streams
     follow_ups: FollowUps
     deadlines: Deadlines
+    webhooks: Webhooks
     ready: Callable[[], Awaitable[None]]  # returns once the store answers, else raises StoreError
 
 
@@ -91,6 +96,7 @@ def _background(services: Services, settings: Settings) -> list[Coroutine[Any, A
         services.files.sweep_forever(settings.file_sweep_seconds),
         services.follow_ups.run(),
         services.deadlines.run(),
+        services.webhooks.worker.run(),
     ]
 
 
@@ -110,6 +116,8 @@ async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Me
         FileLimits(settings.file_max_bytes, settings.file_expiry_seconds, settings.file_page_size),
     )
     tracker = Tracker(store.predictions, metrics, lambda name: capabilities_of(catalog.providers[name]).remote_outputs)
+    webhooks = _webhooks(settings, store, links, metrics, resolve)
+    tracker.observe(webhooks.outbox.observe)
     requests = UpstreamRequests(InputFiles(files, file_id_in), links.upstream_webhook, _download_urls(links))
     reporting = Reporting(tracker.report, requests.for_server, store.queue, links.callbacks.server_token, links.upload)
     addresses = settings.address_policy()
@@ -126,6 +134,7 @@ async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Me
         requests,
         waiters,
         metrics,
+        check_webhook=webhooks.targets.check,
         refresh_after=settings.refresh_after_seconds,
         page_bytes=settings.list_page_bytes,
         follow_up_after=settings.poll_first_seconds,
@@ -139,15 +148,31 @@ async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Me
             longest_seconds=settings.poll_longest_seconds,
             lease_seconds=settings.follow_up_lease_seconds,
         ),
+        settle=[webhooks.outbox.settle],  # a crash between a terminal change and its webhook's enqueue loses nothing
     )
     auth = Authenticator(store.keys, settings.key_cache_seconds)
     keys, audit = KeyService(store.keys), AuditLog(store.audit)
     streams = Streams(store.predictions, predictions, providers, metrics)
     return Services(
         settings, catalog, providers, auth, keys, audit, schemas, predictions, files, metrics, links, waiters, streams,
-        follow_ups, Deadlines(store.deadlines, predictions),
+        follow_ups, Deadlines(store.deadlines, predictions), webhooks,
         ready=functools.partial(store.ping, READY_TIMEOUT_SECONDS),
     )  # fmt: skip
+
+
+def _webhooks(settings: Settings, store: Store, links: Links, metrics: Metrics, resolve: Resolve) -> Webhooks:
+    policy = settings.webhook_address_policy()
+    secrets = TenantSecrets(store.deliveries)
+    outbox = Outbox(store.deliveries, lambda record: orjson.dumps(links.prediction(record, links.api_root())).decode())
+    worker = DeliveryWorker(
+        store.deliveries,
+        secrets,
+        UpstreamClient(settings.webhook_timeout_seconds, settings.webhook_concurrency, policy),
+        RetryPolicy(settings.webhook_first_retry_seconds, settings.webhook_retry_seconds),
+        WorkerLimits(settings.webhook_lease_seconds, settings.webhook_concurrency),
+        metrics,
+    )
+    return Webhooks(outbox, secrets, WebhookTargets(UrlGuard(policy, resolve)), worker)
 
 
 def _download_urls(links: Links) -> Callable[[bool], DownloadUrl | None]:

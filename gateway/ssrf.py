@@ -91,8 +91,8 @@ class AddressPolicy:
         return address.is_global and not any(address in network for network in _REFUSED_NETWORKS)
 
 
-def parse_networks(cidrs: str | Iterable[str]) -> tuple[IPNetwork, ...]:
-    """Comma-separated (or listed) CIDRs; a ConfigError names the first that is not one."""
+def parse_networks(cidrs: str | Iterable[str], setting: str = "GATEWAY_ALLOWED_PRIVATE_CIDRS") -> tuple[IPNetwork, ...]:
+    """Comma-separated (or listed) CIDRs; a ConfigError names the `setting` and the first that is not one."""
     items = cidrs.split(",") if isinstance(cidrs, str) else cidrs
     networks = []
     for item in (i.strip() for i in items):
@@ -101,7 +101,7 @@ def parse_networks(cidrs: str | Iterable[str]) -> tuple[IPNetwork, ...]:
         try:
             networks.append(ipaddress.ip_network(item, strict=False))
         except ValueError:
-            raise ConfigError(f"GATEWAY_ALLOWED_PRIVATE_CIDRS: {item!r} is not a CIDR like 10.0.0.0/8") from None
+            raise ConfigError(f"{setting}: {item!r} is not a CIDR like 10.0.0.0/8") from None
     return tuple(networks)
 
 

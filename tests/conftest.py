@@ -284,20 +284,22 @@ def gateway_process(
         **{f"GATEWAY_{name.upper()}": value for name, value in settings.items()},
     }
     command = [sys.executable, "-m", "gateway", "serve"]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log = data_dir / "gateway-output.log"  # a file, not a pipe: a busy gateway never blocks on a full pipe
+    with log.open("wb") as sink:
+        process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
     url, output = f"http://127.0.0.1:{port}", []
     deadline = time.monotonic() + 20
     try:
         while not _answers(f"{url}/health"):
-            assert process.poll() is None and time.monotonic() < deadline, (
-                process.stdout.read().decode() if process.stdout else ""
-            )
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")
             time.sleep(0.1)
         yield url, output, process
     finally:
         if process.poll() is None:
             process.terminate()
-        output += process.communicate(timeout=30)[0].decode().splitlines()
+        process.wait(timeout=30)
+        output += log.read_text(errors="replace").splitlines()
 
 
 def _answers(url: str) -> bool:

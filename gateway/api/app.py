@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from gateway.api import admin, callbacks, files, models, openapi, predictions, streams
+from gateway.api import admin, callbacks, files, models, openapi, predictions, streams, webhooks
 from gateway.api.body_limit import BodyLimitMiddleware
 from gateway.api.body_timeout import BodyTimeoutMiddleware
 from gateway.api.problems import EXCEPTION_HANDLERS
@@ -54,7 +54,7 @@ def create_app(settings: Settings, catalog: Catalog, resolve: Resolve = system_r
             app.state.services = services  # for code embedding the app (and tests); endpoints use request.state
             yield {"services": services}
 
-    api_routes = predictions.routes + streams.routes + models.routes + files.routes
+    api_routes = predictions.routes + streams.routes + models.routes + files.routes + webhooks.routes
     routes = [
         *(Mount(prefix, routes=api_routes) for prefix in API_PREFIXES),
         *predictions.root_routes,

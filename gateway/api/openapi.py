@@ -186,6 +186,14 @@ def _tenant_paths() -> Json:
                 {"200": json_response("The account", ref("Account")), **problems(401, 403)},
             )
         },
+        "/webhooks/default/secret": {
+            "get": operation(
+                "webhooks.default.secret.get",
+                "The tenant's secret for verifying the webhooks the gateway sends (Standard Webhooks signatures)",
+                TENANT,
+                {"200": json_response("The signing secret", ref("WebhookSecret")), **problems(401, 403)},
+            )
+        },
         "/files": {
             "post": operation(
                 "files.create",

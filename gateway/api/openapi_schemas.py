@@ -189,6 +189,7 @@ SCHEMAS: Json = {
             "avatar_url": _nullable(_URI),
         },
     ),
+    "WebhookSecret": _object(["key"], {"key": {"type": "string", "pattern": "^whsec_[A-Za-z0-9+/]+={0,2}$"}}),
     "File": _FILE,
     "FilePage": _page("File"),
     "FileCreate": _FILE_CREATE,

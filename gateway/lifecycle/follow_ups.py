@@ -52,10 +52,7 @@ class FollowUps:
         self._schedule = schedule
         self._predictions = predictions
         self._policy = policy
-        self._settle = list(settle)
-
-    def settle_with(self, settle: Settle) -> None:
-        self._settle.append(settle)
+        self._settle = tuple(settle)
 
     async def run(self) -> None:
         """Visit due predictions until cancelled (every gateway process runs one of these)."""

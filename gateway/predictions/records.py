@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.catalog import Resolved
+from gateway.deliveries.events import DEFAULT_EVENTS
 from gateway.keys import KeyRecord
-from gateway.providers.base import WEBHOOK_EVENTS
 from gateway.status import Status
 from gateway.store import StoredPrediction
 from gateway.timestamps import timestamp
@@ -58,7 +58,7 @@ def new_record(
         doc["deadline"] = timestamp((created_ms + options.cancel_after * 1000) / 1000)
     if options.webhook:
         doc["webhook"] = options.webhook
-        doc["webhook_events_filter"] = options.webhook_events_filter or list(WEBHOOK_EVENTS)
+        doc["webhook_events_filter"] = options.webhook_events_filter or [event.value for event in DEFAULT_EVENTS]
     return StoredPrediction(
         id=prediction_id,
         tenant=key.tenant,

@@ -65,6 +65,7 @@ class Predictions:
         waiters: Waiters,
         metrics: Metrics,
         *,
+        check_webhook: Callable[[str], Awaitable[None]],
         refresh_after: float,
         page_bytes: int,
         follow_up_after: float,
@@ -77,6 +78,7 @@ class Predictions:
         self._requests = requests
         self._waiters = waiters
         self._metrics = metrics
+        self._check_webhook = check_webhook  # raises InvalidInput for a webhook URL that may not be called
         self._refresh_after = refresh_after
         self._page_bytes = page_bytes
         self._follow_up_after = follow_up_after
@@ -92,6 +94,8 @@ class Predictions:
         validator = await self._schemas.validator(resolved)
         validator.validate(prepared)
         await validator.check_urls(prepared)
+        if options.webhook:
+            await self._check_webhook(options.webhook)
         record = new_record(key, resolved, prepared, options, streams=await self._schemas.streams(resolved))
         await self._store.insert(
             record,

@@ -126,11 +126,13 @@ class UpstreamClient:
         *,
         headers: dict[str, str],
         json_body: Any = None,
+        content: bytes | None = None,
         timeout: float | None = None,
         guarded: bool = False,
     ) -> UpstreamResponse:
+        """Send `json_body` as JSON, or `content` as it is; no redirect is followed."""
         limit = timeout or self._timeout
-        data = None if json_body is None else json.dumps(json_body, separators=(",", ":")).encode()
+        data = content if json_body is None else json.dumps(json_body, separators=(",", ":")).encode()
         with _mapped_errors(limit):
             async with self._client(url, guarded).request(
                 method, url, headers=headers, data=data, timeout=aiohttp.ClientTimeout(total=limit), allow_redirects=False

@@ -3,7 +3,7 @@ No other module talks to Redis.
 
 Keys that belong together share a Redis Cluster hash tag: `gw:pred:{<id>}` holds one prediction,
 `gw:tenant:{<tenant>}:predictions` indexes a tenant's predictions by creation time; `gw:file:{<id>}` and
-`gw:tenant:{<tenant>}:files` do the same for uploaded files.
+`gw:tenant:{<tenant>}:files` do the same for uploaded files; client webhooks wait in `gw:{deliveries}:stream`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from redis import exceptions as redis_errors
 
 from gateway.store import events
 from gateway.store.audit import AuditFields, AuditFilter, AuditPage, AuditStore
+from gateway.store.deliveries import Delivery, DeliveryStore, Message
 from gateway.store.files import FileStore, StoredFile
 from gateway.store.keys import KeyChange, KeyStore, StoredKey
 from gateway.store.predictions import PredictionStore, StoredPrediction
@@ -40,6 +41,7 @@ class Store:
         self.keys = KeyStore(redis, self.audit)
         self.files = FileStore(redis)
         self.schemas = SchemaStore(redis)
+        self.deliveries = DeliveryStore(redis)
 
     @classmethod
     def connect(cls, url: str, *, prediction_retention_seconds: int, audit_retention_seconds: int) -> Store:
@@ -84,10 +86,13 @@ __all__ = [
     "AuditFilter",
     "AuditPage",
     "AuditStore",
+    "Delivery",
+    "DeliveryStore",
     "FileStore",
     "IndexEntry",
     "KeyChange",
     "KeyStore",
+    "Message",
     "PredictionStore",
     "QueueStore",
     "Schedule",

@@ -214,6 +214,11 @@ def _key(prediction_id: str) -> str:
     return f"gw:pred:{{{prediction_id}}}"
 
 
+def record_key(prediction_id: str) -> str:
+    """The key of a prediction's record, for keys that must share its hash slot."""
+    return _key(prediction_id)
+
+
 def _refreshing_key(prediction_id: str) -> str:
     return f"{_key(prediction_id)}:refreshing"
 

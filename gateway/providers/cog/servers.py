@@ -192,9 +192,13 @@ class CogServerPool:
 
     async def stop(self) -> None:
         """Stop the watchers (so the exits are not taken for crashes), then every server."""
-        for watcher in self._watchers:
-            watcher.cancel()
-        await asyncio.gather(*self._watchers, return_exceptions=True)
+        # Cancelled again until they end: a timeout helper (asyncio.wait_for before Python 3.12, for one) may swallow
+        # a cancellation that arrives as what it waits for completes, and a watcher that missed it would wait on its
+        # server forever (a suite once hung here).
+        while pending := [watcher for watcher in self._watchers if not watcher.done()]:
+            for watcher in pending:
+                watcher.cancel()
+            await asyncio.wait(pending, timeout=1.0)
         self._watchers = []
         await self._terminate_all()
 
