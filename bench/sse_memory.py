@@ -26,6 +26,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from emulated import cpu_seconds, rss_bytes  # noqa: E402
+
 from gateway.store.embedded import EmbeddedRedis  # noqa: E402
 from tests.servers import free_port  # noqa: E402
 
@@ -47,19 +49,6 @@ routes = [{{ provider = "nowhere" }}]
 """
 SCHEMA = '{"openapi": "3.0.2", "components": {"schemas": {"Input": {"type": "object"}, "Output": {"type": "string"}}}}'
 SETTLE_SECONDS = 5.0
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
 
 
 async def create(client: httpx.AsyncClient, count: int) -> list[str]:
@@ -94,7 +83,7 @@ async def measure(api: str, pid: int, token: str, counts: list[int]) -> None:
         for count in counts:
             urls = await create(client, count)
             await asyncio.sleep(SETTLE_SECONDS)
-            before = rss_kib(pid)
+            before = rss_bytes(pid) // 1024
             done, events = asyncio.Event(), [asyncio.Event() for _ in urls]
             started = time.monotonic()
             tasks = [asyncio.create_task(open_stream(url, opened, done)) for url, opened in zip(urls, events, strict=True)]
@@ -102,7 +91,7 @@ async def measure(api: str, pid: int, token: str, counts: list[int]) -> None:
             took = time.monotonic() - started
             cpu = cpu_seconds(pid)
             await asyncio.sleep(SETTLE_SECONDS)  # every stream has re-read its record a few times
-            during, cpu = rss_kib(pid), (cpu_seconds(pid) - cpu) / SETTLE_SECONDS
+            during, cpu = rss_bytes(pid) // 1024, (cpu_seconds(pid) - cpu) / SETTLE_SECONDS
             done.set()
             await asyncio.gather(*tasks)
             per_stream = (during - before) * 1024 / count
