@@ -10,6 +10,7 @@ import redis
 
 from gateway.timestamps import parse_timestamp
 from tests.conftest import INPAINTING_VERSION, Gateway, Upstream, inpainting_input
+from tests.emulator import Fault
 
 BODY = {"version": INPAINTING_VERSION, "input": inpainting_input()}
 
@@ -78,6 +79,14 @@ def test_a_canceled_prediction_that_ran_reports_its_predict_time_and_one_that_ne
     running = api.post("/predictions", json=BODY).json()
     _until(api, running["id"], {"processing"}, 5)
     time.sleep(0.3)
+    canceled = api.post(f"/predictions/{running['id']}/cancel").json()
+    assert canceled["status"] == "canceled" and canceled["metrics"]["predict_time"] >= 0.3
+    # An upstream that says nothing of the run time (its answer to the cancel is not final): the gateway counts it.
+    running = api.post("/predictions", json=BODY).json()
+    _until(api, running["id"], {"processing"}, 5)
+    time.sleep(0.3)
+    [upstream] = [p for p in replicate_upstream.controls.predictions() if p["status"] == "processing"]
+    replicate_upstream.controls.inject(Fault(route="cancel", status=200, body=upstream))
     canceled = api.post(f"/predictions/{running['id']}/cancel").json()
     assert canceled["status"] == "canceled" and canceled["metrics"]["predict_time"] >= 0.3
     replicate_upstream.controls.configure(start_delay=60)
