@@ -6,6 +6,7 @@ import contextlib
 import ipaddress
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -121,6 +122,7 @@ routes = [{{ provider = "replicate", deployment = "stability-ai/inpaint-deploy" 
 """
 
 
+_EXISTING_PREDICTION = re.compile(r"/predictions/[^/]+(/cancel)?$")
 PUBLIC_ADDRESS = ipaddress.ip_address("93.184.215.14")  # what the suite's example hosts resolve to, without DNS
 
 
@@ -138,6 +140,11 @@ class Upstream:
 
     def requests(self, method: str, path_suffix: str) -> list[Any]:
         return [r for r in self.controls.requests() if r.method == method and r.path.endswith(path_suffix)]
+
+    def asked_to_start_work(self) -> list[Any]:
+        """Requests other than reads and cancels of existing predictions, which the gateways' background work
+        (follow-ups, deadlines) sends at any time, also for predictions of earlier tests."""
+        return [r for r in self.controls.requests() if not _EXISTING_PREDICTION.search(r.path)]
 
 
 @dataclass

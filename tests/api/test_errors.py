@@ -92,7 +92,7 @@ def test_input_validation_happens_before_any_upstream_call(api: httpx.Client, re
     )
     assert body["title"] == "Input validation failed"
     assert {f["field"] for f in body["invalid_fields"]} == {"input", "input.image", "input.num_inference_steps"}
-    assert replicate_upstream.controls.requests() == []
+    assert replicate_upstream.asked_to_start_work() == []
 
 
 def test_not_allowed_models_look_like_unknown_versions(gateway: Gateway, replicate_upstream: Upstream) -> None:
@@ -102,7 +102,7 @@ def test_not_allowed_models_look_like_unknown_versions(gateway: Gateway, replica
             "title"
         ] == ("Invalid version or not permitted")
         assert _problem(client.get("/models/stability-ai/stable-diffusion-inpainting"), 404)
-    assert replicate_upstream.controls.requests() == []
+    assert replicate_upstream.asked_to_start_work() == []
 
 
 def test_a_read_only_key_cannot_create(gateway: Gateway) -> None:
