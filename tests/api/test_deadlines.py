@@ -32,6 +32,8 @@ def test_cancel_after_sets_the_deadline_from_creation(api: httpx.Client, header:
     assert deadline is not None and started is not None
     assert deadline - started == pytest.approx(seconds, abs=0.002)
     assert api.get(f"/predictions/{created['id']}").json()["deadline"] == created["deadline"]
+    # Ended here: its deadline must not fire later, into another test's upstream (the emulator forgets its run).
+    assert api.post(f"/predictions/{created['id']}/cancel").json()["status"] in ("canceled", "succeeded")
 
 
 @pytest.mark.parametrize("header", ["4", "4s", "0m4s", "", "soon", "5x", "-10", "1d", "m", "5 s"])
