@@ -37,9 +37,14 @@ def quiet_upstream(replicate_upstream: Upstream) -> Upstream:
     return replicate_upstream
 
 
-def _status(redis_url: str, prediction_id: str) -> str | None:
+def _field(redis_url: str, prediction_id: str, name: str) -> str | None:
+    """A field of the prediction's record, read straight from Redis."""
     with redis.Redis.from_url(redis_url, decode_responses=True) as client:
-        return client.hget(f"gw:pred:{{{prediction_id}}}", "status")
+        return client.hget(f"gw:pred:{{{prediction_id}}}", name)
+
+
+def _status(redis_url: str, prediction_id: str) -> str | None:
+    return _field(redis_url, prediction_id, "status")
 
 
 def _until_status(redis_url: str, prediction_id: str, expected: str, seconds: float) -> None:
@@ -66,8 +71,7 @@ def _create(url: str, token: str) -> str:
 
 
 def _upstream_id(redis_url: str, prediction_id: str) -> str:
-    with redis.Redis.from_url(redis_url, decode_responses=True) as client:
-        return str(client.hget(f"gw:pred:{{{prediction_id}}}", "upstream_id"))
+    return str(_field(redis_url, prediction_id, "upstream_id"))
 
 
 def test_a_prediction_nobody_reads_reaches_its_end_by_polling_with_few_upstream_reads(
