@@ -28,7 +28,7 @@ from gateway.providers.http import UpstreamClient
 from gateway.schemas import Schemas
 from gateway.signing import SECRET_NAME, Signer
 from gateway.ssrf import Resolve, UrlGuard, system_resolve
-from gateway.store import Store
+from gateway.store import QueueDepths, Store
 from gateway.streams import Streams
 from gateway.validation import UrlPolicy
 from gateway.waiters import Waiters
@@ -55,6 +55,7 @@ class Services:
     deadlines: Deadlines
     webhooks: Webhooks
     ready: Callable[[], Awaitable[None]]  # returns once the store answers, else raises StoreError
+    queue_depths: Callable[[], Awaitable[QueueDepths]]  # a reading of the work waiting in Redis
 
 
 @contextlib.asynccontextmanager
@@ -121,7 +122,9 @@ async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Me
     requests = UpstreamRequests(InputFiles(files, file_id_in), links.upstream_webhook, _download_urls(links))
     reporting = Reporting(tracker.report, requests.for_server, store.queue, links.callbacks.server_token, links.upload)
     addresses = settings.address_policy()
-    providers = build_providers(catalog.providers, reporting, addresses)
+    providers = build_providers(
+        catalog.providers, reporting, addresses, lambda name: functools.partial(metrics.upstream_call, name)
+    )
     policy = UrlPolicy(UrlGuard(addresses, resolve), gateway_file=lambda url: file_id_in(url) is not None)
     schemas = Schemas(store.schemas, providers, policy)
     waiters = Waiters(store.prediction_changes)
@@ -157,6 +160,7 @@ async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Me
         settings, catalog, providers, auth, keys, audit, schemas, predictions, files, metrics, links, waiters, streams,
         follow_ups, Deadlines(store.deadlines, predictions), webhooks,
         ready=functools.partial(store.ping, READY_TIMEOUT_SECONDS),
+        queue_depths=functools.partial(store.depths, _slot_queues(catalog)),
     )  # fmt: skip
 
 
@@ -173,6 +177,11 @@ def _webhooks(settings: Settings, store: Store, links: Links, metrics: Metrics, 
         metrics,
     )
     return Webhooks(outbox, secrets, WebhookTargets(UrlGuard(policy, resolve)), worker)
+
+
+def _slot_queues(catalog: Catalog) -> list[str]:
+    """The durable queues of the slot-limited providers, each named after its provider."""
+    return [name for name, config in catalog.providers.items() if capabilities_of(config).slots]
 
 
 def _download_urls(links: Links) -> Callable[[bool], DownloadUrl | None]:

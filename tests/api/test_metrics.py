@@ -36,6 +36,6 @@ def test_metrics_count_requests_creations_and_each_terminal_status_once(
     labels = {"model": INPAINTING, "provider": "replicate"}
     assert increase("gateway_predictions_created_total", **labels) == 1
     assert increase("gateway_predictions_finished_total", **labels, status="failed") == 1
-    assert increase("gateway_http_requests_total", endpoint="create_prediction", method="POST", status="201") == 1
-    assert increase("gateway_http_requests_total", endpoint="unmatched", method="GET", status="404") == 1
+    assert increase("gateway_http_requests_total", route="/v1/predictions", method="POST", status="201") == 1
+    assert increase("gateway_http_requests_total", route="unmatched", method="GET", status="404") == 1
     assert "gwk_" not in after.text and "t-" not in after.text  # no keys or tenants in labels
