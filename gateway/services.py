@@ -66,15 +66,17 @@ async def open_services(
 
     `resolve` names hosts of URLs in prediction inputs (tests give one that needs no DNS)."""
     assert settings.redis_url, "the Redis URL is resolved (or an embedded server started) before services open"
+    metrics = metrics or Metrics()
     store = Store.connect(
         settings.redis_url,
         prediction_retention_seconds=settings.prediction_retention_seconds,
         audit_retention_seconds=settings.audit_retention_seconds,
+        on_error=metrics.redis_error,  # counted here: the store knows nothing of metrics
     )
     providers: dict[str, Provider] = {}
     tasks: list[asyncio.Task[None]] = []
     try:
-        services = await _build(settings, catalog, store, metrics or Metrics(), resolve)
+        services = await _build(settings, catalog, store, metrics, resolve)
         providers = services.providers
         for provider in providers.values():
             await provider.start()
