@@ -1,3 +1,5 @@
+import os
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -211,3 +213,17 @@ def test_metrics_answer_quickly_without_depths_while_redis_is_down_and_count_its
         while _sample(_scrape(gateway), "gateway_queue_depths_up") != 1:
             assert time.monotonic() < deadline
             time.sleep(0.1)
+
+
+def test_metrics_answer_within_the_depth_timeout_while_redis_is_paused(tmp_path: Path, catalog_path: Path) -> None:
+    with gateway_on_own_redis(tmp_path, catalog_path) as (server, gateway):
+        assert _sample(_scrape(gateway), "gateway_queue_depths_up") == 1
+        assert server.pid is not None
+        os.kill(server.pid, signal.SIGSTOP)  # connections stay open and nothing answers
+        try:
+            started = time.monotonic()
+            paused = _scrape(gateway)
+            assert time.monotonic() - started < 2
+        finally:
+            os.kill(server.pid, signal.SIGCONT)
+        assert _sample(paused, "gateway_queue_depths_up") == 0 and "gateway_schedule_items{" not in paused
