@@ -10,6 +10,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.metrics import Metrics
 
 UNMATCHED = "unmatched"
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class TimingMiddleware:
@@ -33,7 +34,8 @@ class TimingMiddleware:
         try:
             await self.app(scope, receive, send_with_status)
         finally:
-            self.metrics.request(route_template(scope), scope["method"], status, time.perf_counter() - start)
+            method = scope["method"] if scope["method"] in _METHODS else "other"  # any token is a valid method
+            self.metrics.request(route_template(scope), method, status, time.perf_counter() - start)
 
 
 def route_template(scope: Scope) -> str:

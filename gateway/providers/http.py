@@ -36,7 +36,7 @@ from gateway.ssrf import AddressPolicy, AddressRefused, ip_literal, url_host
 
 _CHUNK_BYTES = 64 * 1024
 
-CallObserver = Callable[[str, float, "str | None"], None]
+CallObserver = Callable[[str, float, str | None], None]
 """Told of each upstream call: its operation, its duration in seconds, and its failure's kind (`failure_kind`),
 None for an answer below 400."""
 

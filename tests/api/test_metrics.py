@@ -91,6 +91,7 @@ def test_requests_are_labelled_by_route_template_under_each_mount_and_unknown_pa
         aggregator_path.get(f"/predictions/{created['id']}")
     for scanned in ("/wp-admin/setup.php", f"/.env.{uuid.uuid4().hex}", "/v1/no-such-resource"):
         assert httpx.get(gateway.url + scanned).status_code == 404
+    assert httpx.request("PROPFIND", f"{gateway.url}/health").status_code == 405
     after = _scrape(gateway)
 
     def increase(name: str, **labels: str) -> float:
@@ -109,9 +110,11 @@ def test_requests_are_labelled_by_route_template_under_each_mount_and_unknown_pa
         == 1
     )
     assert increase("gateway_http_requests_total", route="unmatched", method="GET", status="404") == 3
+    assert increase("gateway_http_requests_total", route="/health", method="other", status="405") == 1
     routes = {labels["route"] for labels in _series(after, "gateway_http_requests_total")}
     assert not {r for r in routes if r != "unmatched" and not r.startswith("/")}
     assert created["id"] not in after and "wp-admin" not in after and "no-such-resource" not in after
+    assert "PROPFIND" not in after
 
 
 def test_an_upstream_call_is_timed_by_provider_and_operation_without_its_address(
