@@ -13,8 +13,9 @@ import redis.exceptions
 
 from gateway.errors import GatewayError, InvalidInput, StoreError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from gateway.providers.cog.adapter import Health, ServerBusy, ServerStatus, _health, _raise_for_status
-from gateway.providers.http import UpstreamResponse, _mapped_errors
+from gateway.providers.http import UpstreamResponse, _mapped_errors, failure_kind
 from gateway.providers.replicate import _error
+from gateway.ssrf import AddressRefused
 from gateway.status import Status, parse_status
 from gateway.store.redis import connect, mapped_errors
 
@@ -133,3 +134,26 @@ def test_every_cog_health_status_is_understood_and_garbage_is_unreachable(status
     assert _health(["READY"]).status is ServerStatus.UNREACHABLE
     assert status.serving == (status in (ServerStatus.READY, ServerStatus.BUSY))
     assert status.failed == (status in (ServerStatus.SETUP_FAILED, ServerStatus.DEFUNCT))
+
+
+@pytest.mark.parametrize(
+    "status,error,kind",
+    [
+        (200, None, None),
+        (201, None, None),
+        (304, None, None),
+        (400, None, "http_4xx"),
+        (404, None, "http_4xx"),
+        (409, None, "http_4xx"),
+        (429, None, "http_429"),
+        (500, None, "http_5xx"),
+        (503, None, "http_5xx"),
+        (None, UpstreamTimeout("late"), "timeout"),
+        (None, UpstreamError("reset"), "connection"),
+        (None, AddressRefused("10.0.0.1"), "refused"),
+    ],
+)
+def test_every_upstream_outcome_has_one_failure_kind_for_the_metrics(
+    status: int | None, error: BaseException | None, kind: str | None
+) -> None:
+    assert failure_kind(status, error) == kind
