@@ -1,4 +1,6 @@
-"""Prometheus metrics of one gateway process, in a registry of its own (served at /metrics)."""
+"""Prometheus metrics of one gateway process, in a registry of its own (served at /metrics).
+
+Labels never carry keys, tenants, URLs or tokens: routes are path templates, providers their catalog names."""
 
 from __future__ import annotations
 
@@ -6,22 +8,45 @@ from contextlib import AbstractContextManager
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from gateway.depths import DepthCollector
 from gateway.status import Status
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "gateway_http_requests", "HTTP requests answered", ["endpoint", "method", "status"], registry=self.registry
+            "gateway_http_requests",
+            "HTTP requests answered, by route template (`unmatched` for any unknown path), method and status code",
+            ["route", "method", "status"],
+            registry=self.registry,
         )
         self.latency = Histogram(
             "gateway_http_request_duration_seconds",
-            "Time to answer an HTTP request",
-            ["endpoint"],
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            "Time to answer an HTTP request, by route template, method and status class (2xx, 4xx, ...)",
+            ["route", "method", "status_class"],
+            buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.upstream_latency = Histogram(
+            "gateway_upstream_request_duration_seconds",
+            "Time an upstream provider took to answer one HTTP call (answered or failed), by catalog name and operation",
+            ["provider", "operation"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.upstream_errors = Counter(
+            "gateway_upstream_errors",
+            "Upstream calls that failed: timeout, connection, or the answer's status (http_429, http_4xx, http_5xx)",
+            ["provider", "kind"],
+            registry=self.registry,
+        )
+        self.redis_errors = Counter(
+            "gateway_redis_errors", "Redis errors turned into StoreError, by kind", ["kind"], registry=self.registry
+        )
+        self.depths = DepthCollector(self.registry)
         self.created = Counter(
             "gateway_predictions_created", "Predictions created", ["model", "provider"], registry=self.registry
         )
@@ -57,9 +82,18 @@ class Metrics:
             registry=self.registry,
         )
 
-    def request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(endpoint, method, str(status)).inc()
-        self.latency.labels(endpoint).observe(seconds)
+    def request(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.requests.labels(route, method, str(status)).inc()
+        self.latency.labels(route, method, f"{status // 100}xx").observe(seconds)
+
+    def upstream_call(self, provider: str, operation: str, seconds: float, error: str | None) -> None:
+        """One HTTP call to `provider`; `error` is the failure's kind, None when it was answered with success."""
+        self.upstream_latency.labels(provider, operation).observe(seconds)
+        if error is not None:
+            self.upstream_errors.labels(provider, error).inc()
+
+    def redis_error(self, kind: str) -> None:
+        self.redis_errors.labels(kind).inc()
 
     def prediction_created(self, model: str, provider: str) -> None:
         self.created.labels(model, provider).inc()

@@ -29,7 +29,7 @@ from gateway.providers.http import UpstreamClient
 from gateway.schemas import Schemas
 from gateway.signing import SECRET_NAME, Signer
 from gateway.ssrf import Resolve, UrlGuard, system_resolve
-from gateway.store import Store, StoredPrediction, default_retention
+from gateway.store import QueueDepths, Store, StoredPrediction, default_retention
 from gateway.streams import Streams
 from gateway.usage import Metering, Price, UsageReports
 from gateway.validation import UrlPolicy
@@ -60,6 +60,7 @@ class Services:
     metering: Metering
     usage: UsageReports
     ready: Callable[[], Awaitable[None]]  # returns once the store answers, else raises StoreError
+    queue_depths: Callable[[], Awaitable[QueueDepths]]  # a reading of the work waiting in Redis
 
 
 @contextlib.asynccontextmanager
@@ -70,6 +71,7 @@ async def open_services(
 
     `resolve` names hosts of URLs in prediction inputs (tests give one that needs no DNS)."""
     assert settings.redis_url, "the Redis URL is resolved (or an embedded server started) before services open"
+    metrics = metrics or Metrics()
     store = Store.connect(
         settings.redis_url,
         prediction_retention_seconds=settings.prediction_retention_seconds,
@@ -77,11 +79,12 @@ async def open_services(
         usage_retention=default_retention(
             settings.prediction_retention_seconds, settings.usage_retention_seconds, settings.usage_row_retention_seconds
         ),
+        on_error=metrics.redis_error,  # counted here: the store knows nothing of metrics
     )
     providers: dict[str, Provider] = {}
     tasks: list[asyncio.Task[None]] = []
     try:
-        services = await _build(settings, catalog, store, metrics or Metrics(), resolve)
+        services = await _build(settings, catalog, store, metrics, resolve)
         providers = services.providers
         for provider in providers.values():
             await provider.start()
@@ -130,7 +133,10 @@ async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Me
     price_of = _prices(catalog)
     metering = Metering(store.usage, price_of)
     tracker.observe(metering.observe)
-    limits = LimitsService(store.limits, settings.key_cache_seconds, settings.prediction_retention_seconds, metrics.limit_refused)
+    # A prediction holds its concurrency slot until settled; one that never finishes (its upstream lost it) stops
+    # counting after a day rather than holding the slot until its record expires.
+    running_seconds = min(settings.prediction_retention_seconds, 24 * 3600)
+    limits = LimitsService(store.limits, settings.key_cache_seconds, running_seconds, metrics.limit_refused)
 
     async def admit(key: KeyRecord, record: StoredPrediction) -> Admission:
         return await limits.admission(key, record, price_of(record.doc["model"]).estimate(record.doc["input"]))
@@ -138,7 +144,9 @@ async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Me
     requests = UpstreamRequests(InputFiles(files, file_id_in), links.upstream_webhook, _download_urls(links))
     reporting = Reporting(tracker.report, requests.for_server, store.queue, links.callbacks.server_token, links.upload)
     addresses = settings.address_policy()
-    providers = build_providers(catalog.providers, reporting, addresses)
+    providers = build_providers(
+        catalog.providers, reporting, addresses, lambda name: functools.partial(metrics.upstream_call, name)
+    )
     policy = UrlPolicy(UrlGuard(addresses, resolve), gateway_file=lambda url: file_id_in(url) is not None)
     schemas = Schemas(store.schemas, providers, policy)
     waiters = Waiters(store.prediction_changes)
@@ -178,6 +186,7 @@ async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Me
         follow_ups, Deadlines(store.deadlines, predictions), webhooks, limits, metering,
         UsageReports(store.usage, settings.currency),
         ready=functools.partial(store.ping, READY_TIMEOUT_SECONDS),
+        queue_depths=functools.partial(store.depths, _slot_queues(catalog)),
     )  # fmt: skip
 
 
@@ -199,6 +208,11 @@ def _webhooks(settings: Settings, store: Store, links: Links, metrics: Metrics, 
 def _prices(catalog: Catalog) -> Callable[[str], Price]:
     prices = {model.name: Price.from_config(model.price) for model in catalog.models()}
     return lambda model: prices.get(model, Price())  # a model since removed from the catalog costs nothing
+
+
+def _slot_queues(catalog: Catalog) -> list[str]:
+    """The durable queues of the slot-limited providers, each named after its provider."""
+    return [name for name, config in catalog.providers.items() if capabilities_of(config).slots]
 
 
 def _download_urls(links: Links) -> Callable[[bool], DownloadUrl | None]:

@@ -1,12 +1,16 @@
-"""Pure ASGI middleware recording every request's endpoint, status and duration in the metrics."""
+"""Pure ASGI middleware recording every request's route template, method, status and duration in the metrics."""
 
 from __future__ import annotations
 
 import time
 
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.metrics import Metrics
+
+UNMATCHED = "unmatched"
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class TimingMiddleware:
@@ -30,6 +34,15 @@ class TimingMiddleware:
         try:
             await self.app(scope, receive, send_with_status)
         finally:
-            # The router puts the matched endpoint into the scope; unmatched paths share one label.
-            endpoint = getattr(scope.get("endpoint"), "__name__", "unmatched")
-            self.metrics.request(endpoint, scope["method"], status, time.perf_counter() - start)
+            method = scope["method"] if scope["method"] in _METHODS else "other"  # any token is a valid method
+            self.metrics.request(route_template(scope), method, status, time.perf_counter() - start)
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's path template under its mounts (`/v1/predictions/{prediction_id}`); every path no
+    route matches shares one label, so requests for made-up paths add no series."""
+    route = scope.get("route")  # the innermost router to match sets it; mounts add to root_path
+    if not isinstance(route, Route):
+        return UNMATCHED
+    mounted = scope.get("root_path", "")[len(scope.get("app_root_path", "")) :]
+    return f"{mounted}{route.path_format}"

@@ -3,6 +3,7 @@ changes; a tenant's own `/v1/usage` and `/v1/limits` with its key."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
@@ -49,7 +50,7 @@ async def admin_usage_rows(request: Request) -> Response:
     tenant = query.get("tenant")
     if not tenant:
         raise BadRequest("tenant is required")
-    since, until = instant(query, "since") or 0.0, instant(query, "until") or 2**41 / 1000
+    since, until = instant(query, "since") or 0.0, instant(query, "until") or time.time() + 1
     limit = query.get("limit", "1000")
     if not limit.isdigit() or not 1 <= int(limit) <= _MAX_ROWS:
         raise BadRequest(f"limit must be a whole number from 1 to {_MAX_ROWS}")

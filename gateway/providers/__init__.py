@@ -7,7 +7,7 @@ from collections.abc import Callable
 from gateway.config import ProviderConfig
 from gateway.providers.base import Callback, Capabilities, CreateRequest, Provider, Reporting, UpstreamPrediction
 from gateway.providers.cog import CogProvider
-from gateway.providers.http import UpstreamClient, UpstreamStream
+from gateway.providers.http import CallObserver, UpstreamClient, UpstreamStream
 from gateway.providers.replicate import ReplicateProvider
 from gateway.ssrf import AddressPolicy
 
@@ -30,17 +30,30 @@ def capabilities_of(config: ProviderConfig) -> Capabilities:
 
 
 def build_providers(
-    configs: dict[str, ProviderConfig], reporting: Reporting, policy: AddressPolicy | None = None
+    configs: dict[str, ProviderConfig],
+    reporting: Reporting,
+    policy: AddressPolicy | None = None,
+    observer: Callable[[str], CallObserver] | None = None,
 ) -> dict[str, Provider]:
-    """One adapter, with its own connection pools, per configured provider; `policy` guards URLs from outputs."""
+    """One adapter, with its own connection pools, per configured provider; `policy` guards URLs from outputs,
+    and `observer(name)`, when given, is told of every call the provider `name`'s adapter makes."""
     return {
-        name: REGISTRY[config.kind][1](name, config, UpstreamClient(config.timeout, config.max_connections, policy), reporting)
+        name: REGISTRY[config.kind][1](name, config, _client(name, config, policy, observer), reporting)
         for name, config in configs.items()
     }
 
 
+def _client(
+    name: str, config: ProviderConfig, policy: AddressPolicy | None, observer: Callable[[str], CallObserver] | None
+) -> UpstreamClient:
+    if observer is None:
+        return UpstreamClient(config.timeout, config.max_connections, policy)
+    return UpstreamClient(config.timeout, config.max_connections, policy, observer(name))
+
+
 __all__ = [
     "REGISTRY",
+    "CallObserver",
     "Callback",
     "Capabilities",
     "CogProvider",

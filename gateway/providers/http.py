@@ -9,6 +9,9 @@ Requests to configured upstreams go out as configured (operators may run them on
 that come from tenants or upstream outputs go out `guarded`: through a second pool whose resolver keeps only
 the addresses `ssrf.AddressPolicy` allows, so the check is on the address actually connected to, and no
 redirect is followed; a refusal raises `ssrf.AddressRefused`.
+
+A client may be given a `CallObserver` (the adapter registry binds one to the provider's catalog name): each
+call is reported with the operation the adapter names, its duration, and how it failed, if it did.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import contextlib
 import ipaddress
 import json
 import socket
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +35,28 @@ from gateway.errors import UpstreamError, UpstreamTimeout
 from gateway.ssrf import AddressPolicy, AddressRefused, ip_literal, url_host
 
 _CHUNK_BYTES = 64 * 1024
+
+CallObserver = Callable[[str, float, str | None], None]
+"""Told of each upstream call: its operation, its duration in seconds, and its failure's kind (`failure_kind`),
+None for an answer below 400."""
+
+
+def failure_kind(status: int | None = None, error: BaseException | None = None) -> str | None:
+    """How a call failed: `timeout` or `connection` when no answer came (`refused` for a disallowed address), else
+    by the answer's status: `http_429`, `http_4xx`, `http_5xx`; None for a successful answer."""
+    if isinstance(error, UpstreamTimeout):
+        return "timeout"
+    if isinstance(error, AddressRefused):
+        return "refused"
+    if error is not None:
+        return "connection"
+    if status is None or status < 400:
+        return None
+    return "http_429" if status == 429 else "http_4xx" if status < 500 else "http_5xx"
+
+
+def _ignore(operation: str, seconds: float, failure: str | None) -> None:
+    pass
 
 
 @dataclass(frozen=True)
@@ -112,8 +138,15 @@ class UpstreamClient:
     """One provider's connection pools: the configured upstream's, and a guarded one (`policy`) for URLs from
     tenants and upstream outputs."""
 
-    def __init__(self, timeout: float, max_connections: int, policy: AddressPolicy | None = None) -> None:
+    def __init__(
+        self,
+        timeout: float,
+        max_connections: int,
+        policy: AddressPolicy | None = None,
+        observe: CallObserver = _ignore,
+    ) -> None:
         self._timeout = timeout
+        self._observe = observe
         self._max_connections = max_connections
         self._policy = policy or AddressPolicy()
         self._session: aiohttp.ClientSession | None = None
@@ -129,22 +162,30 @@ class UpstreamClient:
         content: bytes | None = None,
         timeout: float | None = None,
         guarded: bool = False,
+        operation: str = "request",
     ) -> UpstreamResponse:
-        """Send `json_body` as JSON, or `content` as it is; no redirect is followed."""
+        """Send `json_body` as JSON, or `content` as it is; no redirect is followed. `operation` names the call
+        for the observer (a fixed word per adapter call: `create`, `get`, `health`...)."""
         limit = timeout or self._timeout
         data = content if json_body is None else json.dumps(json_body, separators=(",", ":")).encode()
-        with _mapped_errors(limit):
-            async with self._client(url, guarded).request(
-                method, url, headers=headers, data=data, timeout=aiohttp.ClientTimeout(total=limit), allow_redirects=False
-            ) as response:
-                body = await response.read()
-                return UpstreamResponse(response.status, {k.lower(): v for k, v in response.headers.items()}, body)
+        with self._observed(operation) as answered:
+            with _mapped_errors(limit):
+                async with self._client(url, guarded).request(
+                    method, url, headers=headers, data=data, timeout=aiohttp.ClientTimeout(total=limit), allow_redirects=False
+                ) as response:
+                    body = await response.read()
+            answered.append(response.status)
+            return UpstreamResponse(response.status, {k.lower(): v for k, v in response.headers.items()}, body)
 
-    async def stream(self, url: str, *, headers: dict[str, str], guarded: bool = False) -> UpstreamStream:
-        """GET `url` and hand back the response before its body; the timeout applies to connecting and each read."""
+    async def stream(
+        self, url: str, *, headers: dict[str, str], guarded: bool = False, operation: str = "stream"
+    ) -> UpstreamStream:
+        """GET `url` and hand back the response before its body; the timeout applies to connecting and each read.
+        The observer is told the time to the response's head."""
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._timeout, sock_read=self._timeout)
-        with _mapped_errors(self._timeout):
+        with self._observed(operation) as answered, _mapped_errors(self._timeout):
             response = await self._client(url, guarded).get(url, headers=headers, timeout=timeout, allow_redirects=False)
+            answered.append(response.status)
         return UpstreamStream(response, self._timeout)
 
     async def aclose(self) -> None:
@@ -152,6 +193,18 @@ class UpstreamClient:
             if session is not None:
                 await session.close()
         self._session = self._guarded = None
+
+    @contextlib.contextmanager
+    def _observed(self, operation: str) -> Iterator[list[int]]:
+        """Report the block's call to the observer; the block appends the answer's status once it has one."""
+        start, answered = time.perf_counter(), list[int]()
+        try:
+            yield answered
+        except (UpstreamError, AddressRefused) as exc:
+            self._observe(operation, time.perf_counter() - start, failure_kind(error=exc))
+            raise
+        if answered:
+            self._observe(operation, time.perf_counter() - start, failure_kind(answered[0]))
 
     def _client(self, url: str, guarded: bool) -> aiohttp.ClientSession:
         # Created lazily so they bind to the running event loop.

@@ -68,20 +68,20 @@ class ReplicateProvider(Provider):
 
     async def create(self, request: CreateRequest) -> UpstreamPrediction:
         path, body = _create_call(request)
-        response = await self._request("POST", path, body)
+        response = await self._request("create", "POST", path, body)
         return _from_upstream(response.json())
 
     async def get(self, upstream_id: str) -> UpstreamPrediction:
-        return _from_upstream((await self._request("GET", f"/predictions/{upstream_id}")).json())
+        return _from_upstream((await self._request("get", "GET", f"/predictions/{upstream_id}")).json())
 
     async def cancel(self, upstream_id: str) -> UpstreamPrediction | None:
-        return _from_upstream((await self._request("POST", f"/predictions/{upstream_id}/cancel")).json())
+        return _from_upstream((await self._request("cancel", "POST", f"/predictions/{upstream_id}/cancel")).json())
 
     async def version_schema(self, model: str, route: Route) -> dict[str, Any] | None:
         if route.kind is TargetKind.VERSION:
-            version = (await self._request("GET", f"/models/{model}/versions/{route.target}")).json()
+            version = (await self._request("schema", "GET", f"/models/{model}/versions/{route.target}")).json()
         elif route.kind is TargetKind.MODEL:
-            version = (await self._request("GET", f"/models/{route.target}")).json().get("latest_version") or {}
+            version = (await self._request("schema", "GET", f"/models/{route.target}")).json().get("latest_version") or {}
         else:
             return None
         schema = version.get("openapi_schema")
@@ -89,7 +89,7 @@ class ReplicateProvider(Provider):
 
     async def open_output(self, url: str) -> UpstreamStream:
         """Output files need the API token (replicate.delivery does); it goes only to the upstream's own hosts."""
-        stream = await self._open(url, self._output_hosts, {}, "The output file's address is not allowed")
+        stream = await self._open("output", url, self._output_hosts, {}, "The output file's address is not allowed")
         if stream.status != 200:
             stream.close()
             if stream.status == 404:
@@ -102,13 +102,15 @@ class ReplicateProvider(Provider):
         headers = {"Accept": "text/event-stream", "Cache-Control": "no-store"}
         if last_event_id:
             headers["Last-Event-ID"] = last_event_id
-        stream = await self._open(url, self._stream_hosts, headers, "The event stream's address is not allowed")
+        stream = await self._open("stream", url, self._stream_hosts, headers, "The event stream's address is not allowed")
         if stream.status != 200 or not stream.headers.get("content-type", "").startswith("text/event-stream"):
             stream.close()
             raise UpstreamError(f"The upstream provider's event stream is not available (HTTP {stream.status})")
         return stream
 
-    async def _open(self, url: str, token_hosts: tuple[str, ...], headers: dict[str, str], refused: str) -> UpstreamStream:
+    async def _open(
+        self, operation: str, url: str, token_hosts: tuple[str, ...], headers: dict[str, str], refused: str
+    ) -> UpstreamStream:
         """GET a URL the upstream handed out, with the API token only for the upstream's own `token_hosts`.
 
         Only the configured upstream's own origin is fetched as configured; any other URL an upstream puts in
@@ -117,7 +119,7 @@ class ReplicateProvider(Provider):
         if any(host == h or host.endswith(f".{h}") for h in token_hosts) and self._tokens:
             headers = {**headers, "Authorization": f"Bearer {self._tokens[self._token_index]}"}
         try:
-            return await self._client.stream(url, headers=headers, guarded=_origin(url) != self._origin)
+            return await self._client.stream(url, headers=headers, guarded=_origin(url) != self._origin, operation=operation)
         except AddressRefused as exc:
             raise UpstreamError(refused) from exc
 
@@ -149,7 +151,8 @@ class ReplicateProvider(Provider):
     async def _signing_secret(self, token: str) -> str | None:
         """The secret of the token's account; None when the upstream says it has none (4xx, or no key)."""
         headers = {"Authorization": f"Bearer {token}"}
-        response = await self._client.request("GET", f"{self._base}/webhooks/default/secret", headers=headers)
+        url = f"{self._base}/webhooks/default/secret"
+        response = await self._client.request("GET", url, headers=headers, operation="signing_secret")
         if response.status >= 500 or response.status == 429:
             raise UpstreamUnavailable(f"HTTP {response.status}")
         if response.status != 200:
@@ -158,13 +161,14 @@ class ReplicateProvider(Provider):
         key = answer.get("key") if isinstance(answer, dict) else None
         return key if isinstance(key, str) else None
 
-    async def _request(self, method: str, path: str, body: Any = None) -> UpstreamResponse:
-        """Send with the current token; on 429, move to the next token and try each once."""
+    async def _request(self, operation: str, method: str, path: str, body: Any = None) -> UpstreamResponse:
+        """Send with the current token; on 429, move to the next token and try each once. `operation` names the
+        call in the metrics."""
         if not self._tokens:
             raise UpstreamUnavailable("The upstream provider for this model has no credentials configured")
         for _ in range(len(self._tokens)):
             headers = {"Authorization": f"Bearer {self._tokens[self._token_index]}", "Content-Type": "application/json"}
-            response = await self._client.request(method, self._base + path, headers=headers, json_body=body)
+            response = await self._client.request(method, self._base + path, headers=headers, json_body=body, operation=operation)
             if response.status != 429:
                 break
             self._token_index = (self._token_index + 1) % len(self._tokens)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Collection
 
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
@@ -20,12 +21,13 @@ from redis import exceptions as redis_errors
 from gateway.store import events
 from gateway.store.audit import AuditFields, AuditFilter, AuditPage, AuditStore
 from gateway.store.deliveries import Delivery, DeliveryStore, Message
+from gateway.store.depths import DeliveryDepth, QueueDepths, ScheduleDepth, SlotQueueDepth
 from gateway.store.files import FileStore, StoredFile
 from gateway.store.keys import KeyChange, KeyStore, StoredKey
 from gateway.store.limits import SPENT_TTL_SECONDS, LimitStore, Periods, Refusal, ScopeLimits, ScopeState
 from gateway.store.predictions import PredictionStore, StoredPrediction
 from gateway.store.queue import QueueStore
-from gateway.store.redis import connect, mapped_errors
+from gateway.store.redis import ErrorObserver, connect, mapped_errors
 from gateway.store.schedule import Schedule
 from gateway.store.schemas import SchemaStore
 from gateway.store.subscriptions import follow
@@ -63,8 +65,10 @@ class Store:
         prediction_retention_seconds: int,
         audit_retention_seconds: int,
         usage_retention: Retention | None = None,
+        on_error: ErrorObserver | None = None,
     ) -> Store:
-        return cls(connect(url), prediction_retention_seconds, audit_retention_seconds, usage_retention)
+        """A store over a new pooled client; `on_error` is told the kind of each Redis error it maps."""
+        return cls(connect(url, on_error), prediction_retention_seconds, audit_retention_seconds, usage_retention)
 
     def queue(self, name: str) -> QueueStore:
         """The slot queue `name` as a new consumer (one per dispatcher) sees it."""
@@ -73,14 +77,14 @@ class Store:
     async def shared_secret(self, name: str) -> bytes:
         """A secret every gateway process shares, created once by whichever process asks first."""
         key = f"gw:secret:{{{name}}}"
-        with mapped_errors():
+        with mapped_errors(self._redis):
             await self._redis.set(key, secrets.token_hex(32), nx=True)
             value = await self._redis.get(key)
         return str(value).encode()
 
     async def ping(self, timeout: float) -> None:
         """Return once Redis answers a PING; StoreError if it does not within `timeout` seconds."""
-        with mapped_errors():
+        with mapped_errors(self._redis):
             try:
                 await asyncio.wait_for(self._ping(), timeout)
             except TimeoutError as exc:
@@ -91,6 +95,15 @@ class Store:
             await self._redis.ping()
         except redis_errors.ConnectionError:
             await self._redis.ping()  # a pooled connection to a server that restarted fails once, then reconnects
+
+    async def depths(self, slot_queues: Collection[str], now_ms: int | None = None) -> QueueDepths:
+        """How much work waits in the schedules, the webhook stream and the named slot queues (read concurrently)."""
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        names = list(slot_queues)
+        fixed = asyncio.gather(self.follow_ups.depth(now_ms), self.deadlines.depth(now_ms), self.deliveries.depth())
+        queues = asyncio.gather(*(QueueStore(self._redis, name).depth() for name in names))
+        (follow_ups, deadlines, deliveries), slots = await asyncio.gather(fixed, queues)
+        return QueueDepths(follow_ups, deadlines, deliveries, dict(zip(names, slots, strict=True)))
 
     def prediction_changes(self) -> AsyncIterator[str]:
         """Ids of predictions as any process changes them; first an empty string once subscribed."""
@@ -121,7 +134,9 @@ __all__ = [
     "AuditPage",
     "AuditStore",
     "Delivery",
+    "DeliveryDepth",
     "DeliveryStore",
+    "ErrorObserver",
     "FileStore",
     "HourCounters",
     "IndexEntry",
@@ -131,14 +146,17 @@ __all__ = [
     "Message",
     "Periods",
     "PredictionStore",
+    "QueueDepths",
     "QueueStore",
     "Refusal",
     "Retention",
     "Schedule",
+    "ScheduleDepth",
     "SchemaStore",
     "ScopeLimits",
     "ScopeState",
     "Settlement",
+    "SlotQueueDepth",
     "Store",
     "StoredFile",
     "StoredKey",

@@ -61,7 +61,7 @@ class AuditStore:
 
     async def append(self, entry: AuditFields) -> str:
         """Record `entry` on its own; returns its id. Writers that change state use `queue` in their transaction."""
-        with mapped_errors():
+        with mapped_errors(self._redis):
             entry_id = await self._redis.xadd(STREAM, entry, minid=self._oldest_kept_ms(), approximate=False)  # type: ignore[arg-type]
         return str(entry_id)
 
@@ -87,7 +87,7 @@ class AuditStore:
         return AuditPage(found, upper[1:])
 
     async def _read(self, upper: str, lower: str) -> list[tuple[str, AuditFields]]:
-        with mapped_errors():
+        with mapped_errors(self._redis):
             rows = await self._redis.xrevrange(STREAM, max=upper, min=lower, count=_BATCH)
         return [(str(entry_id), {str(k): str(v) for k, v in (entry or {}).items()}) for entry_id, entry in rows or []]
 

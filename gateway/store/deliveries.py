@@ -18,6 +18,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
+from gateway.store.depths import DeliveryDepth
 from gateway.store.predictions import record_key
 from gateway.store.redis import mapped_errors
 
@@ -105,27 +106,27 @@ class DeliveryStore:
 
     async def throttle(self, prediction_id: str, window_ms: int) -> bool:
         """True for the first caller in each `window_ms` for this prediction, across all processes."""
-        with mapped_errors():
+        with mapped_errors(self._redis):
             return bool(await self._redis.set(f"{record_key(prediction_id)}:webhook-throttle", 1, nx=True, px=window_ms))
 
     async def claim_settle(self, prediction_id: str, lease_ms: int) -> bool:
         """Whether this caller should enqueue the prediction's terminal webhook (see `_CLAIM_SETTLE`); a claim
         not confirmed by `settled` within `lease_ms` lapses, so a caller that died between the two is replaced."""
-        with mapped_errors():
+        with mapped_errors(self._redis):
             return int(await self._claim_settle(keys=[record_key(prediction_id)], args=[lease_ms])) == 1
 
     async def settled(self, prediction_id: str) -> None:
         """Record that the prediction's terminal webhook is in the stream."""
-        with mapped_errors():
+        with mapped_errors(self._redis):
             await self._settled(keys=[record_key(prediction_id)])
 
     async def enqueue(self, delivery: Delivery) -> None:
-        with mapped_errors():
+        with mapped_errors(self._redis):
             await self._redis.xadd(STREAM, delivery.to_fields())  # type: ignore[arg-type]  # str values are fine
 
     async def ensure_group(self) -> None:
         """Create the consumer group (from the stream's start, so nothing enqueued before it is missed)."""
-        with mapped_errors():
+        with mapped_errors(self._redis):
             try:
                 await self._redis.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
             except redis_errors.ResponseError as exc:
@@ -134,14 +135,14 @@ class DeliveryStore:
 
     async def read(self, consumer: str, count: int, block_ms: int) -> list[Message]:
         """Up to `count` new messages for `consumer`, waiting up to `block_ms` for the first."""
-        with mapped_errors():
+        with mapped_errors(self._redis):
             reply: Any = await self._redis.xreadgroup(GROUP, consumer, {STREAM: ">"}, count=count, block=block_ms)
         return [_message(entry) for _, entries in reply or [] for entry in entries if entry[1]]
 
     async def reclaim(self, consumer: str, min_idle_ms: int, count: int, start: str) -> tuple[str, list[Message]]:
         """Messages whose owner has not renewed them for `min_idle_ms`, now owned by `consumer`: up to `count`
         from the pending entries at and after `start`, and where the next scan starts ("0-0" after the last)."""
-        with mapped_errors():
+        with mapped_errors(self._redis):
             reply: Any = await self._redis.xautoclaim(STREAM, GROUP, consumer, min_idle_ms, start_id=start, count=count)
         return str(reply[0]), [_message(entry) for entry in reply[1] if entry and entry[1]]
 
@@ -149,7 +150,7 @@ class DeliveryStore:
         """Renew `consumer`'s claim on `ids`; the ones it still owns."""
         if not ids:
             return set()
-        with mapped_errors():
+        with mapped_errors(self._redis):
             mine = await self._hold(keys=[STREAM], args=[GROUP, consumer, _PEL_SCAN, *ids])
         return {str(i) for i in mine}
 
@@ -158,13 +159,26 @@ class DeliveryStore:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.xack(STREAM, GROUP, *message_ids)
             pipe.xdel(STREAM, *message_ids)
-            with mapped_errors():
+            with mapped_errors(self._redis):
                 await pipe.execute()
+
+    async def depth(self) -> DeliveryDepth:
+        """The group's pending messages and its lag. Finished messages are deleted, so when Redis cannot tell
+        the lag (after deletions) it is the stream's length less the pending ones."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.xlen(STREAM)
+            pipe.xinfo_groups(STREAM)
+            with mapped_errors(self._redis):
+                length, groups = await pipe.execute(raise_on_error=False)  # no stream yet: no groups either
+        group: dict[str, Any] = next((g for g in groups if g.get("name") == GROUP), {}) if isinstance(groups, list) else {}
+        pending = int(group.get("pending") or 0)
+        lag = group.get("lag")
+        return DeliveryDepth(pending, int(lag) if lag is not None else max(int(length) - pending, 0))
 
     async def tenant_secret(self, tenant: str, new_secret: str) -> str:
         """The tenant's webhook signing secret; `new_secret` becomes it if the tenant has none yet."""
         key = f"gw:tenant:{{{tenant}}}:webhook-secret"
-        with mapped_errors():
+        with mapped_errors(self._redis):
             await self._redis.set(key, new_secret, nx=True)
             return str(await self._redis.get(key))
 

@@ -52,7 +52,7 @@ class FileStore:
 
     async def reserve(self, file_id: str, expires_ms: int) -> None:
         """Queue the blob for deletion at `expires_ms` before it is written (a crash then leaks nothing)."""
-        with mapped_errors():
+        with mapped_errors(self._redis):
             await self._redis.zadd(_EXPIRING, {file_id: expires_ms})
 
     async def insert(self, file: StoredFile) -> None:
@@ -64,11 +64,11 @@ class FileStore:
             pipe.set(_key(file.id), file.to_json(), px=ttl_ms)
             timeline.add(pipe, index, IndexEntry(file.id, file.created_ms), oldest_kept)
             pipe.pexpire(index, ttl_ms)
-            with mapped_errors():
+            with mapped_errors(self._redis):
                 await pipe.execute()
 
     async def get(self, file_id: str) -> StoredFile | None:
-        with mapped_errors():
+        with mapped_errors(self._redis):
             raw = await self._redis.get(_key(file_id))
         return None if raw is None else StoredFile.from_json(str(raw))
 
@@ -78,7 +78,7 @@ class FileStore:
             pipe.delete(_key(file.id))
             pipe.zrem(_index_key(file.tenant), timeline.member(IndexEntry(file.id, file.created_ms)))
             pipe.zadd(_EXPIRING, {file.id: 0})
-            with mapped_errors():
+            with mapped_errors(self._redis):
                 deleted, _, _ = await pipe.execute()
         return bool(deleted)
 
@@ -97,13 +97,13 @@ class FileStore:
         async with self._redis.pipeline(transaction=False) as pipe:  # not MGET: the keys are in different slots
             for entry in entries:
                 pipe.get(_key(entry.id))
-            with mapped_errors():
+            with mapped_errors(self._redis):
                 rows = await pipe.execute()
         return [StoredFile.from_json(str(raw)) for raw in rows if raw is not None]
 
     async def expired(self, now_ms: int, count: int) -> list[str]:
         """Ids of up to `count` files whose blobs are due for deletion."""
-        with mapped_errors():
+        with mapped_errors(self._redis):
             return [str(m) for m in await self._redis.zrangebyscore(_EXPIRING, "-inf", now_ms, 0, count)]
 
     async def forget(self, file_id: str) -> None:
@@ -111,7 +111,7 @@ class FileStore:
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.delete(_key(file_id))
             pipe.zrem(_EXPIRING, file_id)
-            with mapped_errors():
+            with mapped_errors(self._redis):
                 await pipe.execute()
 
 

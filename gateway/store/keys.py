@@ -32,7 +32,7 @@ class KeyStore:
         self._audit = audit
 
     async def get(self, key_id: str) -> StoredKey | None:
-        with mapped_errors():
+        with mapped_errors(self._redis):
             raw = await self._redis.get(_key(key_id))
         return None if raw is None else json.loads(raw)
 
@@ -43,7 +43,7 @@ class KeyStore:
         nothing is written. The record, its audit entry and the notice to every gateway process (to drop its
         cached copy) are written in one transaction; a concurrent write to the same key makes it start over.
         """
-        with mapped_errors():
+        with mapped_errors(self._redis):
             async with self._redis.pipeline(transaction=True) as pipe:
                 for _ in range(_ATTEMPTS):
                     try:
@@ -71,7 +71,7 @@ class KeyStore:
 
     async def all(self) -> list[StoredKey]:
         """Every key record, oldest first."""
-        with mapped_errors():
+        with mapped_errors(self._redis):
             key_ids = await self._redis.zrange(_INDEX, 0, -1)
             async with self._redis.pipeline(transaction=False) as pipe:
                 for key_id in key_ids:

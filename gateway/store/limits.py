@@ -212,19 +212,19 @@ class LimitStore:
 
     async def admit_read(self, tenant: str, key_id: str, member: str, tenant_limit: int, key_limit: int) -> Refusal | None:
         base = _base(tenant)
-        with mapped_errors():
+        with mapped_errors(self._redis):
             reply = await self._read(keys=[f"{base}:reads", f"{base}:reads:{key_id}"], args=[member, tenant_limit, key_limit])
         return refusal(reply)
 
     async def settings(self, tenant: str) -> dict[str, dict[str, Any]]:
         """The tenant's limit settings by scope: `tenant` and `key:<key id>`."""
-        with mapped_errors():
+        with mapped_errors(self._redis):
             raw = await self._redis.hgetall(_base(tenant))
         return {str(name): json.loads(value) for name, value in raw.items()}
 
     async def change(self, tenant: str, scope: str, settings: Mapping[str, Any] | None, audit: AuditFields) -> None:
         """Store a scope's settings (None: drop them) with its audit entry, and tell every process."""
-        with mapped_errors():
+        with mapped_errors(self._redis):
             async with self._redis.pipeline(transaction=True) as pipe:
                 if settings is None:
                     pipe.hdel(_base(tenant), scope)
@@ -237,7 +237,7 @@ class LimitStore:
     async def add_balance(self, tenant: str, key_id: str | None, amount: int, audit: AuditFields) -> int:
         """Add `amount` (negative: take away) to a prepaid balance; the balance after."""
         key = f"{_base(tenant)}:balance" + (f":{key_id}" if key_id else "")
-        with mapped_errors():
+        with mapped_errors(self._redis):
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.incrby(key, amount)
                 self._audit.queue(pipe, audit)
@@ -254,7 +254,7 @@ class LimitStore:
                 pipe.get(f"{base}:balance{suffix}")
                 pipe.get(f"{base}:spent{suffix}:{periods.day}")
                 pipe.get(f"{base}:spent{suffix}:{periods.month}")
-            with mapped_errors():
+            with mapped_errors(self._redis):
                 replies = await pipe.execute()
         return [ScopeState(*(int(value or 0) for value in replies[i : i + 4])) for i in range(0, len(replies), 4)]
 

@@ -133,7 +133,7 @@ class PredictionStore:
             self._follow_ups.add_to(pipe, prediction.id, follow_up_ms)
             if deadline_ms is not None:
                 self._deadlines.add_to(pipe, prediction.id, deadline_ms)
-            with mapped_errors():
+            with mapped_errors(self._redis):
                 replies = await pipe.execute()
         return replies[0] if admit is not None else None
 
@@ -142,11 +142,11 @@ class PredictionStore:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.expire(_key(prediction_id), self._retention)
             pipe.hdel(_key(prediction_id), "provisional")
-            with mapped_errors():
+            with mapped_errors(self._redis):
                 await pipe.execute()
 
     async def get(self, prediction_id: str) -> StoredPrediction | None:
-        with mapped_errors():
+        with mapped_errors(self._redis):
             fields = await self._redis.hgetall(_key(prediction_id))
         return StoredPrediction.from_fields(prediction_id, _strings(fields)) if fields else None
 
@@ -174,17 +174,17 @@ class PredictionStore:
             upstream_stream,
             *(s.value for s in allowed_sources(status)),
         ]
-        with mapped_errors():
+        with mapped_errors(self._redis):
             return int(await self._apply(keys=[_key(prediction_id)], args=args)) == 1
 
     async def claim_refresh(self, prediction_id: str, hold_ms: int) -> bool:
         """Whether this process may re-read the prediction upstream now (no other process is doing it).
         The claim lapses after `hold_ms` should its holder never release it."""
-        with mapped_errors():
+        with mapped_errors(self._redis):
             return bool(await self._redis.set(_refreshing_key(prediction_id), 1, nx=True, px=hold_ms))
 
     async def release_refresh(self, prediction_id: str) -> None:
-        with mapped_errors():
+        with mapped_errors(self._redis):
             await self._redis.delete(_refreshing_key(prediction_id))
 
     async def delete(self, prediction: StoredPrediction) -> None:
@@ -194,7 +194,7 @@ class PredictionStore:
             pipe.zrem(_index_key(prediction.tenant), timeline.member(prediction.entry))
             pipe.zrem(self._follow_ups.key, prediction.id)
             pipe.zrem(self._deadlines.key, prediction.id)
-            with mapped_errors():
+            with mapped_errors(self._redis):
                 await pipe.execute()
 
     async def older(
@@ -212,7 +212,7 @@ class PredictionStore:
         async with self._redis.pipeline(transaction=False) as pipe:
             for entry in entries:
                 pipe.hstrlen(_key(entry.id), "doc")
-            with mapped_errors():
+            with mapped_errors(self._redis):
                 return [int(size) for size in await pipe.execute()]
 
     async def load(self, entries: Sequence[IndexEntry]) -> list[StoredPrediction]:
@@ -222,7 +222,7 @@ class PredictionStore:
         async with self._redis.pipeline(transaction=False) as pipe:
             for entry in entries:
                 pipe.hgetall(_key(entry.id))
-            with mapped_errors():
+            with mapped_errors(self._redis):
                 rows = await pipe.execute()
         return [StoredPrediction.from_fields(e.id, _strings(f)) for e, f in zip(entries, rows, strict=True) if f]
 

@@ -19,6 +19,7 @@ import uuid
 
 import redis.asyncio as aioredis
 
+from gateway.store.depths import SlotQueueDepth
 from gateway.store.redis import mapped_errors
 
 LEASE_MS = 10_000
@@ -75,6 +76,16 @@ end
 return moved
 """
 
+# KEYS: ring, owners, running; ARGV: tenant list prefix. Returns {waiting, claimed, running}: every id is owned
+# from its push until it is accepted or done, so the owned ids not in a tenant's list are claimed.
+_DEPTH = """
+local waiting = 0
+for _, tenant in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  waiting = waiting + redis.call('LLEN', ARGV[1] .. tenant)
+end
+return {waiting, math.max(redis.call('HLEN', KEYS[2]) - waiting, 0), redis.call('ZCARD', KEYS[3])}
+"""
+
 
 class QueueStore:
     """One named queue as one consumer sees it."""
@@ -86,11 +97,12 @@ class QueueStore:
         self._push = redis.register_script(_PUSH)
         self._claim = redis.register_script(_CLAIM)
         self._recover = redis.register_script(_RECOVER)
+        self._depth = redis.register_script(_DEPTH)
 
     async def push(self, tenant: str, prediction_id: str) -> None:
         """Queue `prediction_id` behind the tenant's other waiting predictions."""
         keys = [self._ring, self._owners, self._attempts, self._ring]
-        with mapped_errors():
+        with mapped_errors(self._redis):
             await self._push(keys=keys, args=[self._lists, tenant, prediction_id, "back", ""])
 
     async def claim(self) -> str | None:
@@ -98,7 +110,7 @@ class QueueStore:
         async with self._redis.pipeline(transaction=False) as pipe:
             self._renew(pipe)
             await self._claim(keys=[self._ring, self._claimed(self.consumer)], args=[self._lists], client=pipe)
-            with mapped_errors():
+            with mapped_errors(self._redis):
                 claimed = (await pipe.execute())[-1]
         return None if claimed is None else str(claimed)
 
@@ -116,7 +128,7 @@ class QueueStore:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.lrem(self._claimed(self.consumer), 1, prediction_id)
             self._forget(pipe, prediction_id)
-            with mapped_errors():
+            with mapped_errors(self._redis):
                 await pipe.execute()
 
     async def accepted(self, prediction_id: str, upstream_id: str, deadline: float) -> None:
@@ -125,34 +137,40 @@ class QueueStore:
             pipe.lrem(self._claimed(self.consumer), 1, prediction_id)
             self._forget(pipe, prediction_id)
             pipe.zadd(self._running, {upstream_id: deadline})
-            with mapped_errors():
+            with mapped_errors(self._redis):
                 await pipe.execute()
 
     async def finished(self, upstream_id: str) -> None:
-        with mapped_errors():
+        with mapped_errors(self._redis):
             await self._redis.zrem(self._running, upstream_id)
 
     async def overdue(self, now: float) -> list[str]:
         """Runs past their deadline, whichever process started them."""
-        with mapped_errors():
+        with mapped_errors(self._redis):
             return [str(member) for member in await self._redis.zrangebyscore(self._running, "-inf", now)]
 
     async def running(self) -> list[str]:
         """Every run a server took and that has not finished, whichever process started it."""
-        with mapped_errors():
+        with mapped_errors(self._redis):
             return [str(member) for member in await self._redis.zrange(self._running, 0, -1)]
+
+    async def depth(self) -> SlotQueueDepth:
+        """How many ids wait in the tenants' lines, are claimed by a dispatcher, and run, over all processes."""
+        with mapped_errors(self._redis):
+            waiting, claimed, running = await self._depth(keys=[self._ring, self._owners, self._running], args=[self._lists])
+        return SlotQueueDepth(int(waiting), int(claimed), int(running))
 
     async def renew(self) -> None:
         """Keep this consumer's claims its own for another lease."""
         async with self._redis.pipeline(transaction=False) as pipe:
             self._renew(pipe)
-            with mapped_errors():
+            with mapped_errors(self._redis):
                 await pipe.execute()
 
     async def recover(self) -> int:
         """Put the ids claimed by consumers whose lease ran out back at the head of their tenants' lines, in order."""
         moved = 0
-        with mapped_errors():
+        with mapped_errors(self._redis):
             for consumer in map(str, await self._redis.smembers(self._consumers)):
                 if consumer == self.consumer or await self._redis.exists(self._alive(consumer)):
                     continue
@@ -164,7 +182,7 @@ class QueueStore:
     async def _give_back(self, prediction_id: str, end: str, max_attempts: int | None) -> bool:
         keys = [self._ring, self._owners, self._attempts, self._claimed(self.consumer)]
         args = [self._lists, "", prediction_id, end, "" if max_attempts is None else max_attempts]
-        with mapped_errors():
+        with mapped_errors(self._redis):
             return int(await self._push(keys=keys, args=args)) == 1
 
     def _forget(self, pipe: aioredis.client.Pipeline, prediction_id: str) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
+from gateway.store.depths import ScheduleDepth
 from gateway.store.redis import mapped_errors
 
 # KEYS[1] schedule; ARGV: now ms, lease ms, most ids to take. Returns the ids taken (each now due at now + lease).
@@ -38,30 +39,39 @@ class Schedule:
         pipe.zadd(self.key, {item_id: due_ms})
 
     async def add(self, item_id: str, due_ms: int) -> None:
-        with mapped_errors():
+        with mapped_errors(self._redis):
             await self._redis.zadd(self.key, {item_id: due_ms})
 
     async def claim(self, now_ms: int, lease_ms: int, count: int) -> list[str]:
         """Up to `count` ids due by `now_ms`, each leased to the caller for `lease_ms`."""
-        with mapped_errors():
+        with mapped_errors(self._redis):
             taken = await self._claim(keys=[self.key], args=[now_ms, lease_ms, count])
         return [str(item) for item in taken]
 
     async def reschedule(self, item_id: str, due_ms: int) -> None:
         """Due again at `due_ms`, unless it was removed meanwhile."""
-        with mapped_errors():
+        with mapped_errors(self._redis):
             await self._redis.zadd(self.key, {item_id: due_ms}, xx=True)
 
     async def remove(self, item_id: str) -> None:
-        with mapped_errors():
+        with mapped_errors(self._redis):
             await self._redis.zrem(self.key, item_id)
 
     async def due_at(self, item_id: str) -> int | None:
         """When `item_id` is next due (Unix ms), or None when it is not scheduled."""
-        with mapped_errors():
+        with mapped_errors(self._redis):
             score = await self._redis.zscore(self.key, item_id)
         return None if score is None else int(score)
 
     async def size(self) -> int:
-        with mapped_errors():
+        with mapped_errors(self._redis):
             return int(await self._redis.zcard(self.key))
+
+    async def depth(self, now_ms: int) -> ScheduleDepth:
+        """How many ids are scheduled, and how many of them are due by `now_ms` but claimed by no process."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(self.key)
+            pipe.zcount(self.key, "-inf", now_ms)
+            with mapped_errors(self._redis):
+                scheduled, overdue = await pipe.execute()
+        return ScheduleDepth(int(scheduled), int(overdue))

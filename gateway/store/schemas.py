@@ -15,12 +15,12 @@ class SchemaStore:
         self._redis = redis
 
     async def get(self, version_id: str) -> dict[str, Any] | None:
-        with mapped_errors():
+        with mapped_errors(self._redis):
             raw = await self._redis.get(_key(version_id))
         return None if raw is None else json.loads(raw)
 
     async def put(self, version_id: str, schema: dict[str, Any], ttl_seconds: int) -> None:
-        with mapped_errors():
+        with mapped_errors(self._redis):
             await self._redis.set(_key(version_id), json.dumps(schema, separators=(",", ":")), ex=ttl_seconds)
 
 

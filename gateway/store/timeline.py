@@ -41,7 +41,7 @@ async def older(
     """Up to `count` entries older than `edge` (or created before `before_ms`) and after `after_ms`; newest first."""
     start = f"({member(edge)}" if edge else (f"({before_ms:015d}" if before_ms is not None else "+")
     stop = f"({after_ms:015d};" if after_ms is not None else "-"  # ';' sorts right after ':'
-    with mapped_errors():
+    with mapped_errors(redis):
         members = await redis.zrange(key, start, stop, desc=True, bylex=True, offset=0, num=count)
     return [_entry(str(m)) for m in members]
 
@@ -51,7 +51,7 @@ async def newer(
 ) -> list[IndexEntry]:
     """Up to `count` entries newer than `edge` and created before `before_ms`; oldest first."""
     stop = f"({before_ms:015d}" if before_ms is not None else "+"
-    with mapped_errors():
+    with mapped_errors(redis):
         members = await redis.zrange(key, f"({member(edge)}", stop, bylex=True, offset=0, num=count)
     return [_entry(str(m)) for m in members]
 

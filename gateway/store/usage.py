@@ -151,12 +151,12 @@ class UsageStore:
             await self._settle(keys=keys, args=args, client=pipe)
             if usage.status:
                 pipe.sadd(TENANTS, usage.tenant)
-            with mapped_errors():
+            with mapped_errors(self._redis):
                 settled, *_ = await pipe.execute()
         return int(settled) == 1
 
     async def tenants(self) -> list[str]:
-        with mapped_errors():
+        with mapped_errors(self._redis):
             return sorted(str(tenant) for tenant in await self._redis.smembers(TENANTS))
 
     async def hours(self, tenants: Sequence[str], first_hour: int, last_hour: int) -> dict[str, list[HourCounters]]:
@@ -164,13 +164,13 @@ class UsageStore:
         async with self._redis.pipeline(transaction=False) as pipe:
             for tenant in tenants:
                 pipe.zrange(f"{_base(tenant)}:hours", first_hour, last_hour, byscore=True)
-            with mapped_errors():
+            with mapped_errors(self._redis):
                 hour_lists = await pipe.execute()
         wanted = [(tenant, int(hour)) for tenant, hours in zip(tenants, hour_lists, strict=True) for hour in hours]
         async with self._redis.pipeline(transaction=False) as pipe:
             for tenant, hour in wanted:
                 pipe.hgetall(f"{_base(tenant)}:h:{hour}")
-            with mapped_errors():
+            with mapped_errors(self._redis):
                 rows = await pipe.execute() if wanted else []
         found: dict[str, list[HourCounters]] = {tenant: [] for tenant in tenants}
         for (tenant, hour), counters in zip(wanted, rows, strict=True):
@@ -182,13 +182,13 @@ class UsageStore:
         async with self._redis.pipeline(transaction=False) as pipe:
             for tenant in tenants:
                 pipe.hgetall(f"{_base(tenant)}:totals")
-            with mapped_errors():
+            with mapped_errors(self._redis):
                 replies = await pipe.execute() if tenants else []
         return {t: {str(k): int(v) for k, v in reply.items()} for t, reply in zip(tenants, replies, strict=True)}
 
     async def rows(self, tenant: str, since_ms: int, until_ms: int, count: int) -> list[tuple[str, dict[str, str]]]:
         """Per-prediction rows recorded from `since_ms` up to `until_ms` (exclusive), oldest first."""
-        with mapped_errors():
+        with mapped_errors(self._redis):
             entries = await self._redis.xrange(f"{_base(tenant)}:rows", f"{since_ms}-0", f"({until_ms}-0", count=count)
         return [(str(entry_id), {str(k): str(v) for k, v in (fields or {}).items()}) for entry_id, fields in entries or []]
 

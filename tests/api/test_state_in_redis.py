@@ -70,6 +70,46 @@ def test_create_costs_two_round_trips_and_get_one(
         assert round_trips[0] == 1
 
 
+def test_limits_and_metering_add_no_round_trip_to_a_create(
+    tmp_path: Path, catalog_path: Path, replicate_upstream: Upstream, round_trips: list[int]
+) -> None:
+    replicate_upstream.controls.configure(run_seconds=30)
+    replicate_upstream.controls.drop_webhooks(True)
+    every_limit = {
+        "creates_per_minute": 3,
+        "concurrent_predictions": 10,
+        "budget": {"amount": "100", "period": "month"},
+        "prepaid": True,
+    }
+    own = gateway_on_own_redis(tmp_path, catalog_path, poll_first_seconds=3600, refresh_after_seconds=3600)
+    with own as (server, gateway):
+        token, key = gateway.new_key()
+        gateway.admin.put(f"/tenants/{key['tenant']}/limits", json=every_limit)
+        gateway.admin.put(f"/keys/{key['key_id']}/limits", json=every_limit)
+        gateway.admin.post(f"/tenants/{key['tenant']}/balance", json={"amount": "10"})
+        gateway.admin.post(f"/keys/{key['key_id']}/balance", json={"amount": "10"})
+        round_trips[1] = server.port
+        body = {"version": INPAINTING_VERSION, "input": inpainting_input()}
+        with gateway.client(token) as api:
+            api.post("/predictions", json=body)  # key and limits cached, scripts loaded
+            round_trips[0] = 0
+            created = api.post("/predictions", json=body)
+            assert created.status_code == 201 and round_trips[0] == 2  # the check rides the record's write
+            api.post("/predictions", json=body)
+            round_trips[0] = 0
+            refused = api.post("/predictions", json=body)
+            assert refused.status_code == 429 and round_trips[0] == 2  # the check, then the record removed
+            round_trips[0] = 0
+            assert api.get(f"/predictions/{created.json()['id']}").status_code == 200
+            assert round_trips[0] == 1  # no read rate: nothing to check
+            gateway.admin.put(f"/keys/{key['key_id']}/limits", json={"reads_per_minute": 100})
+            time.sleep(0.5)  # the change reaches the process's cache over pub/sub
+            api.get("/predictions")  # limits cached again, the read script loaded
+            round_trips[0] = 0
+            assert api.get(f"/predictions/{created.json()['id']}").status_code == 200
+            assert round_trips[0] == 2  # a read rate applies: one script
+
+
 def test_a_fresh_record_is_answered_from_redis_without_asking_the_upstream(
     redis_url: str, catalog_path: Path, tmp_path: Path, replicate_upstream: Upstream
 ) -> None:

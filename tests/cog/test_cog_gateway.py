@@ -214,3 +214,34 @@ def test_prefer_wait_returns_the_finished_inpainting_woken_by_the_servers_webhoo
     response = api.post("/predictions", json={"version": FAST_VERSION, "input": _image_input()}, headers={"Prefer": "wait=10"})
     assert response.status_code == 201 and response.headers["preference-applied"] == "wait=10"
     assert response.json()["status"] == "succeeded" and len(response.json()["output"]) == 1
+
+
+def _gauge(text: str, name: str, labels: str) -> float:
+    line = next((line for line in text.splitlines() if line.startswith(f"{name}{{{labels}}} ")), None)
+    return float(line.rsplit(" ", 1)[1]) if line else 0.0
+
+
+def test_metrics_show_the_slot_queue_and_time_calls_to_the_cog_servers_by_provider(
+    cog_gateway: CogGateway, api: httpx.Client
+) -> None:
+    def scrape() -> str:
+        return httpx.get(f"{cog_gateway.url}/metrics", timeout=5).text
+
+    def creates(text: str) -> float:
+        return _gauge(text, "gateway_upstream_request_duration_seconds_count", 'operation="create",provider="cog-slow"')
+
+    before = scrape()
+    created = [api.post("/predictions", json={"version": SLOW_VERSION, "input": _image_input()}).json() for _ in range(3)]
+    _until(api, created[0]["id"], {"processing"})
+    _until(api, created[1]["id"], {"processing"})
+    during = scrape()  # two servers run two; the third waits its turn
+    slots = {
+        state: _gauge(during, "gateway_slot_queue_items", f'provider="cog-slow",state="{state}"')
+        for state in ("waiting", "dispatching", "running")
+    }
+    assert slots == {"waiting": 1, "dispatching": 0, "running": 2}
+    assert creates(during) - creates(before) == 2
+    assert _gauge(during, "gateway_slot_queue_items", 'provider="cog-fast",state="waiting"') == 0
+    assert _gauge(scrape(), "gateway_upstream_request_duration_seconds_count", 'operation="health",provider="cog-slow"') > 0
+    for prediction in created:
+        api.post(f"/predictions/{prediction['id']}/cancel")

@@ -13,12 +13,14 @@ import redis.exceptions
 
 from gateway.errors import GatewayError, InvalidInput, StoreError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from gateway.providers.cog.adapter import Health, ServerBusy, ServerStatus, _health, _raise_for_status
-from gateway.providers.http import UpstreamResponse, _mapped_errors
+from gateway.providers.http import UpstreamResponse, _mapped_errors, failure_kind
 from gateway.providers.replicate import _error
+from gateway.ssrf import AddressRefused
 from gateway.status import Status, parse_status
-from gateway.store.redis import mapped_errors
+from gateway.store.redis import connect, mapped_errors
 
 ERROR_STATUSES = range(400, 600)
+REDIS_ERROR_KINDS = {"timeout", "loading", "pool_exhausted", "connection", "read_only", "no_script", "response", "other"}
 # What a tenant may see when an upstream fails: its own input problem, or the gateway's 502/503/504.
 TENANT_STATUSES = {422, 502, 503, 504}
 SECRET_HOST = "secret-upstream.internal"
@@ -98,13 +100,19 @@ async def test_every_transport_failure_becomes_an_upstream_error_chained_to_its_
 
 
 @pytest.mark.parametrize("kind", _subclasses(redis.exceptions.RedisError), ids=lambda c: c.__name__)
-def test_every_redis_failure_becomes_a_store_error_without_the_servers_address(kind: type[BaseException]) -> None:
+async def test_every_redis_failure_becomes_a_store_error_without_the_servers_address_and_is_observed(
+    kind: type[BaseException],
+) -> None:
     cause = kind.__new__(kind)  # some (cluster redirections) parse their message when built normally
     cause.args = ("Error connecting to redis://:s3cret@10.0.0.5:6379",)
-    with pytest.raises(StoreError) as raised, mapped_errors():
+    observed: list[str] = []
+    client = connect("redis://:s3cret@10.0.0.5:6379", observed.append)  # connects on first use: never here
+    with pytest.raises(StoreError) as raised, mapped_errors(client):
         raise cause
+    await client.aclose()
     assert raised.value.__cause__ is cause and raised.value.status == 503
     assert "10.0.0.5" not in raised.value.detail and "s3cret" not in raised.value.detail
+    assert len(observed) == 1 and observed[0] in REDIS_ERROR_KINDS
 
 
 @pytest.mark.parametrize("value", [*(s.value for s in Status), "aborted"])
@@ -126,3 +134,26 @@ def test_every_cog_health_status_is_understood_and_garbage_is_unreachable(status
     assert _health(["READY"]).status is ServerStatus.UNREACHABLE
     assert status.serving == (status in (ServerStatus.READY, ServerStatus.BUSY))
     assert status.failed == (status in (ServerStatus.SETUP_FAILED, ServerStatus.DEFUNCT))
+
+
+@pytest.mark.parametrize(
+    "status,error,kind",
+    [
+        (200, None, None),
+        (201, None, None),
+        (304, None, None),
+        (400, None, "http_4xx"),
+        (404, None, "http_4xx"),
+        (409, None, "http_4xx"),
+        (429, None, "http_429"),
+        (500, None, "http_5xx"),
+        (503, None, "http_5xx"),
+        (None, UpstreamTimeout("late"), "timeout"),
+        (None, UpstreamError("reset"), "connection"),
+        (None, AddressRefused("10.0.0.1"), "refused"),
+    ],
+)
+def test_every_upstream_outcome_has_one_failure_kind_for_the_metrics(
+    status: int | None, error: BaseException | None, kind: str | None
+) -> None:
+    assert failure_kind(status, error) == kind

@@ -74,7 +74,7 @@ class CogAdapter:
             body.update(webhook=request.webhook, webhook_events_filter=WEBHOOK_EVENTS)
         headers = {"Content-Type": "application/json", "Prefer": "respond-async"}
         response = await self._client.request(
-            "PUT", f"{server}/predictions/{request.prediction_id}", headers=headers, json_body=body
+            "PUT", f"{server}/predictions/{request.prediction_id}", headers=headers, json_body=body, operation="create"
         )
         _raise_for_status(response)
         return from_cog(response.json(), server)
@@ -82,13 +82,15 @@ class CogAdapter:
     async def cancel(self, upstream: str) -> None:
         """Ask the server to stop; the outcome arrives by webhook. A 404 means it is not running there."""
         server, prediction_id = split_upstream_id(upstream)
-        response = await self._client.request("POST", f"{server}/predictions/{prediction_id}/cancel", headers={})
+        url = f"{server}/predictions/{prediction_id}/cancel"
+        response = await self._client.request("POST", url, headers={}, operation="cancel")
         if response.status != 404:
             _raise_for_status(response)
 
     async def health(self, server: str) -> Health:
         try:
-            response = await self._client.request("GET", f"{server}/health-check", headers={}, timeout=_HEALTH_TIMEOUT_SECONDS)
+            url = f"{server}/health-check"
+            response = await self._client.request("GET", url, headers={}, timeout=_HEALTH_TIMEOUT_SECONDS, operation="health")
             data = response.json()
         except GatewayError:
             return Health(ServerStatus.UNREACHABLE)
@@ -99,7 +101,7 @@ class CogAdapter:
         for server in servers:
             try:
                 response = await self._client.request(
-                    "GET", f"{server}/openapi.json", headers={}, timeout=_HEALTH_TIMEOUT_SECONDS
+                    "GET", f"{server}/openapi.json", headers={}, timeout=_HEALTH_TIMEOUT_SECONDS, operation="schema"
                 )
                 document = response.json() if response.status == 200 else None
             except GatewayError:
