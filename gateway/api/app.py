@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from gateway.api import admin, callbacks, files, models, openapi, predictions, streams, webhooks
+from gateway.api import admin, callbacks, dashboard, files, models, openapi, predictions, streams, webhooks
 from gateway.api.body_limit import BodyLimitMiddleware
 from gateway.api.body_timeout import BodyTimeoutMiddleware
 from gateway.api.problems import EXCEPTION_HANDLERS
@@ -65,6 +65,7 @@ def create_app(settings: Settings, catalog: Catalog, resolve: Resolve = system_r
         Route("/health/ready", ready, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         *openapi.routes(API_PREFIXES),
+        *dashboard.routes(),
     ]
     return Starlette(
         routes=routes,
