@@ -14,8 +14,10 @@ from tests.conftest import ROOT
 CHROMIUM = "/usr/bin/chromium"  # the system browser (.ci/run installs it); Playwright's own builds are never downloaded
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """Module-scoped: Playwright's sync API holds an event loop running in the main thread while it is open,
+    which the suite's asyncio tests cannot run beside."""
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
         try:

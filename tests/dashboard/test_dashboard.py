@@ -112,8 +112,10 @@ def test_the_admin_sees_each_tenants_usage_per_key_and_model_and_the_keys_limits
     assert _chart(page, "chart-errors") == {"Error rate (%)": [pytest.approx(100 / 3)]}
     for canvas in ("chart-keys", "chart-models", "chart-spend", "chart-errors"):
         assert _painted_pixels(page, canvas) > 1000, canvas
-    rows = page.locator("#limits tbody tr")
-    assert sorted(rows.evaluate_all("rows => rows.map(r => r.dataset.id)")) == sorted(usage.acme_keys)
+    spent = gateway.admin.get("/usage", params={"tenant": usage.acme}).json()["totals"]["cost"]
+    assert _chart(page, "chart-spend") == {"Spend (USD)": [pytest.approx(float(spent))]}
+    key_rows = page.locator('#limits tbody tr[data-scope="key"]')
+    assert sorted(key_rows.evaluate_all("rows => rows.map(r => r.dataset.id)")) == sorted(usage.acme_keys)
     expect(page.locator(f'#limits tr[data-id="{one}"] td').nth(3)).to_have_text("one")
     page.screenshot(path=str(artifacts / "dashboard.png"), full_page=True)
 

@@ -187,10 +187,11 @@
       rules ? `${state.concurrent} of ${rules.concurrent_predictions ?? "∞"}` : "–",
       budgetText(rules, state, currency),
       state?.spent ? money(state.spent, currency) : "–",
-      state?.remaining ? money(state.remaining, currency) : "unlimited",
+      remainingText(limit, currency),
       state?.period_resets_at || "–",
     ];
     const row = document.createElement("tr");
+    row.dataset.scope = limit ? limit.scope : "key";
     row.dataset.id = key ? key.key_id : limit.id;
     for (const value of cells) {
       const cell = document.createElement("td");
@@ -199,6 +200,11 @@
     }
     if (state?.remaining && Number(state.remaining) <= 0) row.cells[9].classList.add("over");
     return row;
+  }
+
+  function remainingText(limit, currency) {
+    if (!limit) return "–";
+    return limit.state.remaining === null ? "unlimited" : money(limit.state.remaining, currency);
   }
 
   function budgetText(rules, state, currency) {
