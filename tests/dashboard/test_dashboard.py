@@ -3,6 +3,7 @@ read back from the charts, the totals and the limits table the page drew."""
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -119,10 +120,27 @@ def test_the_admin_sees_each_tenants_usage_per_key_and_model_and_the_keys_limits
     expect(page.locator(f'#limits tr[data-id="{one}"] td').nth(3)).to_have_text("one")
     page.screenshot(path=str(artifacts / "dashboard.png"), full_page=True)
 
+    page.select_option("#bucket", "hour")
+    _filter_tenant(page, usage.acme)
+    hours = page.evaluate("Chart.getChart('chart-keys').data.labels")
+    assert hours and all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:00", hour) for hour in hours)
+    assert {label: sum(data) for label, data in _chart(page, "chart-keys").items()} == {f"one ({one})": 2, f"two ({two})": 1}
+
     _filter_tenant(page, "")
     keys = _chart(page, "chart-keys")
-    assert keys[f"solo ({usage.other_key})"] == [1] and keys[f"one ({one})"] == [2]
+    assert sum(keys[f"solo ({usage.other_key})"]) == 1 and sum(keys[f"one ({one})"]) == 2
     assert int(page.locator("#total-predictions").inner_text()) >= 4
+
+
+def test_the_token_lasts_as_long_as_the_tab_and_log_out_forgets_it(page: Page, gateway: Gateway, usage: Usage) -> None:
+    _log_in(page, gateway, usage.acme_token)
+    page.reload()
+    expect(page.locator("body[data-state=ready]")).to_have_count(1)
+    expect(page.locator("#total-predictions")).to_have_text("3")
+    page.click("#logout")
+    expect(page.locator("#login")).to_be_visible()
+    expect(page.locator("#board")).to_be_hidden()
+    assert page.evaluate("sessionStorage.length") == 0
 
 
 def test_a_tenant_key_shows_only_its_tenants_usage_and_limits(page: Page, gateway: Gateway, usage: Usage) -> None:
