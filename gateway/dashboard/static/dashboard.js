@@ -72,19 +72,25 @@
       call(api.limits, { tenant: range.tenant }),
       api.keys ? call(api.keys, { tenant: range.tenant }) : Promise.resolve({ results: [] }),
     ]);
-    const names = new Map(keys.results.map((key) => [key.key_id, key.name]));
-    const periods = [...new Set(overall.results.map((row) => row.period))].sort();
-    const labels = periods.map((period) => periodLabel(period, bucket));
     showWho(limits.results);
     showTotals(overall.totals, overall.currency);
+    drawCharts(byKey, byModel, overall, keys.results, bucket);
+    showLimits(keys.results, limits.results, overall.currency);
+  }
+
+  /** The four charts over the periods any of the answers has (a prediction may finish between the calls). */
+  function drawCharts(byKey, byModel, overall, keys, bucket) {
+    const answers = [byKey, byModel, overall];
+    const periods = [...new Set(answers.flatMap((answer) => answer.results.map((row) => row.period)))].sort();
+    const labels = periods.map((period) => periodLabel(period, bucket));
+    const names = new Map(keys.map((key) => [key.key_id, key.name]));
     const keyLabel = (row) => (names.get(row.key_id) ? `${names.get(row.key_id)} (${row.key_id})` : row.key_id);
     draw("chart-keys", "bar", labels, breakdown(byKey.results, periods, keyLabel));
     draw("chart-models", "bar", labels, breakdown(byModel.results, periods, (row) => row.model));
     const inPeriod = new Map(overall.results.map((row) => [row.period, row]));
-    const perPeriod = (value) => periods.map((period) => value(inPeriod.get(period)));
+    const perPeriod = (value) => periods.map((period) => (inPeriod.has(period) ? value(inPeriod.get(period)) : 0));
     draw("chart-spend", "line", labels, [line(`Spend (${overall.currency})`, perPeriod((row) => Number(row.cost)), 0)]);
     draw("chart-errors", "line", labels, [line("Error rate (%)", perPeriod(errorPercent), 1)]);
-    showLimits(keys.results, limits.results, overall.currency);
   }
 
   function periodLabel(period, bucket) {
