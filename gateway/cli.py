@@ -1,4 +1,5 @@
-"""Command line: `gateway serve`, `gateway keys …` and `gateway audit`. A thin shell over the services."""
+"""Command line: `gateway serve`, `gateway keys …`, `gateway audit`, `gateway usage` and `gateway limits …`.
+A thin shell over the services."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from urllib.parse import urlsplit
 import uvicorn
 from pydantic import SecretStr, ValidationError
 
-from gateway import logs
+from gateway import cli_usage, logs
 from gateway.api.app import create_app
 from gateway.api.urls import Links
 from gateway.audit import MAX_PAGE_SIZE, Actor, AuditLog, AuditQuery, Subject
@@ -194,13 +195,18 @@ def _run_keys(
 
 def _print_from_store(settings: Settings, operation: Callable[[Store], Awaitable[Any]]) -> None:
     """Run `operation` over the configured (or running embedded) Redis and print its result as JSON."""
+    print(json.dumps(_on_store(settings, operation), indent=2))
+
+
+def _on_store(settings: Settings, operation: Callable[[Store], Awaitable[Any]]) -> Any:
+    """Run `operation` over the configured (or running embedded) Redis and return its result."""
 
     async def call(resolved: Settings) -> Any:
         async with _store(resolved) as store:
             return await operation(store)
 
     with _redis(settings, reuse_running=True) as resolved:
-        print(json.dumps(asyncio.run(call(resolved)), indent=2))
+        return asyncio.run(call(resolved))
 
 
 def _shown(result: KeyRecord | tuple[KeyRecord, Token]) -> dict[str, Any]:
@@ -334,6 +340,8 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--limit", type=int, default=100, choices=range(1, MAX_PAGE_SIZE + 1), metavar="N")
     audit.add_argument("--cursor", help="the next_cursor of the previous page")
     audit.set_defaults(run=_print_audit)
+
+    cli_usage.add_commands(commands, _on_store, _instant)
 
     servers = commands.add_parser("servers", help="self-hosted Cog servers").add_subparsers(required=True, metavar="ACTION")
     upload = servers.add_parser("upload-url", help="the --upload-url for a Cog server listed in the catalog")

@@ -57,6 +57,8 @@ DEFAULT_WEBHOOK_RETRY_SECONDS = 60.0
 DEFAULT_WEBHOOK_FIRST_RETRY_SECONDS = 1.0
 DEFAULT_WEBHOOK_LEASE_SECONDS = 10.0
 DEFAULT_WEBHOOK_CONCURRENCY = 64
+DEFAULT_USAGE_ROW_RETENTION_SECONDS = 90 * 24 * 3600  # per-prediction usage rows, for audit
+DEFAULT_USAGE_RETENTION_SECONDS = 400 * 24 * 3600  # hourly aggregates: a year and a month to compare with
 
 _VERSION_ID = re.compile(r"^[0-9a-f]{64}$")
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -117,6 +119,13 @@ class Settings(BaseSettings):
     webhook_first_retry_seconds: float = Field(default=DEFAULT_WEBHOOK_FIRST_RETRY_SECONDS, gt=0)  # then doubling
     webhook_lease_seconds: float = Field(default=DEFAULT_WEBHOOK_LEASE_SECONDS, gt=0)  # a dead process's are taken over
     webhook_concurrency: int = Field(default=DEFAULT_WEBHOOK_CONCURRENCY, gt=0)  # deliveries in flight per process
+    # Usage metering: the currency of the catalog's prices (a label only: amounts are never converted), how long
+    # per-prediction rows and hourly aggregates are kept, and whether the usage metrics carry a `key_id` label
+    # (`key`) or only `tenant` (`tenant`: for operators with very many keys).
+    currency: str = Field(default="USD", min_length=1, max_length=16)
+    usage_row_retention_seconds: int = Field(default=DEFAULT_USAGE_ROW_RETENTION_SECONDS, gt=0)
+    usage_retention_seconds: int = Field(default=DEFAULT_USAGE_RETENTION_SECONDS, gt=0)
+    usage_metrics_by: Literal["key", "tenant"] = "key"
 
     @field_validator("admin_token")
     @classmethod
@@ -277,8 +286,15 @@ class VersionConfig(_Strict):
 
 
 class PriceConfig(_Strict):
-    per_prediction: Decimal = Decimal(0)
-    per_second: Decimal = Decimal(0)
+    """What one prediction costs the tenant, in the settings' currency: any combination of the three parts.
+    `per_prediction` and `per_output` are charged for succeeded predictions; `per_second` for the run time of any
+    prediction that ran (failed and canceled runs used the hardware too). A create pre-charges an estimate: the
+    per-prediction price, `per_output` for the outputs it asks for, and `estimate_seconds` of run time."""
+
+    per_prediction: Decimal = Field(default=Decimal(0), ge=0)
+    per_second: Decimal = Field(default=Decimal(0), ge=0)
+    per_output: Decimal = Field(default=Decimal(0), ge=0)
+    estimate_seconds: Decimal = Field(default=Decimal(0), ge=0)
 
 
 class ModelConfig(_Strict):

@@ -9,6 +9,9 @@ GatewayError (status, title, detail)
  ├── PayloadTooLarge           413
  ├── InvalidInput              422 (+ invalid_fields)
  ├── InvalidVersion            422 "Invalid version or not permitted"
+ ├── OverLimit                 (+ Retry-After, RateLimit fields)
+ │    ├── PaymentRequired      402
+ │    └── TooManyRequests      429
  ├── UpstreamError             502
  │    ├── UpstreamUnavailable  503 (+ retry_after)
  │    └── UpstreamTimeout      504
@@ -55,6 +58,34 @@ class Unauthenticated(GatewayError):
 class Forbidden(GatewayError):
     status = 403
     title = "Forbidden"
+
+
+class OverLimit(GatewayError):
+    """A key's or tenant's limit refused the request; says which and when to try again (RateLimit header fields
+    of draft-ietf-httpapi-ratelimit-headers, and Retry-After when waiting helps)."""
+
+    def __init__(self, detail: str, *, limit: int, remaining: int, reset_seconds: int | None) -> None:
+        super().__init__(detail)
+        self.limit = limit
+        self.remaining = remaining
+        self.reset_seconds = reset_seconds
+
+    def headers(self) -> dict[str, str]:
+        headers = {"ratelimit-limit": str(self.limit), "ratelimit-remaining": str(self.remaining)}
+        if self.reset_seconds is not None:
+            headers["ratelimit-reset"] = str(self.reset_seconds)
+            headers["Retry-After"] = str(self.reset_seconds)
+        return headers
+
+
+class PaymentRequired(OverLimit):
+    status = 402
+    title = "Payment required"
+
+
+class TooManyRequests(OverLimit):
+    status = 429
+    title = "Too many requests"
 
 
 class NotFound(GatewayError):

@@ -50,6 +50,13 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.limit_refusals = Counter(
+            "gateway_limit_rejections",
+            "Requests refused by a key's or tenant's limit, by reason (rate, concurrency, balance, budget)",
+            ["reason"],
+            registry=self.registry,
+        )
+
     def request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(endpoint, method, str(status)).inc()
         self.latency.labels(endpoint).observe(seconds)
@@ -72,6 +79,9 @@ class Metrics:
 
     def webhook_delivered(self, seconds: float) -> None:
         self.webhook_latency.observe(seconds)
+
+    def limit_refused(self, reason: str) -> None:
+        self.limit_refusals.labels(reason).inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -19,8 +19,9 @@ from gateway.config import Settings
 from gateway.deliveries import DeliveryWorker, Outbox, RetryPolicy, TenantSecrets, Webhooks, WebhookTargets, WorkerLimits
 from gateway.files import FileLimits, Files, InputFiles, LocalStorage, prediction_owners
 from gateway.files.inputs import DownloadUrl
-from gateway.keys import KeyService
+from gateway.keys import KeyRecord, KeyService
 from gateway.lifecycle import Deadlines, FollowUpPolicy, FollowUps
+from gateway.limits import Admission, LimitsService
 from gateway.metrics import Metrics
 from gateway.predictions import Predictions, Tracker, UpstreamRequests
 from gateway.providers import Provider, Reporting, build_providers, capabilities_of
@@ -28,8 +29,9 @@ from gateway.providers.http import UpstreamClient
 from gateway.schemas import Schemas
 from gateway.signing import SECRET_NAME, Signer
 from gateway.ssrf import Resolve, UrlGuard, system_resolve
-from gateway.store import Store
+from gateway.store import Store, StoredPrediction, default_retention
 from gateway.streams import Streams
+from gateway.usage import Metering, Price, UsageReports
 from gateway.validation import UrlPolicy
 from gateway.waiters import Waiters
 
@@ -54,6 +56,9 @@ class Services:
     follow_ups: FollowUps
     deadlines: Deadlines
     webhooks: Webhooks
+    limits: LimitsService
+    metering: Metering
+    usage: UsageReports
     ready: Callable[[], Awaitable[None]]  # returns once the store answers, else raises StoreError
 
 
@@ -69,6 +74,9 @@ async def open_services(
         settings.redis_url,
         prediction_retention_seconds=settings.prediction_retention_seconds,
         audit_retention_seconds=settings.audit_retention_seconds,
+        usage_retention=default_retention(
+            settings.prediction_retention_seconds, settings.usage_retention_seconds, settings.usage_row_retention_seconds
+        ),
     )
     providers: dict[str, Provider] = {}
     tasks: list[asyncio.Task[None]] = []
@@ -97,6 +105,7 @@ def _background(services: Services, settings: Settings) -> list[Coroutine[Any, A
         services.follow_ups.run(),
         services.deadlines.run(),
         services.webhooks.worker.run(),
+        services.limits.watch(),
     ]
 
 
@@ -118,6 +127,14 @@ async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Me
     tracker = Tracker(store.predictions, metrics, lambda name: capabilities_of(catalog.providers[name]).remote_outputs)
     webhooks = _webhooks(settings, store, links, metrics, resolve)
     tracker.observe(webhooks.outbox.observe)
+    price_of = _prices(catalog)
+    metering = Metering(store.usage, price_of)
+    tracker.observe(metering.observe)
+    limits = LimitsService(store.limits, settings.key_cache_seconds, settings.prediction_retention_seconds, metrics.limit_refused)
+
+    async def admit(key: KeyRecord, record: StoredPrediction) -> Admission:
+        return await limits.admission(key, record, price_of(record.doc["model"]).estimate(record.doc["input"]))
+
     requests = UpstreamRequests(InputFiles(files, file_id_in), links.upstream_webhook, _download_urls(links))
     reporting = Reporting(tracker.report, requests.for_server, store.queue, links.callbacks.server_token, links.upload)
     addresses = settings.address_policy()
@@ -135,6 +152,8 @@ async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Me
         waiters,
         metrics,
         check_webhook=webhooks.targets.check,
+        admit=admit,
+        release=metering.release,
         refresh_after=settings.refresh_after_seconds,
         page_bytes=settings.list_page_bytes,
         follow_up_after=settings.poll_first_seconds,
@@ -148,14 +167,16 @@ async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Me
             longest_seconds=settings.poll_longest_seconds,
             lease_seconds=settings.follow_up_lease_seconds,
         ),
-        settle=[webhooks.outbox.settle],  # a crash between a terminal change and its webhook's enqueue loses nothing
+        # A crash between a terminal change and its webhook's enqueue, or its usage record, loses nothing.
+        settle=[webhooks.outbox.settle, metering.settle],
     )
     auth = Authenticator(store.keys, settings.key_cache_seconds)
     keys, audit = KeyService(store.keys), AuditLog(store.audit)
     streams = Streams(store.predictions, predictions, providers, metrics)
     return Services(
         settings, catalog, providers, auth, keys, audit, schemas, predictions, files, metrics, links, waiters, streams,
-        follow_ups, Deadlines(store.deadlines, predictions), webhooks,
+        follow_ups, Deadlines(store.deadlines, predictions), webhooks, limits, metering,
+        UsageReports(store.usage, settings.currency),
         ready=functools.partial(store.ping, READY_TIMEOUT_SECONDS),
     )  # fmt: skip
 
@@ -173,6 +194,11 @@ def _webhooks(settings: Settings, store: Store, links: Links, metrics: Metrics, 
         metrics,
     )
     return Webhooks(outbox, secrets, WebhookTargets(UrlGuard(policy, resolve)), worker)
+
+
+def _prices(catalog: Catalog) -> Callable[[str], Price]:
+    prices = {model.name: Price.from_config(model.price) for model in catalog.models()}
+    return lambda model: prices.get(model, Price())  # a model since removed from the catalog costs nothing
 
 
 def _download_urls(links: Links) -> Callable[[bool], DownloadUrl | None]:

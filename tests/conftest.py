@@ -36,6 +36,8 @@ INPAINTING_VERSION = "95b7223104132402a9ae91cc677285bc5eb997834bd2349fa486f53910
 UPSTREAM_ONLY_VERSION = "ab" * 32  # a version whose schema the gateway must fetch from the upstream
 UPSTREAM_TOKEN = "r8_upstream_secret_token"
 ADMIN_TOKEN = "admin-secret-for-tests"
+# Metered: a price of every kind, with more decimal places than a cent, so that rounding would show.
+INPAINTING_PRICE = {"per_prediction": "0.0023", "per_second": "0.000975", "per_output": "0.0011"}
 INPAINTING_SCHEMA = json.loads((ROOT / "config" / "schemas" / "stable-diffusion-inpainting.json").read_text())
 SIMPLE_SCHEMA: dict[str, Any] = {
     "openapi": "3.0.2",
@@ -89,6 +91,7 @@ timeout = 3
 [[models]]
 name = "{INPAINTING}"
 aliases = {{ steps = "num_inference_steps", cfg_scale = "guidance_scale", sampler_name = "scheduler" }}
+price = {{ per_prediction = "{INPAINTING_PRICE['per_prediction']}", per_second = "{INPAINTING_PRICE['per_second']}", per_output = "{INPAINTING_PRICE['per_output']}" }}
 
 [[models.versions]]
 id = "{INPAINTING_VERSION}"

@@ -31,7 +31,7 @@ class RotateSpec(BaseModel):
 _Spec = TypeVar("_Spec", bound=BaseModel)
 
 
-def _authorize(request: Request) -> None:
+def authorize(request: Request) -> None:
     expected = services(request).settings.admin_token
     if expected is None:
         raise Unauthenticated("The admin API is disabled: no admin token is configured")
@@ -40,13 +40,13 @@ def _authorize(request: Request) -> None:
         raise Unauthenticated("You did not pass a valid admin token")
 
 
-def _actor(request: Request) -> Actor:
+def actor_of(request: Request) -> Actor:
     """The admin token's holder, by client address, for the audit log."""
     address = request.client.host if request.client else "unknown"
     return Actor("admin-token", address, getattr(request.state, "request_id", None) or new_request_id())
 
 
-async def _parse(request: Request, model: type[_Spec]) -> _Spec:
+async def parse_body(request: Request, model: type[_Spec]) -> _Spec:
     try:
         return model.model_validate(await json_object(request, required=model is not RotateSpec))
     except ValidationError as exc:
@@ -58,60 +58,60 @@ def _with_token(record: KeyRecord, token: Token, status: int) -> Response:
 
 
 async def create_key(request: Request) -> Response:
-    _authorize(request)
-    record, token = await services(request).keys.create(await _parse(request, NewKeySpec), actor=_actor(request))
+    authorize(request)
+    record, token = await services(request).keys.create(await parse_body(request, NewKeySpec), actor=actor_of(request))
     return _with_token(record, token, 201)
 
 
 async def list_keys(request: Request) -> Response:
-    _authorize(request)
+    authorize(request)
     records = await services(request).keys.list(request.query_params.get("tenant"))
     return JSONResponse({"results": [r.public() for r in records]})
 
 
 async def get_key(request: Request) -> Response:
-    _authorize(request)
+    authorize(request)
     return JSONResponse((await services(request).keys.get(request.path_params["key_id"])).public())
 
 
 async def update_key(request: Request) -> Response:
-    _authorize(request)
-    spec = await _parse(request, KeySpec)
-    record = await services(request).keys.update(request.path_params["key_id"], spec, actor=_actor(request))
+    authorize(request)
+    spec = await parse_body(request, KeySpec)
+    record = await services(request).keys.update(request.path_params["key_id"], spec, actor=actor_of(request))
     return JSONResponse(record.public())
 
 
 async def disable_key(request: Request) -> Response:
-    _authorize(request)
-    record = await services(request).keys.disable(request.path_params["key_id"], actor=_actor(request))
+    authorize(request)
+    record = await services(request).keys.disable(request.path_params["key_id"], actor=actor_of(request))
     return JSONResponse(record.public())
 
 
 async def delete_key(request: Request) -> Response:
-    _authorize(request)
-    await services(request).keys.delete(request.path_params["key_id"], actor=_actor(request))
+    authorize(request)
+    await services(request).keys.delete(request.path_params["key_id"], actor=actor_of(request))
     return Response(status_code=204)
 
 
 async def rotate_key(request: Request) -> Response:
-    _authorize(request)
-    spec = await _parse(request, RotateSpec)
+    authorize(request)
+    spec = await parse_body(request, RotateSpec)
     key_id = request.path_params["key_id"]
-    record, token = await services(request).keys.rotate(key_id, spec.grace_seconds, actor=_actor(request))
+    record, token = await services(request).keys.rotate(key_id, spec.grace_seconds, actor=actor_of(request))
     return _with_token(record, token, 200)
 
 
 async def list_audit(request: Request) -> Response:
     """Audit entries newest first, filtered by `key_id`, `tenant`, `action`, `since`/`until` (ISO 8601), `limit`."""
-    _authorize(request)
+    authorize(request)
     query = request.query_params
     page = await services(request).audit.read(
         AuditQuery(
             subject=Subject("key", query["key_id"]) if query.get("key_id") else None,
             tenant=query.get("tenant") or None,
             action=query.get("action") or None,
-            since=_instant(query, "since"),
-            until=_instant(query, "until"),
+            since=instant(query, "since"),
+            until=instant(query, "until"),
             limit=_limit(query.get("limit")),
             cursor=query.get("cursor") or None,
         )
@@ -121,7 +121,7 @@ async def list_audit(request: Request) -> Response:
     return JSONResponse({"next": following if page.next_cursor else None, "results": page.results})
 
 
-def _instant(query: Mapping[str, str], name: str) -> float | None:
+def instant(query: Mapping[str, str], name: str) -> float | None:
     value = query.get(name)
     instant = parse_timestamp(value)
     if value and instant is None:

@@ -12,7 +12,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from gateway.api import admin, callbacks, dashboard, files, models, openapi, predictions, streams, webhooks
+from gateway.api import admin, callbacks, dashboard, files, models, openapi, predictions, streams, usage, webhooks
+from gateway.api.admin import authorize
 from gateway.api.body_limit import BodyLimitMiddleware
 from gateway.api.body_timeout import BodyTimeoutMiddleware
 from gateway.api.problems import EXCEPTION_HANDLERS
@@ -23,6 +24,7 @@ from gateway.config import Settings
 from gateway.metrics import Metrics
 from gateway.services import open_services
 from gateway.ssrf import Resolve, system_resolve
+from gateway.usage.exposition import exposition
 
 API_PREFIXES = ("/v1", "/replicate/v1")
 
@@ -42,6 +44,16 @@ async def metrics(request: Request) -> Response:
     return Response(request.state.services.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
+async def usage_metrics(request: Request) -> Response:
+    """Usage counters per key (or tenant) from the shared totals: the same on every process; scrape one.
+    Business data: only for the admin token (Prometheus sends it as a bearer credential)."""
+    authorize(request)
+    found = request.state.services
+    totals = await found.usage.totals()
+    body = exposition(totals, found.settings.usage_metrics_by, found.settings.currency)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
 def create_app(settings: Settings, catalog: Catalog, resolve: Resolve = system_resolve) -> Starlette:
     """The gateway as an ASGI app; Redis and upstream pools open in its lifespan. `resolve` names the hosts of
     input URLs (the system resolver; tests pass one that needs no DNS)."""
@@ -54,16 +66,17 @@ def create_app(settings: Settings, catalog: Catalog, resolve: Resolve = system_r
             app.state.services = services  # for code embedding the app (and tests); endpoints use request.state
             yield {"services": services}
 
-    api_routes = predictions.routes + streams.routes + models.routes + files.routes + webhooks.routes
+    api_routes = predictions.routes + streams.routes + models.routes + files.routes + webhooks.routes + usage.routes
     routes = [
         *(Mount(prefix, routes=api_routes) for prefix in API_PREFIXES),
         *predictions.root_routes,
-        Mount("/admin/v1", routes=admin.routes),
+        Mount("/admin/v1", routes=admin.routes + usage.admin_routes),
         *callbacks.routes,
         *files.upload_routes,
         Route("/health", health, methods=["GET"]),
         Route("/health/ready", ready, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/metrics/usage", usage_metrics, methods=["GET"]),
         *openapi.routes(API_PREFIXES),
         *dashboard.routes(),
     ]

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from gateway.api import openapi_usage
 from gateway.api.openapi_admin import admin_paths, service_paths
 from gateway.api.openapi_parts import (
     BINARY,
@@ -263,10 +264,20 @@ def _renamed(item: Json, label: str) -> Json:
     return renamed
 
 
+def _limited(paths: Json) -> Json:
+    """Every tenant operation may meet a rate limit (429); a create also a concurrency or money limit (402)."""
+    for item in paths.values():
+        for method, spec in item.items():
+            spec["responses"].update(problems(429))
+            if method == "post" and "Prefer" in str(spec.get("parameters")):
+                spec["responses"].update(problems(402))
+    return paths
+
+
 def build_document(api_prefixes: Sequence[str]) -> Json:
     """The whole document: the tenant API under each prefix (ids after the first prefixed with its name)."""
     paths: Json = {}
-    tenant_paths = _tenant_paths()
+    tenant_paths = _limited({**_tenant_paths(), **openapi_usage.tenant_paths()})
     for number, prefix in enumerate(api_prefixes):
         for path, item in tenant_paths.items():
             paths[prefix + path] = item if number == 0 else _renamed(item, prefix.strip("/").split("/")[0])
@@ -280,9 +291,9 @@ def build_document(api_prefixes: Sequence[str]) -> Json:
             "description": "Replicate's predictions, models and files API with the gateway's own keys, and the admin API.",
         },
         "servers": [{"url": "/"}],
-        "paths": {**paths, **admin_paths(), **service_paths()},
+        "paths": {**paths, **admin_paths(), **openapi_usage.admin_paths(), **service_paths()},
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, **openapi_usage.SCHEMAS},
             "securitySchemes": SECURITY_SCHEMES,
         },
     }

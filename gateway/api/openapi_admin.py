@@ -126,6 +126,14 @@ def service_paths() -> Json:
             )
         },
         "/metrics": {"get": operation("metrics", "Prometheus metrics", CAPABILITY, {"200": text})},
+        "/metrics/usage": {
+            "get": operation(
+                "metrics.usage",
+                "Usage counters per key from the shared totals (scrape one process)",
+                ADMIN,
+                {"200": text, **problems(401)},
+            )
+        },
         **_dashboard_paths(),
         "/openapi.json": {
             "get": operation("openapi", "This document", CAPABILITY, {"200": json_response("OpenAPI 3.1", {"type": "object"})})

@@ -14,10 +14,12 @@ OPTIONAL_TENANT: list[Json] = [{"tenantKey": []}, {}]
 _PROBLEM_TITLES = {
     400: "Bad request: the body is not a JSON object, or a parameter is malformed",
     401: "Unauthenticated: no valid token",
+    402: "Payment required: the prepaid balance or the spending budget does not cover the estimated cost",
     403: "Forbidden: the key lacks the scope, or a signature is invalid or expired",
     404: "Not found",
     413: "Payload too large",
     422: "Validation failed (`invalid_fields` names each problem)",
+    429: "Too many requests: a rate or concurrency limit (see `Retry-After` and the `ratelimit-*` headers)",
     502: "The upstream provider failed",
     503: "The upstream provider or the store is unavailable",
     504: "The upstream provider timed out",

@@ -92,7 +92,7 @@ async def list_predictions(request: Request) -> Response:
 
 
 async def _create(request: Request, kind: RefKind) -> Response:
-    key = await caller(request, "predict")
+    key = await caller(request, "predict", creating=True)
     body = await json_object(request)
     options = _create_options(body, _cancel_after(request.headers.get("cancel-after")), kind is RefKind.VERSION)
     wait = _preferred_wait(request.headers.get("prefer"))  # read before anything runs upstream

@@ -16,8 +16,14 @@ def services(request: Request) -> Services:
     return request.state.services  # type: ignore[no-any-return]
 
 
-async def caller(request: Request, scope: Scope) -> KeyRecord:
-    return await services(request).auth.authenticate(request.headers.get("authorization"), scope)
+async def caller(request: Request, scope: Scope, *, creating: bool = False) -> KeyRecord:
+    """The key the request authenticates with, holding `scope`; any request but a create counts as a read
+    against the read rate limits (a create is checked, with everything else about it, when it is made)."""
+    found = services(request)
+    key = await found.auth.authenticate(request.headers.get("authorization"), scope)
+    if not creating:
+        await found.limits.check_read(key)
+    return key
 
 
 async def json_object(request: Request, *, required: bool = True) -> dict[str, Any]:

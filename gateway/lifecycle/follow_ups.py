@@ -4,7 +4,8 @@ A visit to an unfinished prediction on an upstream that answers GET polls it, un
 upstream webhook, a client's read): polling is the fallback for webhooks that never come, not a second feed.
 The wait between polls grows with the prediction's age. A visit to a finished prediction runs the settlement
 hooks (the terminal client webhook, usage) once more, which are idempotent, then drops it from the schedule:
-whatever stopped the process that finished the prediction before it settled, settlement still happens.
+whatever stopped the process that finished the prediction before it settled, settlement still happens. A create
+that never completed (its process died between writing the record and handing the prediction on) is undone.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ Settle = Callable[[StoredPrediction], Awaitable[None]]
 """Settle a finished prediction; must be idempotent (it may run again after a crash)."""
 
 _SETTLE_RETRY_SECONDS = 5.0
+# A create takes at most its upstream's timeout; a record still provisional this long after creation belongs to a
+# create that will never finish. It must be caught before the record expires (PROVISIONAL_SECONDS, 300 s), and
+# follow-ups come at least every `longest_seconds`.
+ABANDONED_AFTER_SECONDS = 180.0
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,14 @@ class FollowUps:
             await self._schedule.remove(prediction_id)
             return
         now = time.time()
-        interval = self._policy.interval(now - record.created_ms / 1000)
+        age = now - record.created_ms / 1000
+        if record.provisional and age >= ABANDONED_AFTER_SECONDS:
+            # Its create never finished (the process died mid-way, or its clean-up failed): undo it before the
+            # record expires, so that its pre-charge is given back.
+            await self._predictions.abandon(record)
+            await self._schedule.remove(prediction_id)
+            return
+        interval = self._policy.interval(age)
         polled = not record.status.terminal and not record.provisional and self._predictions.pollable(record)
         if polled and now - record.refreshed_at >= interval:
             record = await self._predictions.refresh(record)

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 from gateway.catalog import Catalog, Reference, Resolved
 from gateway.cursors import encode_cursor, window
-from gateway.errors import GatewayError, InvalidVersion, NotFound, UpstreamUnavailable
+from gateway.errors import GatewayError, InvalidVersion, NotFound, OverLimit, UpstreamUnavailable
 from gateway.keys import KeyRecord
+from gateway.limits import Admission
 from gateway.metrics import Metrics
 from gateway.predictions.records import CreateOptions, new_record
 from gateway.predictions.requests import UpstreamRequests
@@ -66,6 +67,8 @@ class Predictions:
         metrics: Metrics,
         *,
         check_webhook: Callable[[str], Awaitable[None]],
+        admit: Callable[[KeyRecord, StoredPrediction], Awaitable[Admission]],
+        release: Callable[[StoredPrediction], Awaitable[None]],
         refresh_after: float,
         page_bytes: int,
         follow_up_after: float,
@@ -79,13 +82,16 @@ class Predictions:
         self._waiters = waiters
         self._metrics = metrics
         self._check_webhook = check_webhook  # raises InvalidInput for a webhook URL that may not be called
+        self._admit = admit  # a create's limits check and pre-charge, queued with its first write
+        self._release = release  # gives back a pre-charge
         self._refresh_after = refresh_after
         self._page_bytes = page_bytes
         self._follow_up_after = follow_up_after
         self._refreshing: dict[str, asyncio.Task[StoredPrediction]] = {}
 
     async def create(self, key: KeyRecord, reference: Reference, options: CreateOptions) -> StoredPrediction:
-        """Record first, then dispatch upstream: two store round trips, and no upstream run without a record."""
+        """Check limits and record first, then dispatch upstream: two store round trips (the limits check rides
+        with the first), and no upstream run without a record and a pre-charge."""
         resolved = self._catalog.resolve(reference)
         if not key.allows(resolved.model.name, resolved.version.id):
             raise InvalidVersion()
@@ -97,18 +103,30 @@ class Predictions:
         if options.webhook:
             await self._check_webhook(options.webhook)
         record = new_record(key, resolved, prepared, options, streams=await self._schemas.streams(resolved))
-        await self._store.insert(
+        admission = await self._admit(key, record)
+        reply = await self._store.insert(
             record,
             follow_up_ms=record.created_ms + int(self._follow_up_after * 1000),
             deadline_ms=None if options.cancel_after is None else record.created_ms + int(options.cancel_after * 1000),
+            admit=admission.queue,
         )
         try:
-            started = await self._start(record, resolved)
-        except Exception:  # the tenant gets an error, so no prediction may remain
+            admission.verdict(reply)
+        except OverLimit:
             await self._store.delete(record)
+            raise
+        try:
+            started = await self._start(record, resolved)
+        except Exception:  # the tenant gets an error, so no prediction may remain, nor its pre-charge
+            await self.abandon(record)
             raise
         self._metrics.prediction_created(resolved.model.name, record.provider)
         return started
+
+    async def abandon(self, record: StoredPrediction) -> None:
+        """Undo a create that never reached its upstream: give back its pre-charge, then remove its record."""
+        await self._release(record)
+        await self._store.delete(record)
 
     async def find(self, prediction_id: str) -> StoredPrediction | None:
         """The record, whoever owns it (for background work), provisional ones included."""

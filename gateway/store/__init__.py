@@ -4,6 +4,8 @@ No other module talks to Redis.
 Keys that belong together share a Redis Cluster hash tag: `gw:pred:{<id>}` holds one prediction,
 `gw:tenant:{<tenant>}:predictions` indexes a tenant's predictions by creation time; `gw:file:{<id>}` and
 `gw:tenant:{<tenant>}:files` do the same for uploaded files; client webhooks wait in `gw:{deliveries}:stream`.
+A tenant's limits (`gw:limits:{<tenant>}…`) and usage (`gw:usage:{<tenant>}…`) share its slot, so that one
+script checks or settles them together.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from gateway.store.audit import AuditFields, AuditFilter, AuditPage, AuditStore
 from gateway.store.deliveries import Delivery, DeliveryStore, Message
 from gateway.store.files import FileStore, StoredFile
 from gateway.store.keys import KeyChange, KeyStore, StoredKey
+from gateway.store.limits import SPENT_TTL_SECONDS, LimitStore, Periods, Refusal, ScopeLimits, ScopeState
 from gateway.store.predictions import PredictionStore, StoredPrediction
 from gateway.store.queue import QueueStore
 from gateway.store.redis import connect, mapped_errors
@@ -27,12 +30,19 @@ from gateway.store.schedule import Schedule
 from gateway.store.schemas import SchemaStore
 from gateway.store.subscriptions import follow
 from gateway.store.timeline import IndexEntry
+from gateway.store.usage import HourCounters, Retention, Settlement, UsageStore
 
 
 class Store:
     """Every store of the gateway over one pooled Redis client."""
 
-    def __init__(self, redis: aioredis.Redis, prediction_retention_seconds: int, audit_retention_seconds: int) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        prediction_retention_seconds: int,
+        audit_retention_seconds: int,
+        usage_retention: Retention | None = None,
+    ) -> None:
         self._redis = redis
         self.follow_ups = Schedule(redis, "follow-ups")  # every unfinished prediction: polling, settlement
         self.deadlines = Schedule(redis, "deadlines")  # predictions with a Cancel-After deadline
@@ -42,10 +52,19 @@ class Store:
         self.files = FileStore(redis)
         self.schemas = SchemaStore(redis)
         self.deliveries = DeliveryStore(redis)
+        self.limits = LimitStore(redis, self.audit)
+        self.usage = UsageStore(redis, usage_retention or default_retention(prediction_retention_seconds))
 
     @classmethod
-    def connect(cls, url: str, *, prediction_retention_seconds: int, audit_retention_seconds: int) -> Store:
-        return cls(connect(url), prediction_retention_seconds, audit_retention_seconds)
+    def connect(
+        cls,
+        url: str,
+        *,
+        prediction_retention_seconds: int,
+        audit_retention_seconds: int,
+        usage_retention: Retention | None = None,
+    ) -> Store:
+        return cls(connect(url), prediction_retention_seconds, audit_retention_seconds, usage_retention)
 
     def queue(self, name: str) -> QueueStore:
         """The slot queue `name` as a new consumer (one per dispatcher) sees it."""
@@ -81,6 +100,21 @@ class Store:
         await self._redis.aclose()
 
 
+def default_retention(
+    prediction_retention_seconds: int,
+    aggregate_seconds: int = 400 * 24 * 3600,
+    row_seconds: int = 90 * 24 * 3600,
+) -> Retention:
+    """Usage retention: a settled id is remembered a day longer than any record that could settle it again."""
+    return Retention(
+        settled_seconds=prediction_retention_seconds + 24 * 3600,
+        aggregate_seconds=aggregate_seconds,
+        row_seconds=row_seconds,
+        spent_day_seconds=SPENT_TTL_SECONDS["d"],
+        spent_month_seconds=SPENT_TTL_SECONDS["m"],
+    )
+
+
 __all__ = [
     "AuditFields",
     "AuditFilter",
@@ -89,17 +123,27 @@ __all__ = [
     "Delivery",
     "DeliveryStore",
     "FileStore",
+    "HourCounters",
     "IndexEntry",
     "KeyChange",
     "KeyStore",
+    "LimitStore",
     "Message",
+    "Periods",
     "PredictionStore",
     "QueueStore",
+    "Refusal",
+    "Retention",
     "Schedule",
     "SchemaStore",
+    "ScopeLimits",
+    "ScopeState",
+    "Settlement",
     "Store",
     "StoredFile",
     "StoredKey",
     "StoredPrediction",
+    "UsageStore",
+    "default_retention",
     "follow",
 ]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 from redis.typing import EncodableT, FieldT
 
 from gateway.status import Status, allowed_sources
@@ -104,15 +105,27 @@ class PredictionStore:
         self._follow_ups = follow_ups
         self._deadlines = deadlines
 
-    async def insert(self, prediction: StoredPrediction, *, follow_up_ms: int, deadline_ms: int | None = None) -> None:
+    async def insert(
+        self,
+        prediction: StoredPrediction,
+        *,
+        follow_up_ms: int,
+        deadline_ms: int | None = None,
+        admit: Callable[[Pipeline], Awaitable[None]] | None = None,
+    ) -> Any:
         """Write the record, index it for its tenant (trimming expired index entries) and schedule its first
         follow-up (and its deadline, if any): one round trip, so that no record exists that nothing follows up.
+
+        `admit` queues a limits check first in the same round trip; its reply is returned. When it refuses, the
+        caller `discard`s the record (a refused create costs two round trips, an admitted one none extra).
 
         The record is provisional (`StoredPrediction.provisional`, which readers do not show) and expires within
         minutes unless a change is applied to it or it is `retain`ed: one whose create failed cannot outlive the
         failure, nor be seen as a prediction that never finishes, even when its clean-up failed too."""
         index = _index_key(prediction.tenant)
         async with self._redis.pipeline(transaction=False) as pipe:
+            if admit is not None:
+                await admit(pipe)
             pipe.hset(_key(prediction.id), mapping={**prediction.to_fields(), "provisional": "1"})
             pipe.expire(_key(prediction.id), min(PROVISIONAL_SECONDS, self._retention))
             timeline.add(pipe, index, prediction.entry, prediction.created_ms - self._retention * 1000)
@@ -121,7 +134,8 @@ class PredictionStore:
             if deadline_ms is not None:
                 self._deadlines.add_to(pipe, prediction.id, deadline_ms)
             with mapped_errors():
-                await pipe.execute()
+                replies = await pipe.execute()
+        return replies[0] if admit is not None else None
 
     async def retain(self, prediction_id: str) -> None:
         """Keep a provisional record for the retention period (a prediction queued to run later)."""
@@ -174,9 +188,12 @@ class PredictionStore:
             await self._redis.delete(_refreshing_key(prediction_id))
 
     async def delete(self, prediction: StoredPrediction) -> None:
+        """Remove the record of a create that did not go through, with its index entry and schedules."""
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.delete(_key(prediction.id))
             pipe.zrem(_index_key(prediction.tenant), timeline.member(prediction.entry))
+            pipe.zrem(self._follow_ups.key, prediction.id)
+            pipe.zrem(self._deadlines.key, prediction.id)
             with mapped_errors():
                 await pipe.execute()
 

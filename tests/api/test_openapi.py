@@ -3,7 +3,7 @@ import re
 import httpx
 from starlette.routing import BaseRoute, Mount, Route
 
-from gateway.api import files, models, predictions, streams, webhooks
+from gateway.api import files, models, predictions, streams, usage, webhooks
 from gateway.api.app import API_PREFIXES
 from gateway.api.openapi import build_document
 from tests.conftest import Gateway
@@ -51,7 +51,9 @@ def test_operation_ids_are_unique_and_each_prefix_documents_the_same_operations(
     aggregator = {
         (m, p.removeprefix("/replicate/v1")) for m, p in _documented_operations(document) if p.startswith("/replicate/v1/")
     }
-    assert v1 == aggregator and len(v1) == len(predictions.routes + streams.routes + models.routes + files.routes + webhooks.routes)
+    assert v1 == aggregator and len(v1) == len(
+        predictions.routes + streams.routes + models.routes + files.routes + webhooks.routes + usage.routes
+    )
 
 
 def test_tenant_and_admin_operations_name_their_own_bearer_schemes() -> None:
