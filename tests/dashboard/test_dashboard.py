@@ -19,7 +19,8 @@ from tests.conftest import ADMIN_TOKEN, INPAINTING, INPAINTING_VERSION, STORY, S
 
 @dataclass(frozen=True)
 class Usage:
-    """Two tenants' predictions: `acme` made 2 inpaintings (key one) and 1 failed story (key two); `other` 1 story."""
+    """Two tenants' predictions: `acme` made 2 inpaintings (key one, with a daily budget) and 1 failed story (key
+    two); `other` 1 story."""
 
     acme: str
     acme_keys: tuple[str, str]
@@ -55,6 +56,8 @@ def usage(gateway: Gateway, replicate_upstream: Upstream) -> Usage:
     one_token, one = gateway.new_key(acme, name="one")
     two_token, two = gateway.new_key(acme, name="two")
     other_token, other_key = gateway.new_key(other, name="solo")
+    limits = {"creates_per_minute": 60, "concurrent_predictions": 5, "budget": {"amount": "10.00", "period": "day"}}
+    assert gateway.admin.put(f"/keys/{one['key_id']}/limits", json=limits).status_code == 200
     for _ in range(2):
         assert _finish(gateway, one_token, INPAINTING_VERSION, inpainting_input())["status"] == "succeeded"
     replicate_upstream.controls.fail_next("CUDA out of memory")
@@ -96,6 +99,12 @@ def _painted_pixels(page: Page, canvas_id: str) -> int:
     return int(page.evaluate(script, canvas_id))
 
 
+def _money(amount: str) -> str:
+    """An exact decimal as the page shows it: "9.990000000" -> "9.99 USD"."""
+    whole, _, fraction = amount.partition(".")
+    return f"{whole}.{fraction.rstrip('0').ljust(2, '0')} USD"
+
+
 def _totals(page: Page) -> dict[str, str]:
     names = ("predictions", "succeeded", "failed", "canceled", "error-rate")
     return {name: page.locator(f"#total-{name}").inner_text() for name in names}
@@ -117,7 +126,9 @@ def test_the_admin_sees_each_tenants_usage_per_key_and_model_and_the_keys_limits
     assert _chart(page, "chart-spend") == {"Spend (USD)": [pytest.approx(float(spent))]}
     key_rows = page.locator('#limits tbody tr[data-scope="key"]')
     assert sorted(key_rows.evaluate_all("rows => rows.map(r => r.dataset.id)")) == sorted(usage.acme_keys)
-    expect(page.locator(f'#limits tr[data-id="{one}"] td').nth(3)).to_have_text("one")
+    [state] = [row["state"] for row in gateway.admin.get("/limits", params={"tenant": usage.acme}).json()["results"] if row["id"] == one]
+    cells = page.locator(f'#limits tr[data-id="{one}"] td').all_inner_texts()
+    assert cells[3:10] == ["one", "active", "60", "0 of 5", "10.00 USD per day", _money(state["spent"]), _money(state["remaining"])]
     page.screenshot(path=str(artifacts / "dashboard.png"), full_page=True)
 
     page.select_option("#bucket", "hour")
