@@ -1,6 +1,6 @@
 """The usage dashboard at /dashboard: one static page and its assets, under a strict content security policy.
 
-The server keeps no session for it. The page asks for the admin token or a tenant key, keeps it in the tab's
+The server keeps no login state for it. The page asks for the admin token or a tenant key, keeps it in the tab's
 `sessionStorage` and calls the JSON endpoints (`/admin/v1/usage|limits|keys`, `/v1/usage|limits`) with it,
 so the dashboard can do nothing its user could not do with curl.
 """
