@@ -199,6 +199,8 @@ def test_the_page_and_its_assets_are_served_with_their_types_under_a_strict_poli
         assert response.headers["x-content-type-options"] == "nosniff"
         policy = response.headers["content-security-policy"]
         assert "script-src 'self';" in policy and "default-src 'none';" in policy and "unsafe" not in policy
+    slashed = httpx.get(f"{gateway.url}/dashboard/")  # the page's relative links hold only without the slash
+    assert slashed.status_code == 307 and slashed.headers["location"] == f"{gateway.url}/dashboard"
     missing = httpx.get(f"{gateway.url}/dashboard/static/..%2Fapi%2Fdashboard.py")
     assert missing.status_code == 404
     assert missing.headers["content-type"] == "application/problem+json"
