@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from gateway.api import admin, callbacks, files, models, openapi, predictions, streams, usage, webhooks
+from gateway.api import admin, callbacks, dashboard, files, models, openapi, predictions, streams, usage, webhooks
 from gateway.api.admin import authorize
 from gateway.api.body_limit import BodyLimitMiddleware
 from gateway.api.body_timeout import BodyTimeoutMiddleware
@@ -81,6 +81,7 @@ def create_app(settings: Settings, catalog: Catalog, resolve: Resolve = system_r
         Route("/metrics", metrics, methods=["GET"]),
         Route("/metrics/usage", usage_metrics, methods=["GET"]),
         *openapi.routes(API_PREFIXES),
+        *dashboard.routes(),
     ]
     return Starlette(
         routes=routes,

@@ -86,6 +86,34 @@ def admin_paths() -> Json:
     }
 
 
+_DASHBOARD_FILE_TYPES = ("text/javascript", "text/css", "text/plain", "image/svg+xml")
+
+
+def _dashboard_paths() -> Json:
+    """The usage dashboard: a static page whose script calls the usage, limits and keys endpoints with the
+    token its user pastes in."""
+    return {
+        "/dashboard": {
+            "get": operation(
+                "dashboard", "The usage dashboard page", CAPABILITY, {"200": _text_response("The page", "text/html")}
+            )
+        },
+        "/dashboard/static/{name}": {
+            "get": operation(
+                "dashboard.static",
+                "A script, style sheet, icon or license file of the dashboard",
+                CAPABILITY,
+                {"200": _text_response("The file", *_DASHBOARD_FILE_TYPES), **problems(404)},
+                parameters=[path_param("name")],
+            )
+        },
+    }
+
+
+def _text_response(description: str, *media_types: str) -> Json:
+    return {"description": description, "content": {media_type: {"schema": {"type": "string"}} for media_type in media_types}}
+
+
 def service_paths() -> Json:
     text = {"description": "Prometheus exposition", "content": {"text/plain": {"schema": {"type": "string"}}}}
     health = {"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}}
@@ -106,6 +134,7 @@ def service_paths() -> Json:
                 {"200": text, **problems(401)},
             )
         },
+        **_dashboard_paths(),
         "/openapi.json": {
             "get": operation("openapi", "This document", CAPABILITY, {"200": json_response("OpenAPI 3.1", {"type": "object"})})
         },
