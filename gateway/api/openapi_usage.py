@@ -131,10 +131,44 @@ def tenant_paths() -> Json:
     }
 
 
-def admin_paths() -> Json:
-    key_id, tenant = path_param("key_id"), path_param("tenant")
+def _scope_paths(collection: str, param: str, who: str) -> Json:
+    """Limits and balance of a tenant or a key: `/admin/v1/{collection}/{param}/…`."""
+    parameters = [path_param(param)]
     entry = json_response("The scope's limits and state", ref("LimitsEntry"))
     changed = {"200": entry, **problems(400, 401, 404, 413, 422)}
+    base = f"/admin/v1/{collection}/{{{param}}}"
+    return {
+        f"{base}/limits": {
+            "put": operation(
+                f"admin.{collection}.limits.set",
+                f"Replace the limits of {who}",
+                ADMIN,
+                changed,
+                parameters=parameters,
+                requestBody=json_body(ref("Limits")),
+            ),
+            "delete": operation(
+                f"admin.{collection}.limits.remove",
+                f"Remove the limits of {who}",
+                ADMIN,
+                {"200": entry, **problems(401, 404)},
+                parameters=parameters,
+            ),
+        },
+        f"{base}/balance": {
+            "post": operation(
+                f"admin.{collection}.balance.add",
+                f"Add to (or, negative, take from) the prepaid balance of {who}",
+                ADMIN,
+                changed,
+                parameters=parameters,
+                requestBody=json_body(ref("BalanceChange")),
+            )
+        },
+    }
+
+
+def admin_paths() -> Json:
     return {
         "/admin/v1/usage": {
             "get": operation(
@@ -168,58 +202,6 @@ def admin_paths() -> Json:
                 parameters=[query_param("tenant", _STRING, "Only this tenant")],
             )
         },
-        "/admin/v1/tenants/{tenant}/limits": {
-            "put": operation(
-                "admin.tenants.limits.set",
-                "Replace a tenant's limits",
-                ADMIN,
-                changed,
-                parameters=[tenant],
-                requestBody=json_body(ref("Limits")),
-            ),
-            "delete": operation(
-                "admin.tenants.limits.remove",
-                "Remove a tenant's limits",
-                ADMIN,
-                {"200": entry, **problems(401)},
-                parameters=[tenant],
-            ),
-        },
-        "/admin/v1/tenants/{tenant}/balance": {
-            "post": operation(
-                "admin.tenants.balance.add",
-                "Add to (or, negative, take from) a tenant's prepaid balance",
-                ADMIN,
-                changed,
-                parameters=[tenant],
-                requestBody=json_body(ref("BalanceChange")),
-            )
-        },
-        "/admin/v1/keys/{key_id}/limits": {
-            "put": operation(
-                "admin.keys.limits.set",
-                "Replace a key's limits",
-                ADMIN,
-                changed,
-                parameters=[key_id],
-                requestBody=json_body(ref("Limits")),
-            ),
-            "delete": operation(
-                "admin.keys.limits.remove",
-                "Remove a key's limits",
-                ADMIN,
-                {"200": entry, **problems(401, 404)},
-                parameters=[key_id],
-            ),
-        },
-        "/admin/v1/keys/{key_id}/balance": {
-            "post": operation(
-                "admin.keys.balance.add",
-                "Add to (or, negative, take from) a key's prepaid balance",
-                ADMIN,
-                changed,
-                parameters=[key_id],
-                requestBody=json_body(ref("BalanceChange")),
-            )
-        },
+        **_scope_paths("tenants", "tenant", "a tenant"),
+        **_scope_paths("keys", "key_id", "a key"),
     }

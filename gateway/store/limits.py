@@ -39,6 +39,26 @@ local function window(key, n)
   local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
   return {0, 'rate', n, 0, tonumber(oldest[2]) + __WINDOW_MS__ - now}
 end
+-- The rate logs KEYS[1] (tenant) and KEYS[2] (key) against ARGV[first] and ARGV[first + step] (-1: no limit):
+-- the refusal, or nil when both admit; `record` then logs `member` in each limited one.
+local function rates(first, step)
+  for s = 1, 2 do
+    local n = tonumber(ARGV[first + (s - 1) * step])
+    if n >= 0 then
+      local refused = window(KEYS[s], n)
+      if refused then refused[6] = s return refused end
+    end
+  end
+  return nil
+end
+local function record(first, step, member)
+  for s = 1, 2 do
+    if tonumber(ARGV[first + (s - 1) * step]) >= 0 then
+      redis.call('ZADD', KEYS[s], now, member)
+      redis.call('PEXPIRE', KEYS[s], __WINDOW_MS__)
+    end
+  end
+end
 """.replace("__WINDOW_MS__", str(WINDOW_MS))
 
 # KEYS: 1 tenant creates log, 2 key creates log, 3 tenant running, 4 key running, 5 holds, 6 tenant balance,
@@ -52,14 +72,8 @@ _ADMIT = (
     _COMMON
     + """
 local estimate = tonumber(ARGV[2])
-for s = 1, 2 do
-  local a = 6 + (s - 1) * 6
-  local n = tonumber(ARGV[a])
-  if n >= 0 then
-    local refused = window(KEYS[s], n)
-    if refused then refused[6] = s return refused end
-  end
-end
+local refused = rates(6, 6)
+if refused then return refused end
 for s = 1, 2 do
   local k = tonumber(ARGV[7 + (s - 1) * 6])
   if k >= 0 then
@@ -83,12 +97,8 @@ for s = 1, 2 do
     end
   end
 end
+record(6, 6, ARGV[1])
 for s = 1, 2 do
-  local a = 6 + (s - 1) * 6
-  if tonumber(ARGV[a]) >= 0 then
-    redis.call('ZADD', KEYS[s], now, ARGV[1])
-    redis.call('PEXPIRE', KEYS[s], __WINDOW_MS__)
-  end
   redis.call('ZADD', KEYS[2 + s], now + tonumber(ARGV[3]), ARGV[1])
   redis.call('PEXPIRE', KEYS[2 + s], ARGV[3])
 end
@@ -111,19 +121,9 @@ return {1}
 _READ = (
     _COMMON
     + """
-for s = 1, 2 do
-  local n = tonumber(ARGV[1 + s])
-  if n >= 0 then
-    local refused = window(KEYS[s], n)
-    if refused then refused[6] = s return refused end
-  end
-end
-for s = 1, 2 do
-  if tonumber(ARGV[1 + s]) >= 0 then
-    redis.call('ZADD', KEYS[s], now, ARGV[1])
-    redis.call('PEXPIRE', KEYS[s], __WINDOW_MS__)
-  end
-end
+local refused = rates(2, 1)
+if refused then return refused end
+record(2, 1, ARGV[1])
 return {1}
 """
 ).replace("__WINDOW_MS__", str(WINDOW_MS))

@@ -27,7 +27,7 @@ from gateway.api.app import API_PREFIXES
 from gateway.api.openapi import build_document
 from tests.conftest import ADMIN_TOKEN, INPAINTING, INPAINTING_VERSION, UPSTREAM_ONLY_VERSION, Gateway, inpainting_input
 
-# 25 cases for each of the 50 operations by default, the same ones on every run; more, and new ones, on request.
+# 25 cases for each operation by default, the same ones on every run; more, and new ones, on request.
 EXAMPLES = int(os.environ.get("GATEWAY_FUZZ_EXAMPLES", "25"))
 EXPLORING = "GATEWAY_FUZZ_EXAMPLES" in os.environ
 CHECKS = [
