@@ -1,41 +1,25 @@
 """What the benchmarks share: a gateway process in front of the Replicate emulator (in a process of its own, so
 that the clients' load does not slow the upstream down), each on a fresh Valkey, and readings of a process's
-memory and CPU time from /proc.
-
-`python bench/emulated.py --emulator PORT` serves the emulator alone (the benchmarks start it that way).
-"""
+memory and CPU time from /proc."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import uvicorn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gateway.store.embedded import EmbeddedRedis  # noqa: E402
-from tests.conftest import (  # noqa: E402
-    ADMIN_TOKEN,
-    INPAINTING_SCHEMA,
-    INPAINTING_VERSION,
-    TEST_CATALOG,
-    UPSTREAM_TOKEN,
-    gateway_process,
-    inpainting_input,
-)
-from tests.emulator import EmulatedModel, create_replicate_emulator  # noqa: E402
-from tests.servers import free_port  # noqa: E402
+from tests.conftest import ADMIN_TOKEN, INPAINTING_VERSION, TEST_CATALOG, gateway_process, inpainting_input  # noqa: E402
+from tests.emulator.process import emulator_process  # noqa: E402
 
 INLINE_PNG = "data:image/png;base64,iVBORw0KGgo="
 # A create body that needs no DNS: the gateway process resolves names with the system's resolver.
@@ -65,7 +49,7 @@ def gateway_on_emulator(**settings: str) -> Iterator[Running]:
     with (
         tempfile.TemporaryDirectory() as scratch,
         EmbeddedRedis(Path(scratch) / "redis") as redis,
-        _emulator_process() as upstream,
+        emulator_process() as upstream,
     ):
         catalog = Path(scratch) / "catalog.toml"
         text = TEST_CATALOG.replace("{replicate}", upstream).replace("{aggregator}", upstream)
@@ -87,33 +71,3 @@ def rss_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise RuntimeError("no VmRSS")
-
-
-@contextlib.contextmanager
-def _emulator_process() -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen([sys.executable, __file__, "--emulator", str(port)])
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            with contextlib.suppress(httpx.TransportError):
-                httpx.get(f"http://127.0.0.1:{port}/v1/account")
-                break
-            assert process.poll() is None and time.monotonic() < deadline, "the emulator did not start"
-            time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
-def _serve_emulator(port: int) -> None:
-    inpainting = EmulatedModel("stability-ai", "stable-diffusion-inpainting", {INPAINTING_VERSION: INPAINTING_SCHEMA})
-    emulator = create_replicate_emulator(tokens=[UPSTREAM_TOKEN], models=[inpainting])
-    uvicorn.run(emulator, host="127.0.0.1", port=port, log_level="warning", backlog=4096)
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="serve the Replicate emulator")
-    parser.add_argument("--emulator", type=int, required=True, metavar="PORT")
-    _serve_emulator(parser.parse_args().emulator)

@@ -146,8 +146,8 @@ class EmbeddedRedis:
             "port": str(self.port),
             "dir": f'"{self.data_dir.resolve()}"',
             "appendonly": "yes",
-            # Every acknowledged write is on disk (group-committed: one fsync per event-loop turn, not per
-            # command): a killed server or machine loses no prediction and no usage record it confirmed.
+            # Every acknowledged write is on disk, not only in the page cache (group-committed: one fsync per
+            # event-loop turn, not per command): even a crashed machine loses no prediction or usage record.
             "appendfsync": "always",
             "save": '""',
             "daemonize": "no",

@@ -322,13 +322,27 @@ def _emit(run: PredictionRun, event: str, data: Prediction) -> None:
 async def _deliver_webhooks(run: PredictionRun, webhooks_dropped: Callable[[], bool]) -> None:
     """Send queued webhooks in order; only the terminal one is retried."""
     assert run.webhook is not None
-    async with httpx.AsyncClient(timeout=5.0, trust_env=False) as client:
-        while (item := await run.outbox.get()) is not None:
-            event, data = item
-            if webhooks_dropped():
-                continue
-            attempts = TERMINAL_WEBHOOK_ATTEMPTS if event == "completed" else 1
-            await _post_webhook(client, run.webhook, data, attempts)
+    client = _webhook_client()
+    while (item := await run.outbox.get()) is not None:
+        event, data = item
+        if webhooks_dropped():
+            continue
+        attempts = TERMINAL_WEBHOOK_ATTEMPTS if event == "completed" else 1
+        await _post_webhook(client, run.webhook, data, attempts)
+
+
+_webhook_clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+
+
+def _webhook_client() -> httpx.AsyncClient:
+    """One pooled client per event loop for every run's webhooks: a client each (its TLS context alone costs
+    milliseconds of CPU) made a thousand concurrent predictions starve the emulator. Closed with the app."""
+    loop = asyncio.get_running_loop()
+    client = _webhook_clients.get(loop)
+    if client is None:  # once closed with the app, it stays closed: runs still going then send nothing
+        limits = httpx.Limits(max_connections=500, max_keepalive_connections=100)
+        client = _webhook_clients[loop] = httpx.AsyncClient(timeout=5.0, trust_env=False, limits=limits)
+    return client
 
 
 async def _post_webhook(client: httpx.AsyncClient, url: str, data: Prediction, attempts: int) -> None:
@@ -341,6 +355,8 @@ async def _post_webhook(client: httpx.AsyncClient, url: str, data: Prediction, a
                 return
         except httpx.HTTPError:
             pass
+        except RuntimeError:  # the client was closed with the app
+            return
         if attempt + 1 < attempts:
             await asyncio.sleep(0.1 * 2**attempt)
 
@@ -356,3 +372,10 @@ def signed_headers(message_id: str, sent_at: int, body: bytes) -> dict[str, str]
         "webhook-timestamp": str(sent_at),
         "webhook-signature": f"v1,{signature}",
     }
+
+
+async def close_webhook_client() -> None:
+    """Close the running loop's webhook client (its connections must not outlive the loop)."""
+    client = _webhook_clients.get(asyncio.get_running_loop())
+    if client is not None:
+        await client.aclose()

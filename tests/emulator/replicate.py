@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import http.client
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -32,6 +33,7 @@ from tests.emulator.predictions import (
     Prediction,
     PredictionRun,
     cancel,
+    close_webhook_client,
     launch,
     new_prediction,
     output_bytes,
@@ -70,6 +72,12 @@ class ReplicateEmulatorApp(Starlette):
         await super().__call__(scope, receive, send)
 
 
+@contextlib.asynccontextmanager
+async def _lifespan(app: Starlette) -> AsyncIterator[None]:
+    yield
+    await close_webhook_client()
+
+
 def create_replicate_emulator(
     tokens: Iterable[str], models: Iterable[EmulatedModel], prefix: str = "/v1"
 ) -> ReplicateEmulatorApp:
@@ -83,6 +91,7 @@ def create_replicate_emulator(
             Route("/streams/{prediction_id}", _stream_endpoint, methods=["GET"]),
         ],
         exception_handlers={HTTPException: _http_error},
+        lifespan=_lifespan,
     )
     app.state.emulator = EmulatorControls(tokens, models, prefix)
     return app

@@ -32,7 +32,18 @@ def test_the_cli_prints_the_same_usage_as_the_api(gateway: Gateway, replicate_up
 
     lines = _run(redis_url, "usage", "--tenant", key["tenant"], "--group-by", "key,model").splitlines()
     assert lines[0].startswith("usage from ") and lines[0].endswith("(USD)")
-    assert lines[1].split() == ["key_id", "model", "predictions", "succeeded", "failed", "canceled", "predict_time", "total_time", "outputs", "cost"]
+    assert lines[1].split() == [
+        "key_id",
+        "model",
+        "predictions",
+        "succeeded",
+        "failed",
+        "canceled",
+        "predict_time",
+        "total_time",
+        "outputs",
+        "cost",
+    ]
     row = lines[3].split()
     assert row[:4] == [key["key_id"], INPAINTING, "2", "2"] and row[-1] == report["totals"]["cost"]
     assert lines[-1].split()[0] == "total" and lines[-1].split()[-1] == report["totals"]["cost"]

@@ -31,7 +31,10 @@ def test_a_create_rate_admits_its_number_per_minute_then_429s(gateway: Gateway, 
         assert refused.headers["content-type"] == "application/problem+json"
         assert refused.json()["status"] == 429 and "3 predictions created per minute" in refused.json()["detail"]
         assert refused.headers["ratelimit-limit"] == "3" and refused.headers["ratelimit-remaining"] == "0"
-        assert 1 <= int(refused.headers["retry-after"]) <= 60 and refused.headers["ratelimit-reset"] == refused.headers["retry-after"]
+        assert (
+            1 <= int(refused.headers["retry-after"]) <= 60
+            and refused.headers["ratelimit-reset"] == refused.headers["retry-after"]
+        )
         assert api.get("/predictions").status_code == 200  # reads are counted apart
     assert len(replicate_upstream.requests("POST", "/predictions")) == 3
     metrics = httpx.get(f"{gateway.url}/metrics").text
@@ -84,7 +87,9 @@ def test_concurrent_predictions_are_capped_until_one_finishes(gateway: Gateway, 
         api.post(f"/predictions/{running[1].json()['id']}/cancel")
 
 
-def test_a_prepaid_balance_admits_what_it_covers_and_settles_the_real_cost(gateway: Gateway, replicate_upstream: Upstream) -> None:
+def test_a_prepaid_balance_admits_what_it_covers_and_settles_the_real_cost(
+    gateway: Gateway, replicate_upstream: Upstream
+) -> None:
     token, key = gateway.new_key()
     _limit_key(gateway, key["key_id"], prepaid=True)
     top_up = gateway.admin.post(f"/keys/{key['key_id']}/balance", json={"amount": str(estimate() * 2)})
@@ -97,7 +102,9 @@ def test_a_prepaid_balance_admits_what_it_covers_and_settles_the_real_cost(gatew
         assert "prepaid balance" in refused.json()["detail"] and "retry-after" not in refused.headers
         docs = [finished(api, a.json()["id"]) for a in admitted]
     settled(gateway.admin, key["tenant"], 2)
-    entry = next(e for e in gateway.admin.get("/limits", params={"tenant": key["tenant"]}).json()["results"] if e["id"] == key["key_id"])
+    entry = next(
+        e for e in gateway.admin.get("/limits", params={"tenant": key["tenant"]}).json()["results"] if e["id"] == key["key_id"]
+    )
     # Pre-charged two estimates; settled at the real cost, which adds the run time: the balance ends below zero by it.
     assert Decimal(entry["state"]["balance"]) == estimate() * 2 - sum((cost_of(d) for d in docs), Decimal(0))
     assert Decimal(entry["state"]["spent_today"]) == sum((cost_of(d) for d in docs), Decimal(0))
@@ -135,7 +142,9 @@ def test_a_create_the_upstream_refused_gives_back_its_pre_charge_and_slot(gatewa
 def test_limits_and_balances_take_exact_decimals_and_refuse_bad_ones(gateway: Gateway) -> None:
     _, key = gateway.new_key()
     assert gateway.admin.put(f"/keys/{key['key_id']}/limits", json={"creates_per_minute": -1}).status_code == 422
-    assert gateway.admin.put(f"/keys/{key['key_id']}/limits", json={"budget": {"amount": "1", "period": "week"}}).status_code == 422
+    assert (
+        gateway.admin.put(f"/keys/{key['key_id']}/limits", json={"budget": {"amount": "1", "period": "week"}}).status_code == 422
+    )
     assert gateway.admin.post(f"/keys/{key['key_id']}/balance", json={"amount": "0.0000000001"}).status_code == 422
     assert gateway.admin.put("/keys/nosuchkey1234/limits", json={}).status_code == 404
     state = gateway.admin.post(f"/keys/{key['key_id']}/balance", json={"amount": "0.1"}).json()["state"]

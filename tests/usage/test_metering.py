@@ -7,11 +7,13 @@ import csv
 import io
 import time
 from decimal import Decimal
+from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import ADMIN_TOKEN, INPAINTING, INPAINTING_VERSION, Gateway, Upstream
+from tests.conftest import ADMIN_TOKEN, INPAINTING, INPAINTING_VERSION, Gateway, Upstream, gateway_settings, run_gateway
+from tests.servers import free_port
 from tests.usage.conftest import cost_of, create_body, finished, settled, usage
 
 AFTER_FOLLOW_UPS_SECONDS = 3.0  # the follow-ups visit each finished prediction again (and settle it again) by then
@@ -34,9 +36,7 @@ def _mixed_outcomes(gateway: Gateway, upstream: Upstream, token: str) -> list[di
         return [finished(api, prediction_id) for prediction_id in ids]
 
 
-def test_every_finished_prediction_is_recorded_once_with_its_exact_cost(
-    gateway: Gateway, replicate_upstream: Upstream
-) -> None:
+def test_every_finished_prediction_is_recorded_once_with_its_exact_cost(gateway: Gateway, replicate_upstream: Upstream) -> None:
     token, key = gateway.new_key()
     docs = _mixed_outcomes(gateway, replicate_upstream, token)
     assert [d["status"] for d in docs] == ["succeeded"] * 3 + ["failed", "canceled"]
@@ -83,7 +83,9 @@ def test_reports_group_by_period_key_and_model_as_json_and_csv(gateway: Gateway,
         (second["key_id"], INPAINTING, 1),
     }
     hourly = usage(gateway.admin, tenant=first["tenant"], group_by="hour,version,provider")
-    assert [(r["version"], r["provider"]) for r in hourly["results"]] == [(INPAINTING_VERSION, "replicate")] * len(hourly["results"])
+    assert [(r["version"], r["provider"]) for r in hourly["results"]] == [(INPAINTING_VERSION, "replicate")] * len(
+        hourly["results"]
+    )
     assert all(r["period"].endswith(":00:00.000000Z") for r in hourly["results"])
     only_second = usage(gateway.admin, tenant=first["tenant"], key_id=second["key_id"])
     assert only_second["totals"]["predictions"] == 1
@@ -143,3 +145,20 @@ def usage_samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], flo
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
+
+
+def test_per_tenant_usage_metrics_leave_the_key_out(
+    gateway: Gateway, replicate_upstream: Upstream, redis_url: str, catalog_path: Path
+) -> None:
+    token, key = gateway.new_key()
+    with gateway.client(token) as api:
+        finished(api, api.post("/predictions", json=create_body("per tenant")).json()["id"])
+    settled(gateway.admin, key["tenant"], 1)
+    settings = gateway_settings(redis_url, catalog_path, free_port(), usage_metrics_by="tenant")
+    with run_gateway(settings) as per_tenant:
+        text = httpx.get(f"{per_tenant.url}/metrics/usage", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).text
+    samples = usage_samples(text)
+    labels = {"tenant": key["tenant"], "model": INPAINTING}
+    assert samples[("gateway_usage_predictions_total", _labels(labels, status="succeeded"))] == 1
+    assert not any("key_id" in dict(found) for _, found in samples)
+    assert key["key_id"] not in text
