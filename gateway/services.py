@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,8 @@ from gateway.validation import UrlPolicy
 from gateway.waiters import Waiters
 
 READY_TIMEOUT_SECONDS = 1.0  # how long a readiness probe waits for Redis
+STOP_TIMEOUT_SECONDS = 10.0  # how long a shutdown waits for the background tasks to stop
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -88,16 +91,25 @@ async def open_services(
         providers = services.providers
         for provider in providers.values():
             await provider.start()
-        tasks = [asyncio.create_task(work) for work in _background(services, settings)]
+        tasks = [asyncio.create_task(work, name=getattr(work, "__qualname__", None)) for work in _background(services, settings)]
         yield services
     finally:
-        for task in tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await _stop(tasks)
         for provider in providers.values():
             await provider.aclose()
         await store.aclose()
+
+
+async def _stop(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel the background tasks together and wait for them, but not forever: a shutdown must end even if one
+    of them is stuck (it is named in the log)."""
+    for task in tasks:
+        task.cancel()
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_SECONDS)
+    for task in pending:
+        logger.warning("background task %s did not stop within %s s", task.get_name(), STOP_TIMEOUT_SECONDS)
 
 
 def _background(services: Services, settings: Settings) -> list[Coroutine[Any, Any, None]]:

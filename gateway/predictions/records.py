@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.catalog import Resolved
+from gateway.catalog import Resolved, Route
 from gateway.deliveries.events import DEFAULT_EVENTS
 from gateway.keys import KeyRecord
 from gateway.status import Status
@@ -32,8 +32,15 @@ def new_prediction_id() -> str:
 
 
 def new_record(
-    key: KeyRecord, resolved: Resolved, prepared: dict[str, Any], options: CreateOptions, *, streams: bool = False
+    key: KeyRecord,
+    resolved: Resolved,
+    route: Route,
+    prepared: dict[str, Any],
+    options: CreateOptions,
+    *,
+    streams: bool = False,
 ) -> StoredPrediction:
+    """The record of a create that `route` will serve."""
     created_ms = int(time.time() * 1000)  # `created_at` and the index score are the same instant
     now = created_ms / 1000
     prediction_id = new_prediction_id()
@@ -63,7 +70,7 @@ def new_record(
         id=prediction_id,
         tenant=key.tenant,
         key_id=key.key_id,
-        provider=resolved.routes[0].provider,
+        provider=route.provider,
         upstream_id="",
         status=Status.STARTING,
         doc=doc,

@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from gateway.catalog import Catalog, Reference, Resolved
+from gateway.catalog import Catalog, Reference, Resolved, Route
 from gateway.cursors import encode_cursor, window
 from gateway.errors import GatewayError, InvalidVersion, NotFound, OverLimit, UpstreamUnavailable
 from gateway.keys import KeyRecord
@@ -102,7 +102,8 @@ class Predictions:
         await validator.check_urls(prepared)
         if options.webhook:
             await self._check_webhook(options.webhook)
-        record = new_record(key, resolved, prepared, options, streams=await self._schemas.streams(resolved))
+        route = self._route(resolved)
+        record = new_record(key, resolved, route, prepared, options, streams=await self._schemas.streams(resolved))
         admission = await self._admit(key, record)
         reply = await self._store.insert(
             record,
@@ -116,7 +117,7 @@ class Predictions:
             await self._store.delete(record)
             raise
         try:
-            started = await self._start(record, resolved)
+            started = await self._start(record, resolved, route)
         except Exception:  # the tenant gets an error, so no prediction may remain, nor its pre-charge
             await self.abandon(record)
             raise
@@ -289,12 +290,18 @@ class Predictions:
         finally:
             await self._store.release_refresh(record.id)
 
-    async def _start(self, record: StoredPrediction, resolved: Resolved) -> StoredPrediction:
+    def _route(self, resolved: Resolved) -> Route:
+        """The first of the version's routes whose provider can take predictions (one without credentials is
+        skipped: the default catalog sends a model to Replicate with a token, and to a local server without)."""
+        for route in resolved.routes:
+            provider = self._providers.get(route.provider)
+            if provider is not None and provider.usable:
+                return route
+        raise UpstreamUnavailable("The upstream provider for this model has no credentials configured")
+
+    async def _start(self, record: StoredPrediction, resolved: Resolved, route: Route) -> StoredPrediction:
         """Create the prediction upstream, or queue it for a server slot (it stays `starting` until one takes it)."""
-        route = resolved.routes[0]
-        provider = self._providers.get(route.provider)
-        if provider is None:
-            raise UpstreamUnavailable("The upstream provider for this model is not available")
+        provider = self._providers[route.provider]
         if provider.capabilities.slots:
             request = CreateRequest(record.id, resolved.model.name, route, record.doc["input"], tenant=record.tenant)
         else:

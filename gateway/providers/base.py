@@ -88,6 +88,12 @@ class Provider:
 
     capabilities = Capabilities()
 
+    @property
+    def usable(self) -> bool:
+        """Whether the provider can take predictions at all (a Replicate provider needs a token); a route on one
+        that cannot is skipped."""
+        return True
+
     async def create(self, request: CreateRequest) -> UpstreamPrediction | None:
         """Start the prediction upstream; None when it was queued instead (it is reported once it starts)."""
         raise NotImplementedError

@@ -50,6 +50,10 @@ class ReplicateProvider(Provider):
         self._signers: list[Webhook] = []  # the webhook signing secret of each token's account, once known
         self._learning: asyncio.Task[None] | None = None
 
+    @property
+    def usable(self) -> bool:
+        return bool(self._tokens)
+
     async def start(self) -> None:
         if self._tokens:
             self._learning = asyncio.create_task(self._learn_signing_secrets())

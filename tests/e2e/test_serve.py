@@ -1,5 +1,6 @@
 """The README's run command: `gateway serve` on embedded defaults, then the snippet it prints, as a newcomer would."""
 
+import base64
 import os
 import re
 import shutil
@@ -50,7 +51,9 @@ def test_serve_runs_the_demo_model_end_to_end_and_stops_everything(tmp_path: Pat
         [url] = re.findall(r"'(http://[^']+)'", result.stdout)
         image = decode_png(httpx.get(url).content)
         assert image.pixel(64, 64) != (255, 255, 255)  # the white blemish under the mask is gone
-        client = replicate.Client(api_token=(tmp_path / "data" / "demo_key").read_text().strip(), base_url=f"http://127.0.0.1:{port}")
+        key = (tmp_path / "data" / "demo_key").read_text().strip()
+        _seed_request_runs_locally(f"http://127.0.0.1:{port}", key)
+        client = replicate.Client(api_token=key, base_url=f"http://127.0.0.1:{port}")
         words = [str(event) for event in client.stream(TYPEWRITER, input={"prompt": "streams on a laptop"})]
         assert "".join(words) == "streams on a laptop"  # the streaming demo model, word by word
     finally:
@@ -64,6 +67,43 @@ def test_serve_runs_the_demo_model_end_to_end_and_stops_everything(tmp_path: Pat
     assert not list((tmp_path / "data" / "redis").glob("redis.url"))  # the embedded server was stopped
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{model_port}/health-check")  # and so was the model server
+
+
+def _seed_request_runs_locally(gateway: str, key: str) -> None:
+    """The seeds' own request (body as documented, image and mask inline: no host is reachable from here) on the
+    aggregator path, with no Replicate token: the catalog routes it to the local demo model."""
+    examples = ROOT / "models" / "inpaint" / "examples"
+    inline = {
+        name: "data:image/png;base64," + base64.b64encode((examples / f"{name}.png").read_bytes()).decode()
+        for name in ("photo", "mask")
+    }
+    body = {
+        "version": "95b7223104132402a9ae91cc677285bc5eb997834bd2349fa486f53910fd68b3",
+        "input": {
+            "mask": inline["mask"],
+            "image": inline["photo"],
+            "width": 512,
+            "height": 512,
+            "prompt": "Face of a yellow cat, high resolution, sitting on a park bench",
+            "scheduler": "DPMSolverMultistep",
+            "num_outputs": 1,
+            "guidance_scale": 7.5,
+            "num_inference_steps": 25,
+        },
+    }
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    with httpx.Client(base_url=f"{gateway}/replicate/v1", headers=headers, timeout=60) as api:
+        created = api.post("/predictions", json=body)
+        assert created.status_code == 201, created.text
+        deadline = time.monotonic() + 60
+        while (prediction := api.get(f"/predictions/{created.json()['id']}").json())["status"] not in ("succeeded", "failed"):
+            assert time.monotonic() < deadline, prediction
+            time.sleep(0.2)
+        assert prediction["status"] == "succeeded", prediction
+        image = decode_png(httpx.get(prediction["output"][0]).content)
+        assert image.pixel(64, 64) != (255, 255, 255)  # inpainted
+        not_a_multiple = api.post("/predictions", json={**body, "input": {**body["input"], "width": 500}})
+        assert not_a_multiple.status_code == 422 and "width" in not_a_multiple.text  # still the version's schema
 
 
 def _until_ready(process: subprocess.Popen[str], health_url: str, log: Path) -> None:
