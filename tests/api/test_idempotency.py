@@ -1,0 +1,151 @@
+"""`Idempotency-Key` on creates: a repeat gets the first prediction, made and charged once, on every process."""
+
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import INPAINTING, INPAINTING_VERSION, Gateway, Upstream, gateway_process, inpainting_input
+from tests.emulator import Fault
+from tests.usage.conftest import create_body
+
+
+def _body(prompt: str) -> dict[str, Any]:
+    return {"version": INPAINTING_VERSION, "input": inpainting_input(prompt=prompt)}
+
+
+def _creates(upstream: Upstream, prompt: str) -> list[Any]:
+    """The upstream creates of predictions with this prompt (other tests' creates left out)."""
+    return [r for r in upstream.requests("POST", "/predictions") if r.json["input"]["prompt"] == prompt]
+
+
+def _key() -> dict[str, str]:
+    return {"Idempotency-Key": str(uuid.uuid4())}
+
+
+def test_a_repeat_answers_the_first_prediction_made_and_charged_once(gateway: Gateway, replicate_upstream: Upstream) -> None:
+    token, key = gateway.new_key()
+    assert gateway.admin.put(f"/keys/{key['key_id']}/limits", json={"creates_per_minute": 2}).status_code == 200
+    prompt, headers = f"once {uuid.uuid4()}", _key()
+    with gateway.client(token) as api:
+        first = api.post("/predictions", json=_body(prompt), headers=headers)
+        repeats = [api.post("/predictions", json=_body(prompt), headers=headers) for _ in range(3)]
+        assert first.status_code == 201 and "idempotent-replayed" not in first.headers
+        for repeat in repeats:
+            assert repeat.status_code == 201, repeat.text
+            assert repeat.headers["idempotent-replayed"] == "true"
+            assert repeat.json()["id"] == first.json()["id"]
+            assert repeat.headers["location"] == first.headers["location"]
+            assert repeat.json()["urls"] == first.json()["urls"]
+        assert len(_creates(replicate_upstream, prompt)) == 1
+        # The repeats took nothing from the limit of two creates a minute: one more create fits, then no more.
+        assert api.post("/predictions", json=_body(prompt)).status_code == 201
+        assert api.post("/predictions", json=_body(prompt)).status_code == 429
+
+
+def test_a_repeat_answers_the_prediction_as_it_is_now(api: httpx.Client) -> None:
+    headers = _key()
+    first = api.post("/predictions", json=_body("now"), headers=headers).json()
+    canceled = api.post(f"/predictions/{first['id']}/cancel").json()
+    repeat = api.post("/predictions", json=_body("now"), headers=headers)
+    assert repeat.status_code == 201
+    assert canceled["status"] == "canceled" and repeat.json() == canceled
+
+
+def test_the_key_with_another_request_is_refused(api: httpx.Client) -> None:
+    headers = _key()
+    assert api.post("/predictions", json=_body("first"), headers=headers).status_code == 201
+    refused = api.post("/predictions", json=_body("second"), headers=headers)
+    assert refused.status_code == 422
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json() == {
+        "title": "Idempotency key reused",
+        "detail": "This Idempotency-Key was already used with a different request; use a new key",
+        "status": 422,
+    }
+    # The same body on another create route is another request too.
+    assert (
+        api.post(
+            f"/models/{INPAINTING}/predictions", json={"input": inpainting_input(prompt="first")}, headers=headers
+        ).status_code
+        == 422
+    )
+
+
+@pytest.mark.parametrize("value", [b"", b"k" * 256, b"caf\xe9"])
+def test_a_malformed_key_is_a_bad_request(api: httpx.Client, value: bytes) -> None:
+    refused = api.post("/predictions", json=_body("malformed"), headers={b"Idempotency-Key": value})
+    assert refused.status_code == 400
+    assert refused.json()["detail"] == "Idempotency-Key must be 1 to 255 printable ASCII characters"
+
+
+def test_a_failed_create_frees_its_key(api: httpx.Client, replicate_upstream: Upstream) -> None:
+    headers = _key()
+    invalid = {"version": INPAINTING_VERSION, "input": {"prompt": "no image"}}
+    assert api.post("/predictions", json=invalid, headers=headers).status_code == 422
+    replicate_upstream.controls.inject(Fault(route="create", status=500))
+    assert api.post("/predictions", json=_body("freed"), headers=headers).status_code >= 500
+    created = api.post("/predictions", json=_body("freed"), headers=headers)
+    assert created.status_code == 201 and "idempotent-replayed" not in created.headers
+    assert api.post("/predictions", json=_body("freed"), headers=headers).json()["id"] == created.json()["id"]
+
+
+def test_a_key_is_busy_while_its_first_request_is_in_progress(api: httpx.Client, replicate_upstream: Upstream) -> None:
+    replicate_upstream.controls.inject(Fault(route="create", delay=1.5))
+    prompt, headers = f"slow {uuid.uuid4()}", _key()
+    with ThreadPoolExecutor(2) as pool:
+        slow = pool.submit(api.post, "/predictions", json=_body(prompt), headers=headers)
+        while not replicate_upstream.requests("POST", "/predictions"):
+            time.sleep(0.01)  # until the first request has claimed its key and gone upstream
+        busy = api.post("/predictions", json=_body(prompt), headers=headers)
+        assert slow.result().status_code == 201
+    assert busy.status_code == 409
+    assert busy.headers["retry-after"] == "1"
+    assert busy.headers["content-type"] == "application/problem+json"
+    assert busy.json()["detail"] == "A request with this Idempotency-Key is still in progress; try again shortly"
+
+
+def test_concurrent_requests_with_one_key_create_one_prediction(api: httpx.Client, replicate_upstream: Upstream) -> None:
+    prompt, headers = f"race {uuid.uuid4()}", _key()
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: api.post("/predictions", json=_body(prompt), headers=headers), range(16)))
+    created = [a for a in answers if a.status_code == 201 and "idempotent-replayed" not in a.headers]
+    replayed = [a for a in answers if a.status_code == 201 and "idempotent-replayed" in a.headers]
+    assert len(created) == 1
+    assert all(a.status_code == 409 for a in answers if a not in created + replayed)
+    assert {a.json()["id"] for a in created + replayed} == {created[0].json()["id"]}
+    assert len(_creates(replicate_upstream, prompt)) == 1
+
+
+def test_two_tenants_with_one_key_get_a_prediction_each(gateway: Gateway, replicate_upstream: Upstream) -> None:
+    prompt, headers = f"tenants {uuid.uuid4()}", {"Idempotency-Key": "shared-key"}
+    with gateway.client(gateway.new_key()[0]) as one, gateway.client(gateway.new_key()[0]) as other:
+        first = one.post("/predictions", json=_body(prompt), headers=headers)
+        second = other.post("/predictions", json=_body(prompt), headers=headers)
+        assert first.status_code == second.status_code == 201
+        assert "idempotent-replayed" not in second.headers
+        assert first.json()["id"] != second.json()["id"]
+        assert other.get(f"/predictions/{first.json()['id']}").status_code == 404
+    assert len(_creates(replicate_upstream, prompt)) == 2
+
+
+def test_two_processes_racing_one_key_create_one_prediction(
+    redis_url: str, catalog_path: Path, tmp_path: Path, gateway: Gateway, replicate_upstream: Upstream
+) -> None:
+    token = gateway.new_key()[0]
+    prompt, headers = f"processes {uuid.uuid4()}", {**_key(), "Authorization": f"Bearer {token}"}
+    with (
+        gateway_process(redis_url, catalog_path, tmp_path / "one", public_base_url="self") as (one, _, _),
+        gateway_process(redis_url, catalog_path, tmp_path / "two", public_base_url="self") as (two, _, _),
+        ThreadPoolExecutor(8) as pool,
+    ):
+        urls = [f"{(one, two)[i % 2]}/v1/predictions" for i in range(16)]
+        answers = list(pool.map(lambda url: httpx.post(url, json=create_body(prompt), headers=headers, timeout=10), urls))
+    assert all(a.status_code in (201, 409) for a in answers), [a.text for a in answers]
+    assert len({a.json()["id"] for a in answers if a.status_code == 201}) == 1
+    assert len([a for a in answers if a.status_code == 201 and "idempotent-replayed" not in a.headers]) == 1
+    assert len(_creates(replicate_upstream, prompt)) == 1
