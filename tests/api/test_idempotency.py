@@ -1,7 +1,10 @@
 """`Idempotency-Key` on creates: a repeat gets the first prediction, made and charged once, on every process."""
 
+import contextlib
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -12,6 +15,9 @@ import pytest
 from tests.conftest import INPAINTING, INPAINTING_VERSION, Gateway, Upstream, gateway_process, inpainting_input
 from tests.emulator import Fault
 from tests.usage.conftest import create_body
+
+RACERS = 12  # concurrent requests with one key
+ROUNDS = 5  # keys raced for, one after another
 
 
 def _body(prompt: str) -> dict[str, Any]:
@@ -109,16 +115,44 @@ def test_a_key_is_busy_while_its_first_request_is_in_progress(api: httpx.Client,
     assert busy.json()["detail"] == "A request with this Idempotency-Key is still in progress; try again shortly"
 
 
-def test_concurrent_requests_with_one_key_create_one_prediction(api: httpx.Client, replicate_upstream: Upstream) -> None:
-    prompt, headers = f"race {uuid.uuid4()}", _key()
-    with ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(lambda _: api.post("/predictions", json=_body(prompt), headers=headers), range(16)))
+def _racing(clients: list[httpx.Client], body: dict[str, Any]) -> list[httpx.Response]:
+    """Every client sends the same create with one new key, all at the same instant."""
+    headers, start = _key(), threading.Barrier(len(clients))
+
+    def send(client: httpx.Client) -> httpx.Response:
+        start.wait()
+        return client.post("/predictions", json=body, headers=headers)
+
+    with ThreadPoolExecutor(len(clients)) as pool:
+        return list(pool.map(send, clients))
+
+
+def _assert_one_prediction(answers: list[httpx.Response]) -> None:
+    """One request created, the others were told it is in progress or answered its prediction."""
+    assert all(a.status_code in (201, 409) for a in answers), [a.text for a in answers]
     created = [a for a in answers if a.status_code == 201 and "idempotent-replayed" not in a.headers]
-    replayed = [a for a in answers if a.status_code == 201 and "idempotent-replayed" in a.headers]
-    assert len(created) == 1
-    assert all(a.status_code == 409 for a in answers if a not in created + replayed)
-    assert {a.json()["id"] for a in created + replayed} == {created[0].json()["id"]}
-    assert len(_creates(replicate_upstream, prompt)) == 1
+    assert len(created) == 1, [a.json()["id"] for a in created]
+    assert {a.json()["id"] for a in answers if a.status_code == 201} == {created[0].json()["id"]}
+
+
+@contextlib.contextmanager
+def _clients(bases: list[str], token: str) -> Iterator[list[httpx.Client]]:
+    """Connected clients, whose key each gateway process has seen already: the race starts at the claim."""
+    with contextlib.ExitStack() as stack:
+        clients = [
+            stack.enter_context(httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"})) for base in bases
+        ]
+        for client in clients:
+            assert client.get("/predictions").status_code == 200
+        yield clients
+
+
+def test_concurrent_requests_with_one_key_create_one_prediction(gateway: Gateway, replicate_upstream: Upstream) -> None:
+    with _clients([f"{gateway.url}/v1"] * RACERS, gateway.new_key()[0]) as clients:
+        for _ in range(ROUNDS):
+            prompt = f"race {uuid.uuid4()}"
+            _assert_one_prediction(_racing(clients, _body(prompt)))
+            assert len(_creates(replicate_upstream, prompt)) == 1
 
 
 def test_two_tenants_with_one_key_get_a_prediction_each(gateway: Gateway, replicate_upstream: Upstream) -> None:
@@ -136,16 +170,12 @@ def test_two_tenants_with_one_key_get_a_prediction_each(gateway: Gateway, replic
 def test_two_processes_racing_one_key_create_one_prediction(
     redis_url: str, catalog_path: Path, tmp_path: Path, gateway: Gateway, replicate_upstream: Upstream
 ) -> None:
-    token = gateway.new_key()[0]
-    prompt, headers = f"processes {uuid.uuid4()}", {**_key(), "Authorization": f"Bearer {token}"}
     with (
         gateway_process(redis_url, catalog_path, tmp_path / "one", public_base_url="self") as (one, _, _),
         gateway_process(redis_url, catalog_path, tmp_path / "two", public_base_url="self") as (two, _, _),
-        ThreadPoolExecutor(8) as pool,
+        _clients([f"{(one, two)[i % 2]}/v1" for i in range(RACERS)], gateway.new_key()[0]) as clients,
     ):
-        urls = [f"{(one, two)[i % 2]}/v1/predictions" for i in range(16)]
-        answers = list(pool.map(lambda url: httpx.post(url, json=create_body(prompt), headers=headers, timeout=10), urls))
-    assert all(a.status_code in (201, 409) for a in answers), [a.text for a in answers]
-    assert len({a.json()["id"] for a in answers if a.status_code == 201}) == 1
-    assert len([a for a in answers if a.status_code == 201 and "idempotent-replayed" not in a.headers]) == 1
-    assert len(_creates(replicate_upstream, prompt)) == 1
+        for _ in range(ROUNDS):
+            prompt = f"processes {uuid.uuid4()}"
+            _assert_one_prediction(_racing(clients, create_body(prompt)))
+            assert len(_creates(replicate_upstream, prompt)) == 1
