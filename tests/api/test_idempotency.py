@@ -1,6 +1,7 @@
 """`Idempotency-Key` on creates: a repeat gets the first prediction, made and charged once, on every process."""
 
 import contextlib
+import hashlib
 import threading
 import time
 import uuid
@@ -11,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
 from tests.conftest import INPAINTING, INPAINTING_VERSION, Gateway, Upstream, gateway_process, inpainting_input
 from tests.emulator import Fault
@@ -60,6 +62,24 @@ def test_a_repeat_answers_the_prediction_as_it_is_now(api: httpx.Client) -> None
     repeat = api.post("/predictions", json=_body("now"), headers=headers)
     assert repeat.status_code == 201
     assert canceled["status"] == "canceled" and repeat.json() == canceled
+
+
+_CREATE_ROUTES = [
+    *((prefix, path) for prefix in ("/v1", "/replicate/v1") for path in ("/predictions", f"/models/{INPAINTING}/predictions")),
+    *((prefix, "/deployments/acme/inpaint-prod/predictions") for prefix in ("/v1", "/replicate/v1")),
+    ("", "/predictions"),  # the host root serves only this one
+]
+
+
+@pytest.mark.parametrize(("prefix", "path"), _CREATE_ROUTES)
+def test_every_create_route_takes_a_key(gateway: Gateway, tenant_key: str, prefix: str, path: str) -> None:
+    body = _body("routes") if path == "/predictions" else {"input": inpainting_input(prompt="routes")}
+    headers = _key()
+    with gateway.client(tenant_key, prefix) as api:
+        first = api.post(path, json=body, headers=headers)
+        repeat = api.post(path, json=body, headers=headers)
+    assert first.status_code == repeat.status_code == 201
+    assert repeat.headers["idempotent-replayed"] == "true" and repeat.json()["id"] == first.json()["id"]
 
 
 def test_the_key_with_another_request_is_refused(api: httpx.Client) -> None:
@@ -179,3 +199,27 @@ def test_two_processes_racing_one_key_create_one_prediction(
             prompt = f"processes {uuid.uuid4()}"
             _assert_one_prediction(_racing(clients, create_body(prompt)))
             assert len(_creates(replicate_upstream, prompt)) == 1
+
+
+def test_a_create_whose_process_died_holds_its_key_for_the_lease_only(
+    gateway: Gateway, redis_url: str, replicate_upstream: Upstream
+) -> None:
+    token, key = gateway.new_key()
+    prompt, headers = f"died {uuid.uuid4()}", _key()
+    stored = f"gw:idem:{{{key['tenant']}}}:{hashlib.sha256(headers['Idempotency-Key'].encode()).hexdigest()}"
+    with gateway.client(token) as api, redis.Redis.from_url(redis_url) as client:
+        first = api.post("/predictions", json=_body(prompt), headers=headers).json()
+        # As if the process had died after its claim, before writing its record: the claim holds, for its lease.
+        client.hdel(stored, "prediction")
+        assert api.post("/predictions", json=_body(prompt), headers=headers).status_code == 409
+        client.pexpire(stored, 1)
+        time.sleep(0.01)
+        second = api.post("/predictions", json=_body(prompt), headers=headers)
+        assert second.status_code == 201 and "idempotent-replayed" not in second.headers
+        # As if it had died after writing its record, which then expired unfinished: the next request creates anew.
+        client.delete(f"gw:pred:{{{second.json()['id']}}}")
+        third = api.post("/predictions", json=_body(prompt), headers=headers)
+        assert third.status_code == 201 and "idempotent-replayed" not in third.headers
+        assert len({first["id"], second.json()["id"], third.json()["id"]}) == 3
+        assert api.post("/predictions", json=_body(prompt), headers=headers).json()["id"] == third.json()["id"]
+    assert len(_creates(replicate_upstream, prompt)) == 3
