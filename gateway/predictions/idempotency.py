@@ -5,8 +5,8 @@ before anything else of the create runs (limits and pre-charge included), so tha
 one request per key gets to create. The created prediction's id is written with its record, in the same round
 trip; until then the claim is a lease that lapses after `LEASE_SECONDS`.
 
-A create that fails releases its key, whatever the status (not only on 5xx, as Stripe does): a failed request
-made no prediction, so its retry may. A process killed mid-create leaves either a lapsing lease (it died before
+A create that fails releases its key, whatever the status (where Stripe would keep a 4xx and answer it again): a
+failed request made no prediction, so its retry may. A process killed mid-create leaves either a lapsing lease (it died before
 its record was written) or a key naming a provisional record that is never handed on. The latter record, once
 older than the lease or expired, is taken to be dead: the next request with the key creates anew (the dead
 record expires on its own, as any create's whose process died does).
