@@ -6,9 +6,11 @@ GatewayError (status, title, detail)
  ├── Forbidden                 403
  ├── NotFound                  404
  ├── RequestTimeout            408
+ ├── Conflict                  409 (+ Retry-After)
  ├── PayloadTooLarge           413
  ├── InvalidInput              422 (+ invalid_fields)
  ├── InvalidVersion            422 "Invalid version or not permitted"
+ ├── KeyReused                 422 an idempotency key sent with another request
  ├── OverLimit                 (+ Retry-After, RateLimit fields)
  │    ├── PaymentRequired      402
  │    └── TooManyRequests      429
@@ -96,6 +98,28 @@ class NotFound(GatewayError):
 class RequestTimeout(GatewayError):
     status = 408
     title = "Request timeout"
+
+
+class Conflict(GatewayError):
+    """The request collides with one still in progress; it may succeed if repeated after `retry_after` seconds."""
+
+    status = 409
+    title = "Conflict"
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class KeyReused(GatewayError):
+    status = 422
+    title = "Idempotency key reused"
+
+    def __init__(self, detail: str = "This Idempotency-Key was already used with a different request; use a new key") -> None:
+        super().__init__(detail)
 
 
 class PayloadTooLarge(GatewayError):

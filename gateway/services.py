@@ -24,7 +24,7 @@ from gateway.keys import KeyRecord, KeyService
 from gateway.lifecycle import Deadlines, FollowUpPolicy, FollowUps
 from gateway.limits import Admission, LimitsService
 from gateway.metrics import Metrics
-from gateway.predictions import Predictions, Tracker, UpstreamRequests
+from gateway.predictions import IdempotentCreates, Predictions, Tracker, UpstreamRequests
 from gateway.providers import Provider, Reporting, build_providers, capabilities_of
 from gateway.providers.http import UpstreamClient
 from gateway.schemas import Schemas
@@ -51,6 +51,7 @@ class Services:
     audit: AuditLog
     schemas: Schemas
     predictions: Predictions
+    creates: IdempotentCreates  # creates through the API: at most once per idempotency key
     files: Files
     metrics: Metrics
     links: Links
@@ -194,7 +195,9 @@ async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Me
     keys, audit = KeyService(store.keys), AuditLog(store.audit)
     streams = Streams(store.predictions, predictions, providers, metrics)
     return Services(
-        settings, catalog, providers, auth, keys, audit, schemas, predictions, files, metrics, links, waiters, streams,
+        settings, catalog, providers, auth, keys, audit, schemas, predictions,
+        IdempotentCreates(predictions, store.idempotency, settings.prediction_retention_seconds),
+        files, metrics, links, waiters, streams,
         follow_ups, Deadlines(store.deadlines, predictions), webhooks, limits, metering,
         UsageReports(store.usage, settings.currency),
         ready=functools.partial(store.ping, READY_TIMEOUT_SECONDS),

@@ -40,14 +40,35 @@ _PREFER = {
     "description": "`wait` or `wait=n`: hold the answer until the prediction finishes (n is capped at 60 s).",
     "schema": {"type": "string", "pattern": "^wait(=([1-9]|[1-9][0-9]|60))?$"},
 }
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Any unique string: a repeat of the request with the same key within 24 hours creates nothing and "
+    "answers the prediction the first made, as it is now (with `Idempotent-Replayed: true`). Keys are the tenant's "
+    "own; the same key with another request is refused (422), and while its first request is still in progress "
+    "the key is busy (409). A request that fails frees its key.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x20-\\x7e]+$"},
+}
 _CREATED = json_response(
     "Created; under `Prefer: wait` the finished prediction, or one still `starting` if the wait ran out",
     ref("Prediction"),
     {
         "Location": {"required": True, "schema": {"type": "string", "format": "uri"}},
         "Preference-Applied": {"required": False, "schema": {"type": "string"}},
+        "Idempotent-Replayed": {
+            "required": False,
+            "description": "`true`: the prediction was created by an earlier request with the same `Idempotency-Key`",
+            "schema": {"type": "string", "enum": ["true"]},
+        },
     },
 )
+_BUSY = {
+    "409": {
+        **problems(409)["409"],
+        "headers": {"Retry-After": {"required": True, "schema": {"type": "string", "pattern": "^[0-9]+$"}}},
+    }
+}
 
 
 _LAST_EVENT_ID = {
@@ -69,8 +90,8 @@ def _create(operation_id: str, summary: str, body: str, *parameters: Json) -> Js
             operation_id,
             summary,
             TENANT,
-            {"201": _CREATED, **problems(400, 401, 403, 404, 413, 422, *UPSTREAM)},
-            parameters=[*parameters, _PREFER],
+            {"201": _CREATED, **problems(400, 401, 403, 404), **_BUSY, **problems(413, 422, *UPSTREAM)},
+            parameters=[*parameters, _PREFER, _IDEMPOTENCY_KEY],
             requestBody=json_body(ref(body)),
         )
     }

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from gateway.api.idempotency import REPLAYED_HEADER, idempotency_key
 from gateway.api.requests import api_root, caller, json_object, services
 from gateway.catalog import Reference, RefKind
 from gateway.errors import BadRequest, Forbidden, InvalidInput, NotFound
@@ -94,19 +95,20 @@ async def list_predictions(request: Request) -> Response:
 async def _create(request: Request, kind: RefKind) -> Response:
     key = await caller(request, "predict", creating=True)
     body = await json_object(request)
+    idempotency = idempotency_key(request, body)
     options = _create_options(body, _cancel_after(request.headers.get("cancel-after")), kind is RefKind.VERSION)
     wait = _preferred_wait(request.headers.get("prefer"))  # read before anything runs upstream
     name = body["version"] if kind is RefKind.VERSION else _path_name(request)
-    record = await services(request).predictions.create(key, Reference(kind, name), options)
-    headers: dict[str, str] = {}
+    created = await services(request).creates.create(key, Reference(kind, name), options, idempotency)
+    record, headers = created.record, {REPLAYED_HEADER: "true"} if created.replayed else {}
     if wait is not None:
         seconds, headers["Preference-Applied"] = wait
         record = await services(request).predictions.wait(record, seconds - _WAIT_MARGIN_SECONDS, request.is_disconnected)
-    created = prediction_json(record, request)
+    doc = prediction_json(record, request)
     if wait is not None and not record.status.terminal:
         # Every official client treats any status but `starting` as final: an unfinished one must say so.
-        created["status"] = "starting"
-    return JSONResponse(created, status_code=201, headers={"Location": created["urls"]["get"], **headers})
+        doc["status"] = "starting"
+    return JSONResponse(doc, status_code=201, headers={"Location": doc["urls"]["get"], **headers})
 
 
 def _preferred_wait(prefer: str | None) -> tuple[int, str] | None:

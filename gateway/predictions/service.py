@@ -10,6 +10,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from redis.asyncio.client import Pipeline
+
 from gateway.catalog import Catalog, Reference, Resolved, Route
 from gateway.cursors import encode_cursor, window
 from gateway.errors import GatewayError, InvalidVersion, NotFound, OverLimit, UpstreamUnavailable
@@ -45,6 +47,10 @@ _READ_REFRESH_SECONDS = 1.0  # a GET answers the stored state rather than wait l
 
 async def _present() -> bool:
     return False
+
+
+def _naming(remember: Callable[[Pipeline, str], None], prediction_id: str) -> Callable[[Pipeline], None]:
+    return lambda pipe: remember(pipe, prediction_id)
 
 
 @dataclass(frozen=True)
@@ -89,9 +95,17 @@ class Predictions:
         self._follow_up_after = follow_up_after
         self._refreshing: dict[str, asyncio.Task[StoredPrediction]] = {}
 
-    async def create(self, key: KeyRecord, reference: Reference, options: CreateOptions) -> StoredPrediction:
+    async def create(
+        self,
+        key: KeyRecord,
+        reference: Reference,
+        options: CreateOptions,
+        remember: Callable[[Pipeline, str], None] | None = None,
+    ) -> StoredPrediction:
         """Check limits and record first, then dispatch upstream: two store round trips (the limits check rides
-        with the first), and no upstream run without a record and a pre-charge."""
+        with the first), and no upstream run without a record and a pre-charge.
+
+        `remember(pipe, prediction id)` queues more writes with the record's (an idempotency key naming it)."""
         resolved = self._catalog.resolve(reference)
         if not key.allows(resolved.model.name, resolved.version.id):
             raise InvalidVersion()
@@ -110,6 +124,7 @@ class Predictions:
             follow_up_ms=record.created_ms + int(self._follow_up_after * 1000),
             deadline_ms=None if options.cancel_after is None else record.created_ms + int(options.cancel_after * 1000),
             admit=admission.queue,
+            remember=None if remember is None else _naming(remember, record.id),
         )
         try:
             admission.verdict(reply)

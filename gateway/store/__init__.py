@@ -4,6 +4,7 @@ No other module talks to Redis.
 Keys that belong together share a Redis Cluster hash tag: `gw:pred:{<id>}` holds one prediction,
 `gw:tenant:{<tenant>}:predictions` indexes a tenant's predictions by creation time; `gw:file:{<id>}` and
 `gw:tenant:{<tenant>}:files` do the same for uploaded files; client webhooks wait in `gw:{deliveries}:stream`.
+A tenant's idempotency keys (`gw:idem:{<tenant>}:…`) are in its slot too.
 A tenant's limits (`gw:limits:{<tenant>}…`) and usage (`gw:usage:{<tenant>}…`) share its slot, so that one
 script checks or settles them together.
 """
@@ -23,6 +24,7 @@ from gateway.store.audit import AuditFields, AuditFilter, AuditPage, AuditStore
 from gateway.store.deliveries import Delivery, DeliveryStore, Message
 from gateway.store.depths import DeliveryDepth, QueueDepths, ScheduleDepth, SlotQueueDepth
 from gateway.store.files import FileStore, StoredFile
+from gateway.store.idempotency import Claim, Held, IdempotencyStore
 from gateway.store.keys import KeyChange, KeyStore, StoredKey
 from gateway.store.limits import SPENT_TTL_SECONDS, LimitStore, Periods, Refusal, ScopeLimits, ScopeState
 from gateway.store.predictions import PredictionStore, StoredPrediction
@@ -49,6 +51,7 @@ class Store:
         self.follow_ups = Schedule(redis, "follow-ups")  # every unfinished prediction: polling, settlement
         self.deadlines = Schedule(redis, "deadlines")  # predictions with a Cancel-After deadline
         self.predictions = PredictionStore(redis, prediction_retention_seconds, self.follow_ups, self.deadlines)
+        self.idempotency = IdempotencyStore(redis)
         self.audit = AuditStore(redis, audit_retention_seconds)
         self.keys = KeyStore(redis, self.audit)
         self.files = FileStore(redis)
@@ -133,12 +136,15 @@ __all__ = [
     "AuditFilter",
     "AuditPage",
     "AuditStore",
+    "Claim",
     "Delivery",
     "DeliveryDepth",
     "DeliveryStore",
     "ErrorObserver",
     "FileStore",
+    "Held",
     "HourCounters",
+    "IdempotencyStore",
     "IndexEntry",
     "KeyChange",
     "KeyStore",

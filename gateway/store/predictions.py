@@ -112,12 +112,14 @@ class PredictionStore:
         follow_up_ms: int,
         deadline_ms: int | None = None,
         admit: Callable[[Pipeline], Awaitable[None]] | None = None,
+        remember: Callable[[Pipeline], None] | None = None,
     ) -> Any:
         """Write the record, index it for its tenant (trimming expired index entries) and schedule its first
         follow-up (and its deadline, if any): one round trip, so that no record exists that nothing follows up.
 
         `admit` queues a limits check first in the same round trip; its reply is returned. When it refuses, the
         caller `discard`s the record (a refused create costs two round trips, an admitted one none extra).
+        `remember` queues more writes after the record's (an idempotency key naming it), also in that round trip.
 
         The record is provisional (`StoredPrediction.provisional`, which readers do not show) and expires within
         minutes unless a change is applied to it or it is `retain`ed: one whose create failed cannot outlive the
@@ -133,6 +135,8 @@ class PredictionStore:
             self._follow_ups.add_to(pipe, prediction.id, follow_up_ms)
             if deadline_ms is not None:
                 self._deadlines.add_to(pipe, prediction.id, deadline_ms)
+            if remember is not None:
+                remember(pipe)
             with mapped_errors(self._redis):
                 replies = await pipe.execute()
         return replies[0] if admit is not None else None

@@ -70,6 +70,26 @@ def test_create_costs_two_round_trips_and_get_one(
         assert round_trips[0] == 1
 
 
+def test_an_idempotency_key_adds_one_round_trip_to_a_create_and_a_repeat_costs_two(
+    tmp_path: Path, catalog_path: Path, replicate_upstream: Upstream, round_trips: list[int]
+) -> None:
+    replicate_upstream.controls.configure(run_seconds=30)
+    replicate_upstream.controls.drop_webhooks(True)
+    with (
+        gateway_on_own_redis(tmp_path, catalog_path, poll_first_seconds=3600, refresh_after_seconds=3600) as (server, gateway),
+        gateway.client(gateway.new_key()[0]) as api,
+    ):
+        round_trips[1] = server.port
+        body = {"version": INPAINTING_VERSION, "input": inpainting_input()}
+        api.post("/predictions", json=body, headers={"Idempotency-Key": "warm-up"})  # key cached, scripts loaded
+        round_trips[0] = 0
+        created = api.post("/predictions", json=body, headers={"Idempotency-Key": "k"})
+        assert created.status_code == 201 and round_trips[0] == 3  # the claim; the key's prediction rides the record
+        round_trips[0] = 0
+        repeated = api.post("/predictions", json=body, headers={"Idempotency-Key": "k"})
+        assert repeated.json()["id"] == created.json()["id"] and round_trips[0] == 2  # the claim, the record read
+
+
 def test_limits_and_metering_add_no_round_trip_to_a_create(
     tmp_path: Path, catalog_path: Path, replicate_upstream: Upstream, round_trips: list[int]
 ) -> None:
