@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.catalog import Catalog, Reference, RefKind
-from gateway.errors import NotFound, UpstreamError, UpstreamTimeout
+from gateway.errors import InvalidVersion, NotFound, UpstreamError, UpstreamTimeout
 from gateway.files import Files, Upload
 from gateway.keys import KeyRecord
 from gateway.outputs import reference_index
@@ -81,7 +81,10 @@ class Images:
             raise NotFound(f"No model serves images/{operation.value} on this gateway")
         if requested is None:
             return configured
-        return self._catalog.model(requested).name
+        try:
+            return self._catalog.model(requested).name
+        except NotFound:
+            raise InvalidVersion(f"The model {requested} does not exist (or you may not use it)") from None
 
     async def read_outputs(self, record: StoredPrediction) -> list[bytes]:
         """The bytes of every output file of a finished prediction, in order."""
