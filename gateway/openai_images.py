@@ -12,6 +12,7 @@ from typing import Any
 from gateway.catalog import Catalog, Reference, RefKind
 from gateway.errors import InvalidVersion, NotFound, UpstreamError, UpstreamTimeout
 from gateway.files import Files, Upload
+from gateway.files.inputs import FileIdIn
 from gateway.keys import KeyRecord
 from gateway.outputs import reference_index
 from gateway.predictions import CreateOptions, Predictions
@@ -23,8 +24,6 @@ _DATA_URI_PREFIX = "data:"
 
 FileUrl = Callable[[StoredFile], str]
 """The gateway URL of a tenant's file, as a prediction input names it."""
-FileIdIn = Callable[[str], str | None]
-"""The file id when a string is one of the gateway's file URLs, else None."""
 KeyActive = Callable[[str], Awaitable[bool]]
 
 
@@ -63,7 +62,7 @@ class Images:
     ) -> StoredPrediction:
         """The succeeded prediction behind `request`; NotFound when no model serves the operation, UpstreamError
         when the prediction fails, UpstreamTimeout (after cancelling it) when it runs past WAIT_SECONDS."""
-        model = self.model_for(request.operation, request.model)
+        model = self._model_for(request.operation, request.model)
         model_input = await self._input(key.tenant, request, file_url)
         record = await self._predictions.create(key, Reference(RefKind.MODEL, model), CreateOptions(input=model_input))
         record = await self._predictions.wait(record, WAIT_SECONDS, gone)
@@ -74,7 +73,7 @@ class Images:
             raise UpstreamError(f"The image model's prediction {record.id} {record.status}: {record.doc.get('error')}")
         return record
 
-    def model_for(self, operation: Operation, requested: str | None) -> str:
+    def _model_for(self, operation: Operation, requested: str | None) -> str:
         """The catalog model to run: the one the request names, else the operator's choice for the operation."""
         configured: str | None = getattr(self._catalog.images, operation.value)
         if configured is None:

@@ -61,9 +61,7 @@ edits = "{EDIT_MODEL}"
 
 
 @pytest.fixture(scope="module")
-def images_gateway(
-    redis_url: str, replicate_upstream: Upstream, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Gateway]:
+def images_gateway(redis_url: str, replicate_upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     directory = tmp_path_factory.mktemp("images")
     path = directory / "catalog.toml"
     path.write_text(_catalog(replicate_upstream.url, _free_block(1)))
