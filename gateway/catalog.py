@@ -10,6 +10,7 @@ from typing import Any
 from gateway.config import (
     CatalogConfig,
     DeploymentConfig,
+    ImagesConfig,
     ModelConfig,
     ProviderConfig,
     RouteConfig,
@@ -83,6 +84,7 @@ class Catalog:
         self._models = {m.name: m for m in config.models}
         self._versions = {v.id: (m, v) for m in config.models for v in m.versions}
         self._deployments = {d.name: d for d in config.deployments}
+        self.images: ImagesConfig = config.openai.images  # the models behind the OpenAI-style images API
 
     def models(self) -> list[ModelConfig]:
         return list(self._models.values())

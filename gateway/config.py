@@ -314,10 +314,22 @@ class DeploymentConfig(_Strict):
     routes: list[RouteConfig] = []
 
 
+class ImagesConfig(_Strict):
+    """The catalog models that serve the OpenAI-style images API (`[openai.images]`); unset: not offered."""
+
+    generations: OwnerName | None = None
+    edits: OwnerName | None = None
+
+
+class OpenAIConfig(_Strict):
+    images: ImagesConfig = ImagesConfig()
+
+
 class CatalogConfig(_Strict):
     providers: dict[str, ProviderConfig]
     models: list[ModelConfig] = []
     deployments: list[DeploymentConfig] = []
+    openai: OpenAIConfig = OpenAIConfig()
 
     @model_validator(mode="after")
     def _references(self) -> CatalogConfig:
@@ -372,6 +384,10 @@ def _check_references(catalog: CatalogConfig) -> None:
         if deployment.version and deployment.version not in {v.id for v in target.versions}:
             raise ValueError(f"deployments[{i}].version: {deployment.model} has no version {deployment.version}")
         _check_routes(catalog, deployment.routes, f"deployments[{i}].routes")
+    for operation in ("generations", "edits"):
+        name = getattr(catalog.openai.images, operation)
+        if name is not None and name not in models:
+            raise ValueError(f"openai.images.{operation}: unknown model {name!r}")
 
 
 def _check_routes(catalog: CatalogConfig, routes: list[RouteConfig], where: str) -> None:

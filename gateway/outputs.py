@@ -52,6 +52,12 @@ def expand(output: Any, link_to: LinkTo) -> Any:
     return output
 
 
+def reference_index(value: str) -> int | None:
+    """The index of the upstream output a stored reference names; None when `value` is not a reference."""
+    match = _PARSED.match(value)
+    return None if match is None else int(match["index"])
+
+
 class OutputSignatures:
     def __init__(self, signer: Signer) -> None:
         self._signer = signer

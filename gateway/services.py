@@ -24,6 +24,7 @@ from gateway.keys import KeyRecord, KeyService
 from gateway.lifecycle import Deadlines, FollowUpPolicy, FollowUps
 from gateway.limits import Admission, LimitsService
 from gateway.metrics import Metrics
+from gateway.openai_images import Images
 from gateway.predictions import IdempotentCreates, Predictions, Tracker, UpstreamRequests
 from gateway.providers import Provider, Reporting, build_providers, capabilities_of
 from gateway.providers.http import UpstreamClient
@@ -63,6 +64,7 @@ class Services:
     limits: LimitsService
     metering: Metering
     usage: UsageReports
+    images: Images
     ready: Callable[[], Awaitable[None]]  # returns once the store answers, else raises StoreError
     queue_depths: Callable[[], Awaitable[QueueDepths]]  # a reading of the work waiting in Redis
 
@@ -200,6 +202,7 @@ async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Me
         files, metrics, links, waiters, streams,
         follow_ups, Deadlines(store.deadlines, predictions), webhooks, limits, metering,
         UsageReports(store.usage, settings.currency),
+        Images(catalog, predictions, files, file_id_in, auth.active),
         ready=functools.partial(store.ping, READY_TIMEOUT_SECONDS),
         queue_depths=functools.partial(store.depths, _slot_queues(catalog)),
     )  # fmt: skip

@@ -122,6 +122,10 @@ routes = [{{ provider = "replicate", version = "{STORY_VERSION}" }}]
 name = "acme/inpaint-prod"
 model = "{INPAINTING}"
 routes = [{{ provider = "replicate", deployment = "stability-ai/inpaint-deploy" }}]
+
+# Edits only: the fuzz test reaches finished edits; generations stay unserved (404).
+[openai.images]
+edits = "{INPAINTING}"
 """
 
 

@@ -12,7 +12,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from gateway.api import admin, callbacks, dashboard, files, models, openapi, predictions, streams, usage, webhooks
+from gateway.api import (
+    admin,
+    callbacks,
+    dashboard,
+    files,
+    models,
+    openai_images,
+    openapi,
+    predictions,
+    streams,
+    usage,
+    webhooks,
+)
 from gateway.api.admin import authorize
 from gateway.api.body_limit import BodyLimitMiddleware
 from gateway.api.body_timeout import BodyTimeoutMiddleware
@@ -69,7 +81,10 @@ def create_app(settings: Settings, catalog: Catalog, resolve: Resolve = system_r
             app.state.services = services  # for code embedding the app (and tests); endpoints use request.state
             yield {"services": services}
 
-    api_routes = predictions.routes + streams.routes + models.routes + files.routes + webhooks.routes + usage.routes
+    api_routes = (
+        predictions.routes + streams.routes + models.routes + files.routes + webhooks.routes + usage.routes
+        + openai_images.routes
+    )  # fmt: skip
     routes = [
         *(Mount(prefix, routes=api_routes) for prefix in API_PREFIXES),
         *predictions.root_routes,
@@ -92,7 +107,10 @@ def create_app(settings: Settings, catalog: Catalog, resolve: Resolve = system_r
             Middleware(
                 BodyLimitMiddleware,
                 max_bytes=settings.max_body_bytes,
-                path_limits=files.body_limits(API_PREFIXES, settings.file_max_bytes),
+                path_limits=[
+                    *files.body_limits(API_PREFIXES, settings.file_max_bytes),
+                    *openai_images.body_limits(API_PREFIXES, settings.file_max_bytes),
+                ],
             ),
         ],
         exception_handlers=EXCEPTION_HANDLERS,

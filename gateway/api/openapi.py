@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.api import openapi_usage
+from gateway.api import openapi_images, openapi_usage
 from gateway.api.openapi_admin import admin_paths, service_paths
 from gateway.api.openapi_parts import (
     BINARY,
@@ -298,7 +298,8 @@ def _limited(paths: Json) -> Json:
 def build_document(api_prefixes: Sequence[str]) -> Json:
     """The whole document: the tenant API under each prefix (ids after the first prefixed with its name)."""
     paths: Json = {}
-    tenant_paths = _limited({**_tenant_paths(), **openapi_usage.tenant_paths()})
+    # The images operations document their own OpenAI-shaped limit errors.
+    tenant_paths = {**_limited({**_tenant_paths(), **openapi_usage.tenant_paths()}), **openapi_images.tenant_paths()}
     for number, prefix in enumerate(api_prefixes):
         for path, item in tenant_paths.items():
             paths[prefix + path] = item if number == 0 else _renamed(item, prefix.strip("/").split("/")[0])
@@ -309,12 +310,15 @@ def build_document(api_prefixes: Sequence[str]) -> Json:
         "info": {
             "title": "Replicate-compatible gateway",
             "version": "1.0.0",
-            "description": "Replicate's predictions, models and files API with the gateway's own keys, and the admin API.",
+            "description": (
+                "Replicate's predictions, models and files API with the gateway's own keys, OpenAI-compatible "
+                "image generations and edits over the same predictions, and the admin API."
+            ),
         },
         "servers": [{"url": "/"}],
         "paths": {**paths, **admin_paths(), **openapi_usage.admin_paths(), **service_paths()},
         "components": {
-            "schemas": {**SCHEMAS, **openapi_usage.SCHEMAS},
+            "schemas": {**SCHEMAS, **openapi_usage.SCHEMAS, **openapi_images.SCHEMAS},
             "securitySchemes": SECURITY_SCHEMES,
         },
     }

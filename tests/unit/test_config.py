@@ -57,6 +57,8 @@ PROVIDER = '[providers.up]\nkind = "replicate"\nbase_url = "https://up.example/v
         ),
         ("providers = [", "not valid TOML"),
         (PROVIDER + '[[deployments]]\nname = "a/d"\nmodel = "a/missing"\n', "deployments[0].model: unknown model 'a/missing'"),
+        (PROVIDER + '[openai.images]\nedits = "a/missing"\n', "openai.images.edits: unknown model 'a/missing'"),
+        (PROVIDER + '[openai.images]\nvariations = "a/b"\n', "openai.images.variations: Extra inputs are not permitted"),
     ],
 )
 def test_bad_catalogs_fail_naming_file_field_and_problem(tmp_path: Path, body: str, message: str) -> None:
