@@ -27,6 +27,14 @@ _PROBLEM_TITLES = {
 }
 
 
+def nullable(schema: Json) -> Json:
+    return {"oneOf": [schema, {"type": "null"}]}
+
+
+def object_schema(required: list[str], properties: Json, *, extra: bool = True) -> Json:
+    return {"type": "object", "required": required, "properties": properties, "additionalProperties": extra}
+
+
 def ref(name: str) -> Json:
     return {"$ref": f"#/components/schemas/{name}"}
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-Json = dict[str, Any]
+from gateway.api.openapi_parts import Json, nullable, object_schema
 
 _STRING: Json = {"type": "string"}
 _URI: Json = {"type": "string", "format": "uri"}
@@ -12,20 +10,12 @@ _TIME: Json = {"type": "string", "format": "date-time"}
 _WEBHOOK_EVENTS: Json = {"type": "array", "items": {"enum": ["start", "output", "logs", "completed"]}}
 
 
-def _nullable(schema: Json) -> Json:
-    return {"oneOf": [schema, {"type": "null"}]}
-
-
-def _object(required: list[str], properties: Json, *, extra: bool = True) -> Json:
-    return {"type": "object", "required": required, "properties": properties, "additionalProperties": extra}
-
-
 def _page(item: str) -> Json:
-    return _object(
+    return object_schema(
         ["next", "previous", "results"],
         {
-            "next": _nullable(_URI),
-            "previous": _nullable(_URI),
+            "next": nullable(_URI),
+            "previous": nullable(_URI),
             "results": {"type": "array", "items": {"$ref": f"#/components/schemas/{item}"}},
         },
     )
@@ -39,7 +29,7 @@ _PREDICTION_REQUEST: Json = {
     "stream": {"type": "boolean", "description": "Deprecated and ignored"},
 }
 
-_PREDICTION: Json = _object(
+_PREDICTION: Json = object_schema(
     ["id", "model", "version", "input", "output", "data_removed", "error", "status", "created_at", "urls"],
     {
         "id": _STRING,
@@ -47,47 +37,47 @@ _PREDICTION: Json = _object(
         "version": _STRING,
         "input": {"type": "object"},
         "output": {"description": "Any JSON value; files are signed gateway links"},
-        "logs": _nullable(_STRING),
-        "error": _nullable(_STRING),
+        "logs": nullable(_STRING),
+        "error": nullable(_STRING),
         "status": {"enum": ["starting", "processing", "succeeded", "failed", "canceled", "aborted"]},
         "created_at": _TIME,
-        "started_at": _nullable(_TIME),
-        "completed_at": _nullable(_TIME),
+        "started_at": nullable(_TIME),
+        "completed_at": nullable(_TIME),
         "data_removed": {"type": "boolean"},
         "source": {"enum": ["web", "api"]},
         "deployment": _STRING,
         "webhook": _URI,
         "webhook_events_filter": _WEBHOOK_EVENTS,
         "metrics": {"type": "object"},
-        "urls": _object(["get", "cancel", "web"], {"get": _URI, "cancel": _URI, "web": _URI, "stream": _URI}),
+        "urls": object_schema(["get", "cancel", "web"], {"get": _URI, "cancel": _URI, "web": _URI, "stream": _URI}),
     },
 )
 
-_VERSION: Json = _object(
+_VERSION: Json = object_schema(
     ["id", "created_at", "cog_version", "openapi_schema"],
     {"id": _STRING, "created_at": _TIME, "cog_version": _STRING, "openapi_schema": {"type": "object"}},
 )
 
-_MODEL: Json = _object(
+_MODEL: Json = object_schema(
     ["url", "owner", "name", "visibility", "run_count", "latest_version"],
     {
         "url": _URI,
         "owner": _STRING,
         "name": _STRING,
-        "description": _nullable(_STRING),
+        "description": nullable(_STRING),
         "visibility": {"enum": ["public", "private"]},
-        "github_url": _nullable(_URI),
-        "paper_url": _nullable(_URI),
-        "license_url": _nullable(_URI),
+        "github_url": nullable(_URI),
+        "paper_url": nullable(_URI),
+        "license_url": nullable(_URI),
         "run_count": {"type": "integer"},
-        "cover_image_url": _nullable(_URI),
-        "default_example": _nullable({"$ref": "#/components/schemas/Prediction"}),
-        "latest_version": _nullable({"$ref": "#/components/schemas/Version"}),
+        "cover_image_url": nullable(_URI),
+        "default_example": nullable({"$ref": "#/components/schemas/Prediction"}),
+        "latest_version": nullable({"$ref": "#/components/schemas/Version"}),
         "is_official": {"type": "boolean"},
     },
 )
 
-_FILE: Json = _object(
+_FILE: Json = object_schema(
     ["id", "name", "content_type", "size", "etag", "checksums", "metadata", "created_at", "expires_at", "urls"],
     {
         "id": _STRING,
@@ -95,15 +85,15 @@ _FILE: Json = _object(
         "content_type": _STRING,
         "size": {"type": "integer", "minimum": 0},
         "etag": _STRING,
-        "checksums": _object(["sha256", "md5"], {"sha256": _STRING, "md5": _STRING}),
+        "checksums": object_schema(["sha256", "md5"], {"sha256": _STRING, "md5": _STRING}),
         "metadata": {"type": "object"},
         "created_at": _TIME,
         "expires_at": _TIME,
-        "urls": _object(["get"], {"get": _URI}),
+        "urls": object_schema(["get"], {"get": _URI}),
     },
 )
 
-_FILE_CREATE: Json = _object(
+_FILE_CREATE: Json = object_schema(
     ["content"],
     {
         "content": {"type": "string", "format": "binary", "description": "The file; its part's filename and type are used"},
@@ -117,7 +107,7 @@ _TENANT_NAME: Json = {"type": "string", "minLength": 1, "maxLength": 128, "patte
 _KEY_FIELDS: Json = {
     "tenant": _TENANT_NAME,
     "name": {"type": "string", "maxLength": 256},
-    "expires_at": _nullable({"type": "number", "description": "Unix seconds"}),
+    "expires_at": nullable({"type": "number", "description": "Unix seconds"}),
     "disabled": {"type": "boolean"},
     "scopes": {"type": "array", "items": {"enum": ["predict", "read"]}},
     "models": {
@@ -126,34 +116,34 @@ _KEY_FIELDS: Json = {
     },
 }
 
-_VIEW = _nullable({"type": "object"})
-_AUDIT_ENTRY: Json = _object(
+_VIEW = nullable({"type": "object"})
+_AUDIT_ENTRY: Json = object_schema(
     ["id", "time", "action", "subject", "tenants", "actor", "request_id", "before", "after"],
     {
         "id": _STRING,
         "time": _TIME,
         "action": _STRING,
-        "subject": _object(["kind", "id"], {"kind": _STRING, "id": _STRING}),
+        "subject": object_schema(["kind", "id"], {"kind": _STRING, "id": _STRING}),
         "tenants": {"type": "array", "items": _STRING},
-        "actor": _object(["kind", "source"], {"kind": _STRING, "source": _STRING}),
+        "actor": object_schema(["kind", "source"], {"kind": _STRING, "source": _STRING}),
         "request_id": _STRING,
         "before": _VIEW,
         "after": _VIEW,
     },
 )
 
-_KEY: Json = _object(
+_KEY: Json = object_schema(
     ["key_id", "tenant", "name", "created_at", "expires_at", "disabled", "scopes", "models", "token_hint"],
     {
         **_KEY_FIELDS,
         "key_id": _STRING,
         "created_at": {"type": "number"},
-        "previous_valid_until": _nullable({"type": "number"}),
+        "previous_valid_until": nullable({"type": "number"}),
         "token_hint": _STRING,
     },
 )
 
-_PROBLEM: Json = _object(
+_PROBLEM: Json = object_schema(
     ["title", "detail", "status"],
     {
         "title": _STRING,
@@ -161,45 +151,47 @@ _PROBLEM: Json = _object(
         "status": {"type": "integer"},
         "invalid_fields": {
             "type": "array",
-            "items": _object(["type", "field", "description"], {"type": _STRING, "field": _STRING, "description": _STRING}),
+            "items": object_schema(["type", "field", "description"], {"type": _STRING, "field": _STRING, "description": _STRING}),
         },
     },
 )
 
 SCHEMAS: Json = {
-    "VersionPredictionRequest": _object(
+    "VersionPredictionRequest": object_schema(
         ["version", "input"],
         {"version": {**_STRING, "description": "A 64-hex version id or `owner/name:id`"}, **_PREDICTION_REQUEST},
         extra=False,
     ),
-    "PredictionRequest": _object(["input"], _PREDICTION_REQUEST, extra=False),
+    "PredictionRequest": object_schema(["input"], _PREDICTION_REQUEST, extra=False),
     "Prediction": _PREDICTION,
     "PredictionPage": _page("Prediction"),
     "Version": _VERSION,
     "VersionPage": _page("Version"),
     "Model": _MODEL,
     "ModelPage": _page("Model"),
-    "Account": _object(
+    "Account": object_schema(
         ["type", "username", "name"],
         {
             "type": {"enum": ["organization", "user"]},
             "username": _STRING,
             "name": _STRING,
-            "github_url": _nullable(_URI),
-            "avatar_url": _nullable(_URI),
+            "github_url": nullable(_URI),
+            "avatar_url": nullable(_URI),
         },
     ),
-    "WebhookSecret": _object(["key"], {"key": {"type": "string", "pattern": "^whsec_[A-Za-z0-9+/]+={0,2}$"}}),
+    "WebhookSecret": object_schema(["key"], {"key": {"type": "string", "pattern": "^whsec_[A-Za-z0-9+/]+={0,2}$"}}),
     "File": _FILE,
     "FilePage": _page("File"),
     "FileCreate": _FILE_CREATE,
     "Key": _KEY,
-    "KeyWithToken": _object(["key", "token"], {"key": {"$ref": "#/components/schemas/Key"}, "token": _STRING}),
-    "KeyList": _object(["results"], {"results": {"type": "array", "items": {"$ref": "#/components/schemas/Key"}}}),
-    "KeyCreate": _object(["tenant"], _KEY_FIELDS, extra=False),
-    "KeyUpdate": _object([], _KEY_FIELDS, extra=False),
-    "KeyRotate": _object([], {"grace_seconds": {"type": "number", "minimum": 0, "maximum": 30 * 24 * 3600}}, extra=False),
-    "AuditPage": _object(["next", "results"], {"next": _nullable(_URI), "results": {"type": "array", "items": _AUDIT_ENTRY}}),
+    "KeyWithToken": object_schema(["key", "token"], {"key": {"$ref": "#/components/schemas/Key"}, "token": _STRING}),
+    "KeyList": object_schema(["results"], {"results": {"type": "array", "items": {"$ref": "#/components/schemas/Key"}}}),
+    "KeyCreate": object_schema(["tenant"], _KEY_FIELDS, extra=False),
+    "KeyUpdate": object_schema([], _KEY_FIELDS, extra=False),
+    "KeyRotate": object_schema([], {"grace_seconds": {"type": "number", "minimum": 0, "maximum": 30 * 24 * 3600}}, extra=False),
+    "AuditPage": object_schema(
+        ["next", "results"], {"next": nullable(_URI), "results": {"type": "array", "items": _AUDIT_ENTRY}}
+    ),
     "Problem": _PROBLEM,
 }
 

@@ -8,6 +8,8 @@ from gateway.api.openapi_parts import (
     Json,
     json_body,
     json_response,
+    nullable,
+    object_schema,
     operation,
     path_param,
     problems,
@@ -19,15 +21,7 @@ _STRING: Json = {"type": "string"}
 _MONEY: Json = {"type": "string", "pattern": r"^-?[0-9]+\.[0-9]{9}$", "description": "An exact amount of the currency"}
 _SECONDS: Json = {"type": "number", "minimum": 0}
 _COUNT: Json = {"type": "integer", "minimum": 0}
-_LIMIT: Json = {"oneOf": [_COUNT, {"type": "null"}]}
-
-
-def _nullable(schema: Json) -> Json:
-    return {"oneOf": [schema, {"type": "null"}]}
-
-
-def _object(required: list[str], properties: Json, *, extra: bool = True) -> Json:
-    return {"type": "object", "required": required, "properties": properties, "additionalProperties": extra}
+_LIMIT: Json = nullable(_COUNT)
 
 
 _MEASURES: Json = {
@@ -41,14 +35,14 @@ _MEASURES: Json = {
     "cost": _MONEY,
 }
 _DIMENSIONS: Json = {name: _STRING for name in ("period", "tenant", "key_id", "model", "version", "provider")}
-_LIMITS: Json = _object(
+_LIMITS: Json = object_schema(
     [],
     {
         "creates_per_minute": _LIMIT,
         "reads_per_minute": _LIMIT,
         "concurrent_predictions": _LIMIT,
-        "budget": _nullable(
-            _object(
+        "budget": nullable(
+            object_schema(
                 ["amount", "period"],
                 {"amount": {"type": ["string", "number"]}, "period": {"enum": ["day", "month"]}},
                 extra=False,
@@ -58,40 +52,40 @@ _LIMITS: Json = _object(
     },
     extra=False,
 )
-_STATE: Json = _object(
+_STATE: Json = object_schema(
     ["concurrent", "balance", "spent", "spent_today", "spent_this_month", "remaining", "period_resets_at"],
     {
         "concurrent": _COUNT,
-        "balance": _nullable(_MONEY),
+        "balance": nullable(_MONEY),
         "spent": _MONEY,
         "spent_today": _MONEY,
         "spent_this_month": _MONEY,
-        "remaining": _nullable(_MONEY),
-        "period_resets_at": _nullable({"type": "string", "format": "date-time"}),
+        "remaining": nullable(_MONEY),
+        "period_resets_at": nullable({"type": "string", "format": "date-time"}),
     },
 )
-_ENTRY: Json = _object(
+_ENTRY: Json = object_schema(
     ["scope", "id", "tenant", "limits", "state"],
     {"scope": {"enum": ["tenant", "key"]}, "id": _STRING, "tenant": _STRING, "limits": ref("Limits"), "state": _STATE},
 )
 
 SCHEMAS: Json = {
-    "UsageReport": _object(
+    "UsageReport": object_schema(
         ["currency", "since", "until", "group_by", "results", "totals"],
         {
             "currency": _STRING,
             "since": {"type": "string", "format": "date-time"},
             "until": {"type": "string", "format": "date-time"},
             "group_by": {"type": "array", "items": _STRING},
-            "results": {"type": "array", "items": _object(list(_MEASURES), {**_DIMENSIONS, **_MEASURES})},
-            "totals": _object(list(_MEASURES), _MEASURES),
+            "results": {"type": "array", "items": object_schema(list(_MEASURES), {**_DIMENSIONS, **_MEASURES})},
+            "totals": object_schema(list(_MEASURES), _MEASURES),
         },
     ),
-    "UsageRows": _object(["results"], {"results": {"type": "array", "items": {"type": "object"}}}),
+    "UsageRows": object_schema(["results"], {"results": {"type": "array", "items": {"type": "object"}}}),
     "Limits": _LIMITS,
     "LimitsEntry": _ENTRY,
-    "LimitsList": _object(["results"], {"results": {"type": "array", "items": ref("LimitsEntry")}}),
-    "BalanceChange": _object(["amount"], {"amount": {"type": ["string", "number"]}}, extra=False),
+    "LimitsList": object_schema(["results"], {"results": {"type": "array", "items": ref("LimitsEntry")}}),
+    "BalanceChange": object_schema(["amount"], {"amount": {"type": ["string", "number"]}}, extra=False),
 }
 
 _REPORT_QUERY = [
