@@ -116,11 +116,7 @@ def _limits(store: Store) -> LimitsService:
 
 
 async def _show(store: Store, args: argparse.Namespace) -> Any:
-    keys = await KeyService(store.keys).list(args.tenant)
-    tenants: dict[str, list[str]] = {args.tenant: []} if args.tenant else {}
-    for key in keys:
-        tenants.setdefault(key.tenant, []).append(key.key_id)
-    return [entry for tenant, ids in sorted(tenants.items()) for entry in await _limits(store).report(tenant, ids)]
+    return await _limits(store).report_keys(await KeyService(store.keys).list(args.tenant), args.tenant)
 
 
 async def _set(store: Store, args: argparse.Namespace, *, remove: bool = False) -> Any:

@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from gateway.api.admin import actor_of, authorize, instant, parse_body
 from gateway.api.requests import caller, services
-from gateway.errors import BadRequest, NotFound
+from gateway.errors import BadRequest
 from gateway.keys import KeyRecord
 from gateway.limits import Limits
 from gateway.usage import UsageQuery, parse_groups, report_csv
@@ -85,16 +85,8 @@ def _wants_csv(query: Mapping[str, str], accept: str) -> bool:
 async def admin_limits(request: Request) -> Response:
     """Limits and their state for every tenant with keys (or only `tenant`), each tenant then its keys."""
     authorize(request)
-    found = services(request)
-    keys = await found.keys.list(request.query_params.get("tenant") or None)
-    by_tenant: dict[str, list[str]] = {}
-    for record in keys:
-        by_tenant.setdefault(record.tenant, []).append(record.key_id)
-    if request.query_params.get("tenant"):
-        by_tenant.setdefault(request.query_params["tenant"], [])
-    results = []
-    for tenant, key_ids in sorted(by_tenant.items()):
-        results += await found.limits.report(tenant, key_ids)
+    found, tenant = services(request), request.query_params.get("tenant") or None
+    results = await found.limits.report_keys(await found.keys.list(tenant), tenant)
     return JSONResponse({"results": results})
 
 
@@ -151,10 +143,7 @@ async def add_key_balance(request: Request) -> Response:
 
 
 async def _key(request: Request) -> KeyRecord:
-    try:
-        return await services(request).keys.get(request.path_params["key_id"])
-    except NotFound:
-        raise NotFound(f"Key {request.path_params['key_id']} not found") from None
+    return await services(request).keys.get(request.path_params["key_id"])
 
 
 async def _scope_state(request: Request, tenant: str, key_id: str | None) -> Response:

@@ -127,6 +127,13 @@ class LimitsService:
         )
         return amount_text(await self._store.add_balance(tenant, key_id, to_nanos(amount), event.fields()))
 
+    async def report_keys(self, keys: Sequence[KeyRecord], tenant: str | None = None) -> list[dict[str, Any]]:
+        """`report` for every tenant of `keys` (and `tenant`, even without keys), tenant by tenant."""
+        by_tenant: dict[str, list[str]] = {tenant: []} if tenant else {}
+        for key in keys:
+            by_tenant.setdefault(key.tenant, []).append(key.key_id)
+        return [entry for name, key_ids in sorted(by_tenant.items()) for entry in await self.report(name, key_ids)]
+
     async def report(self, tenant: str, key_ids: Sequence[str]) -> list[dict[str, Any]]:
         """The tenant's and the keys' limits with their current state: running predictions, balance, spending."""
         settings = await self.limits_of(tenant)
