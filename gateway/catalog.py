@@ -32,17 +32,28 @@ class TargetKind(enum.Enum):
 
 @dataclass(frozen=True)
 class Route:
+    """One upstream a version can run on. `priority` (lowest first) and `weight` (a share among equal
+    priorities) order a version's routes; `label` names the route in records, breakers and metrics."""
+
     provider: str
     kind: TargetKind
     target: str
+    priority: int = 0
+    weight: int = 1
 
     @classmethod
-    def from_config(cls, route: RouteConfig) -> Route:
+    def from_config(cls, route: RouteConfig, position: int = 0) -> Route:
+        priority = position if route.priority is None else route.priority
         for kind in (TargetKind.VERSION, TargetKind.MODEL, TargetKind.DEPLOYMENT):
             target = getattr(route, kind.value)
             if target is not None:
-                return cls(route.provider, kind, target)
-        return cls(route.provider, TargetKind.SERVER, "")
+                return cls(route.provider, kind, target, priority, route.weight)
+        return cls(route.provider, TargetKind.SERVER, "", priority, route.weight)
+
+    @property
+    def label(self) -> str:
+        """`provider:kind:target` (`provider:server:` for a Cog provider's own model)."""
+        return f"{self.provider}:{self.kind.value}:{self.target}"
 
 
 class RefKind(enum.Enum):
@@ -138,7 +149,7 @@ class Catalog:
 
 
 def _routes(routes: list[RouteConfig]) -> tuple[Route, ...]:
-    return tuple(Route.from_config(r) for r in routes)
+    return tuple(Route.from_config(r, position) for position, r in enumerate(routes))
 
 
 def _apply_aliases(given: dict[str, Any], aliases: dict[str, str]) -> dict[str, Any]:

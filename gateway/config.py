@@ -248,12 +248,17 @@ def _check_env_name(name: str) -> str:
 
 
 class RouteConfig(_Strict):
-    """Where a public version runs: a provider plus one upstream target (none for a Cog provider's own model)."""
+    """Where a public version runs: a provider plus one upstream target (none for a Cog provider's own model).
+
+    Routes are tried by `priority`, lowest first (by default their position in the list); routes of equal
+    priority share the traffic by `weight`, as DNS SRV records do."""
 
     provider: str
     version: str | None = None
     model: OwnerName | None = None
     deployment: OwnerName | None = None
+    priority: int | None = Field(default=None, ge=0)
+    weight: int = Field(default=1, ge=1)
 
     @model_validator(mode="after")
     def _one_target(self) -> RouteConfig:

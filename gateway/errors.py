@@ -14,7 +14,7 @@ GatewayError (status, title, detail)
  ├── OverLimit                 (+ Retry-After, RateLimit fields)
  │    ├── PaymentRequired      402
  │    └── TooManyRequests      429
- ├── UpstreamError             502
+ ├── UpstreamError             502 (+ delivery: how far the request got)
  │    ├── UpstreamUnavailable  503 (+ retry_after)
  │    └── UpstreamTimeout      504
  └── StoreError                503 (Redis unreachable or failing)
@@ -23,6 +23,7 @@ ConfigError                    raised at start-up only, never over HTTP
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 
@@ -152,17 +153,30 @@ class InvalidVersion(GatewayError):
         super().__init__(detail)
 
 
+class Delivery(enum.Enum):
+    """How far a failed upstream request got, which decides whether another route may take it over."""
+
+    NOT_SENT = "not_sent"  # it never reached the upstream (no connection, no credentials)
+    REFUSED = "refused"  # the upstream answered with an error: it did not take the request
+    REJECTED = "rejected"  # the upstream refused the request itself: any other route would too
+    UNKNOWN = "unknown"  # sent, with no usable answer (a timeout, a dropped connection): it may have been taken
+
+
 class UpstreamError(GatewayError):
     status = 502
     title = "Bad gateway"
+
+    def __init__(self, detail: str, *, delivery: Delivery = Delivery.UNKNOWN) -> None:
+        super().__init__(detail)
+        self.delivery = delivery
 
 
 class UpstreamUnavailable(UpstreamError):
     status = 503
     title = "Service unavailable"
 
-    def __init__(self, detail: str, *, retry_after: int | None = None) -> None:
-        super().__init__(detail)
+    def __init__(self, detail: str, *, retry_after: int | None = None, delivery: Delivery = Delivery.REFUSED) -> None:
+        super().__init__(detail, delivery=delivery)
         self.retry_after = retry_after
 
     def headers(self) -> dict[str, str]:

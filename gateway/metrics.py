@@ -74,7 +74,13 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
             registry=self.registry,
         )
-
+        self.route_failures = Counter(
+            "gateway_route_failures",
+            "Creates a route failed to take, by provider and how far the request got (not_sent, refused, unknown:"
+            " the answer was lost and the upstream showed no prediction); the next route, if any, was tried",
+            ["provider", "delivery"],
+            registry=self.registry,
+        )
         self.limit_refusals = Counter(
             "gateway_limit_rejections",
             "Requests refused by a key's or tenant's limit, by reason (rate, concurrency, balance, budget)",
@@ -113,6 +119,9 @@ class Metrics:
 
     def webhook_delivered(self, seconds: float) -> None:
         self.webhook_latency.observe(seconds)
+
+    def route_failed(self, provider: str, delivery: str) -> None:
+        self.route_failures.labels(provider, delivery).inc()
 
     def limit_refused(self, reason: str) -> None:
         self.limit_refusals.labels(reason).inc()

@@ -78,11 +78,17 @@ class FollowUps:
         now = time.time()
         age = now - record.created_ms / 1000
         if record.provisional and age >= ABANDONED_AFTER_SECONDS:
-            # Its create never finished (the process died mid-way, or its clean-up failed): undo it before the
-            # record expires, so that its pre-charge is given back.
-            await self._predictions.abandon(record)
-            await self._schedule.remove(prediction_id)
-            return
+            # Its create never finished (the process died mid-way, or its clean-up failed). When it reached the
+            # upstream, the prediction runs there and is taken over; otherwise it is undone before the record
+            # expires, so that its pre-charge is given back.
+            recovered = await self._predictions.recover(record)
+            if recovered is None:
+                await self._predictions.abandon(record)
+                await self._schedule.remove(prediction_id)
+                return
+            record = recovered
+        if self._predictions.unconfirmed(record):
+            record = await self._predictions.confirm(record)
         interval = self._policy.interval(age)
         polled = not record.status.terminal and not record.provisional and self._predictions.pollable(record)
         if polled and now - record.refreshed_at >= interval:

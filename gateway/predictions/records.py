@@ -71,6 +71,7 @@ def new_record(
         tenant=key.tenant,
         key_id=key.key_id,
         provider=route.provider,
+        route=route.label,
         upstream_id="",
         status=Status.STARTING,
         doc=doc,

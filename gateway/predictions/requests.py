@@ -28,6 +28,10 @@ class UpstreamRequests:
         webhook = self._webhook_url(record.id, local)
         return CreateRequest(record.id, record.doc["model"], route, upstream_input, webhook, record.tenant)
 
+    def webhook(self, record: StoredPrediction) -> str | None:
+        """Where a remote upstream was asked to report on the prediction (None when it was not)."""
+        return self._webhook_url(record.id, False)
+
     async def for_server(self, record: StoredPrediction) -> CreateRequest:
         """The request that runs a queued prediction on a server of a slot provider's own (beside the gateway)."""
         return await self.build(record, Route(record.provider, TargetKind.SERVER, ""), local=True)

@@ -12,16 +12,18 @@ from dataclasses import dataclass
 
 from redis.asyncio.client import Pipeline
 
-from gateway.catalog import Catalog, Reference, Resolved, Route
+from gateway.catalog import Catalog, Reference
 from gateway.cursors import encode_cursor, window
-from gateway.errors import GatewayError, InvalidVersion, NotFound, OverLimit, UpstreamUnavailable
+from gateway.errors import GatewayError, InvalidVersion, NotFound, OverLimit, UpstreamError, UpstreamUnavailable
 from gateway.keys import KeyRecord
 from gateway.limits import Admission
 from gateway.metrics import Metrics
+from gateway.predictions.dispatch import Dispatch
 from gateway.predictions.records import CreateOptions, new_record
 from gateway.predictions.requests import UpstreamRequests
 from gateway.predictions.tracking import Tracker
-from gateway.providers import Callback, CreateRequest, Provider, UpstreamPrediction, UpstreamStream
+from gateway.providers import Callback, Provider, UpstreamPrediction, UpstreamStream
+from gateway.routing import Router
 from gateway.schemas import Schemas
 from gateway.status import Status
 from gateway.store import IndexEntry, PredictionStore, StoredPrediction
@@ -94,6 +96,8 @@ class Predictions:
         self._page_bytes = page_bytes
         self._follow_up_after = follow_up_after
         self._refreshing: dict[str, asyncio.Task[StoredPrediction]] = {}
+        self._router = Router(providers)
+        self._dispatch = Dispatch(providers, store, tracker, requests, metrics)
 
     async def create(
         self,
@@ -116,8 +120,10 @@ class Predictions:
         await validator.check_urls(prepared)
         if options.webhook:
             await self._check_webhook(options.webhook)
-        route = self._route(resolved)
-        record = new_record(key, resolved, route, prepared, options, streams=await self._schemas.streams(resolved))
+        routes = self._router.candidates(resolved.routes)
+        if not routes:
+            raise UpstreamUnavailable("The upstream provider for this model has no credentials configured")
+        record = new_record(key, resolved, routes[0], prepared, options, streams=await self._schemas.streams(resolved))
         admission = await self._admit(key, record)
         reply = await self._store.insert(
             record,
@@ -132,12 +138,32 @@ class Predictions:
             await self._store.delete(record)
             raise
         try:
-            started = await self._start(record, resolved, route)
+            started = await self._dispatch.send(record, resolved, routes)
         except Exception:  # the tenant gets an error, so no prediction may remain, nor its pre-charge
             await self.abandon(record)
             raise
-        self._metrics.prediction_created(resolved.model.name, record.provider)
+        self._metrics.prediction_created(resolved.model.name, started.provider)
         return started
+
+    def unconfirmed(self, record: StoredPrediction) -> bool:
+        """Whether the record was sent to an upstream that never said whether it took it."""
+        return self._dispatch.unconfirmed(record)
+
+    async def confirm(self, record: StoredPrediction) -> StoredPrediction:
+        """Ask the upstream again about an unconfirmed prediction (`Dispatch.confirm`)."""
+        return await self._dispatch.confirm(record)
+
+    async def recover(self, record: StoredPrediction) -> StoredPrediction | None:
+        """A provisional record whose create never finished: the upstream's prediction when the create reached it
+        (the record then takes it over), else None."""
+        provider = self._providers.get(record.provider)
+        if provider is None or provider.capabilities.slots:
+            return None
+        try:
+            found = await self._dispatch.find(record)
+        except UpstreamError:
+            return None
+        return None if found is None else await self._tracker.apply(record, found)
 
     async def abandon(self, record: StoredPrediction) -> None:
         """Undo a create that never reached its upstream: give back its pre-charge, then remove its record."""
@@ -195,6 +221,9 @@ class Predictions:
     async def on_upstream_webhook(self, prediction_id: str, callback: Callback) -> None:
         """An upstream reported a change: trust its payload if its adapter can, else re-read it upstream."""
         record = await self._store.get(prediction_id)
+        if record is not None and self.unconfirmed(record):  # the upstream took the create whose answer was lost
+            await self.confirm(record)
+            return
         if record is None or not record.upstream_id:
             return
         provider = self._providers[record.provider]
@@ -304,25 +333,3 @@ class Predictions:
             return record
         finally:
             await self._store.release_refresh(record.id)
-
-    def _route(self, resolved: Resolved) -> Route:
-        """The first of the version's routes whose provider can take predictions (one without credentials is
-        skipped: the default catalog sends a model to Replicate with a token, and to a local server without)."""
-        for route in resolved.routes:
-            provider = self._providers.get(route.provider)
-            if provider is not None and provider.usable:
-                return route
-        raise UpstreamUnavailable("The upstream provider for this model has no credentials configured")
-
-    async def _start(self, record: StoredPrediction, resolved: Resolved, route: Route) -> StoredPrediction:
-        """Create the prediction upstream, or queue it for a server slot (it stays `starting` until one takes it)."""
-        provider = self._providers[route.provider]
-        if provider.capabilities.slots:
-            request = CreateRequest(record.id, resolved.model.name, route, record.doc["input"], tenant=record.tenant)
-        else:
-            request = await self._requests.build(record, route, local=False)
-        started = await provider.create(request)
-        if started is None:  # queued: nothing to apply yet, but the record must outlive the queue
-            await self._store.retain(record.id)
-            return record
-        return await self._tracker.apply(record, started)

@@ -105,6 +105,13 @@ class Provider:
         """Ask the upstream to stop; its state if it answers with one."""
         raise NotImplementedError
 
+    async def find(self, callback: str, since: float) -> UpstreamPrediction | None:
+        """The upstream prediction whose webhook URL ends with `callback` (the path and query the gateway gave
+        it, which name one prediction whatever address the gateway had), created since `since` (Unix seconds);
+        None when the upstream has none. How a create whose answer was lost is found out. An UpstreamError when
+        the upstream cannot be asked, or cannot tell."""
+        raise UpstreamError("The upstream provider cannot look up predictions")
+
     def parse_webhook(self, callback: Callback, upstream_id: str) -> UpstreamPrediction | None:
         """The state a webhook reports, when the adapter can tell the upstream sent it; None to re-read the
         prediction from the upstream instead.

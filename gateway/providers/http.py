@@ -31,7 +31,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 from yarl import URL
 
-from gateway.errors import UpstreamError, UpstreamTimeout
+from gateway.errors import Delivery, UpstreamError, UpstreamTimeout
 from gateway.ssrf import AddressPolicy, AddressRefused, ip_literal, url_host
 
 _CHUNK_BYTES = 64 * 1024
@@ -224,14 +224,16 @@ def _session(connector: aiohttp.TCPConnector) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(connector=connector, raise_for_status=False, auto_decompress=True, trust_env=False)
 
 
-# Most specific first: aiohttp's timeout classes also derive from its connection errors.
-_ERRORS: tuple[tuple[type[BaseException], str], ...] = (
-    (asyncio.TimeoutError, "The upstream provider did not answer within {timeout:g}s"),
-    (aiohttp.ClientConnectorError, "The upstream provider could not be reached"),
-    (aiohttp.ServerDisconnectedError, "The upstream provider closed the connection without answering"),
-    (aiohttp.ClientPayloadError, "The upstream provider sent an incomplete response"),
-    (aiohttp.ClientError, "The upstream request failed ({name})"),
-    (OSError, "The upstream request failed ({name})"),
+# Most specific first: aiohttp's timeout classes also derive from its connection errors. Only a failed connection
+# proves the request never reached the upstream; after any other failure it may have been taken.
+_ERRORS: tuple[tuple[type[BaseException], str, Delivery], ...] = (
+    (aiohttp.ConnectionTimeoutError, "The upstream provider could not be reached within {timeout:g}s", Delivery.NOT_SENT),
+    (asyncio.TimeoutError, "The upstream provider did not answer within {timeout:g}s", Delivery.UNKNOWN),
+    (aiohttp.ClientConnectorError, "The upstream provider could not be reached", Delivery.NOT_SENT),
+    (aiohttp.ServerDisconnectedError, "The upstream provider closed the connection without answering", Delivery.UNKNOWN),
+    (aiohttp.ClientPayloadError, "The upstream provider sent an incomplete response", Delivery.UNKNOWN),
+    (aiohttp.ClientError, "The upstream request failed ({name})", Delivery.UNKNOWN),
+    (OSError, "The upstream request failed ({name})", Delivery.UNKNOWN),
 )
 
 
@@ -244,10 +246,10 @@ def _mapped_errors(timeout: float) -> Iterator[None]:
     except Exception as exc:
         if isinstance(refused := _cause(exc, AddressRefused), AddressRefused):
             raise refused from exc
-        for kind, message in _ERRORS:
+        for kind, message, delivery in _ERRORS:
             if isinstance(exc, kind):
-                error_class = UpstreamTimeout if kind is asyncio.TimeoutError else UpstreamError
-                raise error_class(message.format(timeout=timeout, name=type(exc).__name__)) from exc
+                error_class = UpstreamTimeout if issubclass(kind, asyncio.TimeoutError) else UpstreamError
+                raise error_class(message.format(timeout=timeout, name=type(exc).__name__), delivery=delivery) from exc
         raise
 
 

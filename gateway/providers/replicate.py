@@ -7,6 +7,7 @@ import binascii
 import contextlib
 import logging
 import re
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -14,7 +15,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 from gateway.catalog import Route, TargetKind
 from gateway.config import ProviderConfig
-from gateway.errors import GatewayError, InvalidInput, NotFound, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from gateway.errors import Delivery, GatewayError, InvalidInput, NotFound, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from gateway.providers.base import (
     WEBHOOK_EVENTS,
     Callback,
@@ -31,6 +32,7 @@ logger = logging.getLogger(__name__)
 _DELIVERY_HOSTS = ("replicate.delivery",)
 _SECRET_RETRY_SECONDS = 30.0
 _STREAM_HOSTS = ("replicate.com", "replicate.net")  # streaming.api.replicate.com, streaming-api.svc.….replicate.net
+_FIND_PAGES = 5  # how deep a lookup goes into the account's newest predictions (100 a page at Replicate)
 _RESETS_IN = re.compile(r"(?:in|resets in) ~?(\d+)\s*s")
 
 
@@ -80,6 +82,28 @@ class ReplicateProvider(Provider):
 
     async def cancel(self, upstream_id: str) -> UpstreamPrediction | None:
         return _from_upstream((await self._request("cancel", "POST", f"/predictions/{upstream_id}/cancel")).json())
+
+    async def find(self, callback: str, since: float) -> UpstreamPrediction | None:
+        """Replicate echoes each prediction's webhook, and lists an account's predictions newest first: the
+        first pages back to `since` are searched."""
+        path: str | None = "/predictions"
+        for _ in range(_FIND_PAGES):
+            assert path is not None
+            page = (await self._request("find", "GET", path)).json()
+            results = page.get("results") if isinstance(page, dict) else None
+            if not isinstance(results, list):
+                raise UpstreamError("The upstream provider sent a malformed list of predictions")
+            for item in results:
+                if isinstance(item, dict) and str(item.get("webhook") or "").endswith(callback):
+                    return _from_upstream(item)
+            path = self._relative(page.get("next"))
+            if path is None or not results or _created_before(results[-1], since):
+                return None
+        return None
+
+    def _relative(self, url: Any) -> str | None:
+        """The path under the base URL of a link the upstream handed out; None for no link or a foreign one."""
+        return url[len(self._base) :] if isinstance(url, str) and url.startswith(self._base + "/") else None
 
     async def version_schema(self, model: str, route: Route) -> dict[str, Any] | None:
         if route.kind is TargetKind.VERSION:
@@ -169,7 +193,9 @@ class ReplicateProvider(Provider):
         """Send with the current token; on 429, move to the next token and try each once. `operation` names the
         call in the metrics."""
         if not self._tokens:
-            raise UpstreamUnavailable("The upstream provider for this model has no credentials configured")
+            raise UpstreamUnavailable(
+                "The upstream provider for this model has no credentials configured", delivery=Delivery.NOT_SENT
+            )
         for _ in range(len(self._tokens)):
             headers = {"Authorization": f"Bearer {self._tokens[self._token_index]}", "Content-Type": "application/json"}
             response = await self._client.request(method, self._base + path, headers=headers, json_body=body, operation=operation)
@@ -225,19 +251,36 @@ def _from_upstream(data: Any) -> UpstreamPrediction:
     )
 
 
+def _created_before(item: Any, moment: float) -> bool:
+    created = item.get("created_at") if isinstance(item, dict) else None
+    try:
+        return isinstance(created, str) and datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp() < moment
+    except ValueError:
+        return False
+
+
 def _stream_url(urls: Any) -> str | None:
     stream = urls.get("stream") if isinstance(urls, dict) else None
     return stream if isinstance(stream, str) and stream.startswith(("https://", "http://")) else None
 
 
 def _error(response: UpstreamResponse) -> GatewayError:
+    """The gateway's error for an upstream's error answer. An answer means the upstream did not take the request
+    (a 504 excepted: a proxy in front of the upstream gave up waiting, so the upstream may have taken it)."""
+    error = _status_error(response)
+    if isinstance(error, UpstreamError) and error.delivery is Delivery.UNKNOWN and response.status != 504:
+        error.delivery = Delivery.REFUSED
+    return error
+
+
+def _status_error(response: UpstreamResponse) -> GatewayError:
     """Map an upstream error status to the gateway's error; upstream detail is kept only where it is the tenant's."""
     status = response.status
     if status == 422:
         fields = _problem(response).get("invalid_fields")
         if isinstance(fields, list) and fields:
             return InvalidInput([{k: str(v) for k, v in f.items()} for f in fields if isinstance(f, dict)])
-        return UpstreamError("The upstream provider rejected the prediction as invalid")
+        return UpstreamError("The upstream provider rejected the prediction as invalid", delivery=Delivery.REJECTED)
     if status == 429:
         return UpstreamUnavailable(
             "The upstream provider is rate limiting the gateway; retry shortly", retry_after=_retry_after(response)

@@ -40,6 +40,14 @@ end
 return 0
 """
 
+# KEYS[1] prediction; ARGV: provider, route. Returns 1 when moved to that route.
+_REROUTE = """
+local upstream = redis.call('HGET', KEYS[1], 'upstream_id')
+if upstream == false or upstream ~= '' then return 0 end
+redis.call('HSET', KEYS[1], 'provider', ARGV[1], 'route', ARGV[2])
+return 1
+"""
+
 
 @dataclass(frozen=True)
 class StoredPrediction:
@@ -58,6 +66,7 @@ class StoredPrediction:
     provisional: bool = False  # written by a create that has not handed the prediction on yet: not shown
     streams: bool = False  # the model streams its output: the prediction has a stream URL
     upstream_stream: str = ""  # the upstream's own event stream of the prediction, when it has one
+    route: str = ""  # the label of the route that serves it (`Route.label`)
 
     @property
     def entry(self) -> IndexEntry:
@@ -76,6 +85,7 @@ class StoredPrediction:
             "upstream_outputs": _dumps(list(self.upstream_outputs)),
             "streams": "1" if self.streams else "0",
             "upstream_stream": self.upstream_stream,
+            "route": self.route,
         }
 
     @classmethod
@@ -94,6 +104,7 @@ class StoredPrediction:
             provisional=fields.get("provisional") == "1",
             streams=fields.get("streams") == "1",
             upstream_stream=fields.get("upstream_stream", ""),
+            route=fields.get("route", ""),
         )
 
 
@@ -102,6 +113,7 @@ class PredictionStore:
         self._redis = redis
         self._retention = retention_seconds
         self._apply = redis.register_script(_APPLY)
+        self._reroute = redis.register_script(_REROUTE)
         self._follow_ups = follow_ups
         self._deadlines = deadlines
 
@@ -140,6 +152,12 @@ class PredictionStore:
             with mapped_errors(self._redis):
                 replies = await pipe.execute()
         return replies[0] if admit is not None else None
+
+    async def reroute(self, prediction_id: str, provider: str, route: str) -> bool:
+        """Hand a prediction that no upstream has taken to another route; False once one has (it has an
+        upstream id) or the record has gone."""
+        with mapped_errors(self._redis):
+            return bool(await self._reroute(keys=[_key(prediction_id)], args=[provider, route]))
 
     async def retain(self, prediction_id: str) -> None:
         """Keep a provisional record for the retention period (a prediction queued to run later)."""

@@ -143,7 +143,7 @@ def quiet_gateway(tmp_path_factory: pytest.TempPathFactory, catalog_path: Path) 
 @pytest.mark.parametrize(
     "fault,kind",
     [
-        (Fault(route="create", delay=4), "timeout"),  # past the provider's 3 s timeout
+        (Fault(route="create", delay=4, status=500), "timeout"),  # past the provider's 3 s timeout, and never created
         (Fault(route="create", drop_connection=True), "connection"),
         (Fault(route="create", status=500), "http_5xx"),
         (Fault(route="create", status=429, retry_after=1), "http_429"),

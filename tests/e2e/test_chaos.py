@@ -239,7 +239,7 @@ def test_a_create_cut_short_by_an_outage_leaves_no_prediction_that_never_finishe
 @pytest.mark.parametrize(
     ("fault", "expected"),
     [
-        (Fault(route="create", delay=4.0), 504),  # beyond the catalog's 3 s provider timeout
+        (Fault(route="create", delay=4.0, status=500), 504),  # beyond the catalog's 3 s provider timeout, never created
         (Fault(route="create", drop_connection=True), 502),
         (Fault(route="create", status=200, body={"unexpected": "shape"}), 502),
         (Fault(route="create", status=201, body={"id": 7, "status": "bogus"}), 502),

@@ -314,6 +314,9 @@ async def _create(
         deployment=deployment,
         streams=_streams(model.versions[version_id]),
     )
+    if payload.get("webhook"):  # echoed, as Replicate's prediction objects do (its JS and Go clients' types)
+        data["webhook"] = payload["webhook"]
+        data["webhook_events_filter"] = sorted(_event_filter(payload.get("webhook_events_filter")))
     run = PredictionRun(
         data,
         start_delay=config.start_delay,
