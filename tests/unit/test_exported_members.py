@@ -4,7 +4,7 @@ import importlib
 
 import pytest
 
-PACKAGES = ["gateway.files", "gateway.predictions", "gateway.providers", "gateway.store"]
+PACKAGES = ["gateway.files", "gateway.predictions", "gateway.providers", "gateway.routing", "gateway.store"]
 
 
 @pytest.mark.parametrize("name", PACKAGES)

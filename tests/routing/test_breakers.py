@@ -1,0 +1,173 @@
+"""Circuit breakers shared through a real Valkey by several `Breakers`, each on its own client (a process)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from gateway.routing import CircuitState, Ticket
+from gateway.timestamps import parse_timestamp
+from tests.routing.conftest import POLICY, Process, eventually
+
+Opener = Callable[..., Awaitable[Process]]
+
+
+async def _open(process: Process, route: str) -> None:
+    for _ in range(POLICY.failures):
+        await process.breakers.failed(Ticket(route), "http_503")
+
+
+async def _probe(process: Process, route: str) -> Ticket:
+    """Waits out the open period, then claims the probe. (A process learns of an opening when the announcement
+    arrives, so its open period may end a few milliseconds after the store's.)"""
+    await asyncio.sleep(POLICY.open_ms / 1000)
+    for _ in range(100):
+        ticket = await process.breakers.admit(route)
+        if ticket is not None:
+            assert ticket.probe
+            return ticket
+        await asyncio.sleep(0.005)
+    raise AssertionError("no probe")
+
+
+async def test_failures_up_to_the_threshold_within_the_window_open_the_breaker_for_every_process(
+    open_process: Opener, route: str
+) -> None:
+    first, second = await open_process(), await open_process()
+    for _ in range(POLICY.failures - 1):
+        await first.breakers.failed(Ticket(route), "http_503")
+    assert await first.breakers.admit(route) == Ticket(route)
+    await second.breakers.failed(Ticket(route), "timeout")  # the threshold counts every process's failures
+
+    assert await second.breakers.admit(route) is None
+    await eventually(lambda: first.breakers.local_state(route) is CircuitState.OPEN)
+    assert await first.breakers.admit(route) is None
+    assert second.transitions == [(route, "open")] and first.transitions == []
+    (state,) = [s for s in await first.breakers.states() if s.route == route]
+    assert (state.state, state.failures, state.last_failure) == (CircuitState.OPEN, 3, "timeout")
+    opened_at, retry_at = parse_timestamp(state.opened_at), parse_timestamp(state.retry_at)
+    assert opened_at is not None and retry_at is not None
+    assert round(retry_at - opened_at, 3) == POLICY.open_ms / 1000
+    assert abs(opened_at - time.time()) < 1
+
+
+async def test_fewer_failures_or_failures_spread_beyond_the_window_leave_it_closed(open_process: Opener, route: str) -> None:
+    process = await open_process()
+    for _ in range(POLICY.failures - 1):
+        await process.breakers.failed(Ticket(route), "http_500")
+    await asyncio.sleep(1.1)  # the window is 1 s: four failures, never three within it
+    for _ in range(POLICY.failures - 1):
+        await process.breakers.failed(Ticket(route), "http_500")
+        await asyncio.sleep(0.35)
+    assert await process.breakers.admit(route) == Ticket(route)
+    assert process.transitions == []
+    (state,) = [s for s in await process.breakers.states() if s.route == route]
+    assert (state.state, state.opened_at, state.retry_at) == (CircuitState.CLOSED, None, None)
+    assert state.failures == 2  # the last two; the first two have left the window
+
+
+async def test_once_the_open_period_is_over_exactly_one_request_of_all_processes_gets_the_probe(
+    open_process: Opener, route: str
+) -> None:
+    first, second = await open_process(), await open_process()
+    await _open(first, route)
+    await eventually(lambda: second.breakers.local_state(route) is CircuitState.OPEN)
+    assert await second.breakers.admit(route) is None  # the open period runs
+    await asyncio.sleep(POLICY.open_ms / 1000 + 0.1)
+
+    tickets = await asyncio.gather(*(p.breakers.admit(route) for _ in range(25) for p in (first, second)))
+    probes = [t for t in tickets if t is not None]
+    assert len(probes) == 1 and probes[0].probe and len(tickets) == 50
+    holder = first if first.transitions[-1:] == [(route, "half_open")] else second
+    assert holder.transitions[-1] == (route, "half_open")
+    for process in (first, second):
+        await eventually(lambda p=process: p.breakers.local_state(route) is CircuitState.HALF_OPEN)  # type: ignore[misc]
+    assert await first.breakers.admit(route) is None and await second.breakers.admit(route) is None
+
+
+async def test_a_successful_probe_closes_the_breaker_for_every_process_at_once(open_process: Opener, route: str) -> None:
+    first, second = await open_process(), await open_process()
+    await _open(first, route)
+    probe = await _probe(first, route)
+    await eventually(lambda: second.breakers.local_state(route) is CircuitState.HALF_OPEN)
+    await first.breakers.succeeded(probe)
+
+    assert await first.breakers.admit(route) == Ticket(route)
+    # The probe's lease (5 s) is far off: only the announcement can have told the second process.
+    await eventually(lambda: second.breakers.local_state(route) is CircuitState.CLOSED, within=0.5)
+    assert await second.breakers.admit(route) == Ticket(route)
+    assert first.transitions == [(route, "open"), (route, "half_open"), (route, "closed")]
+    (state,) = [s for s in await second.breakers.states() if s.route == route]
+    assert (state.state, state.failures, state.opened_at, state.last_failure) == (CircuitState.CLOSED, 0, None, "http_503")
+    for _ in range(POLICY.failures - 1):  # the window starts afresh
+        await first.breakers.failed(Ticket(route), "http_503")
+    assert first.breakers.local_state(route) is CircuitState.CLOSED
+
+
+async def test_a_failed_probe_opens_the_breaker_again_at_once(open_process: Opener, route: str) -> None:
+    first, second = await open_process(), await open_process()
+    await _open(first, route)
+    probe = await _probe(second, route)
+    await second.breakers.failed(probe, "timeout")
+
+    assert await second.breakers.admit(route) is None
+    await eventually(lambda: first.breakers.local_state(route) is CircuitState.OPEN)
+    assert await first.breakers.admit(route) is None
+    assert second.transitions == [(route, "half_open"), (route, "open")]
+    (state,) = [s for s in await first.breakers.states() if s.route == route]
+    retry_at = parse_timestamp(state.retry_at)
+    assert state.state is CircuitState.OPEN and retry_at is not None
+    assert 0 < retry_at - time.time() <= POLICY.open_ms / 1000
+    await _probe(first, route)  # and after another open period, a new probe
+
+
+async def test_a_probe_whose_holder_vanished_is_claimable_again_once_its_lease_lapses(open_process: Opener, route: str) -> None:
+    policy = POLICY.__class__(failures=3, window_ms=1000, open_ms=300, probe_ms=700)
+    first, second = await open_process(policy), await open_process(policy)
+    for _ in range(3):
+        await first.breakers.failed(Ticket(route), "connection")
+    await asyncio.sleep(0.4)
+    lost = await first.breakers.admit(route)  # its holder never reports
+    assert lost is not None and lost.probe
+    await first.breakers.aclose()
+
+    await asyncio.sleep(0.4)
+    assert await second.breakers.admit(route) is None  # the lease still runs
+    await asyncio.sleep(0.45)
+    taken_over = await second.breakers.admit(route)
+    assert taken_over is not None and taken_over.probe and taken_over.claim != lost.claim
+    await first.breakers.succeeded(lost)  # a late answer of the lapsed probe changes nothing
+    assert second.breakers.local_state(route) is CircuitState.HALF_OPEN
+    await second.breakers.succeeded(taken_over)
+    assert await second.breakers.admit(route) == Ticket(route)
+    assert second.transitions == [(route, "half_open"), (route, "closed")]
+
+
+async def test_closed_breakers_and_running_open_periods_cost_no_round_trip(open_process: Opener, route: str) -> None:
+    process = await open_process()
+    redis, breakers = process.redis, process.breakers
+    recovered = f"{route}-recovered"  # one that opened and closed again
+    await _open(process, recovered)
+    await breakers.succeeded(await _probe(process, recovered))
+
+    before = redis.sent
+    for name in (route, recovered):
+        for _ in range(500):
+            ticket = await breakers.admit(name)
+            assert ticket == Ticket(name)
+            await breakers.succeeded(ticket)
+    assert redis.sent == before
+    costs = []
+    for _ in range(POLICY.failures):
+        sent = redis.sent
+        await breakers.failed(Ticket(route), "http_503")
+        costs.append(redis.sent - sent)
+    assert costs == [2, 1, 2]  # the script; and the route's listing when its record is new and when it opens
+    opened = redis.sent
+    for _ in range(500):
+        assert await breakers.admit(route) is None  # open: skipped without asking
+    assert redis.sent == opened
+    await asyncio.sleep(POLICY.open_ms / 1000 + 0.1)
+    assert (await breakers.admit(route) or Ticket(route)).probe
+    assert redis.sent == opened + 1  # the claim
