@@ -40,6 +40,7 @@ class Process:
 
     breakers: Breakers
     redis: CountingRedis
+    name: str  # of its Redis connections
     transitions: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -54,11 +55,12 @@ async def open_process(redis_url: str) -> AsyncIterator[Callable[..., Awaitable[
     started: list[Process] = []
 
     async def open_one(policy: BreakerPolicy = POLICY) -> Process:
-        redis = cast(CountingRedis, CountingRedis.from_url(redis_url, decode_responses=True))
+        name = f"breakers-{uuid.uuid4().hex[:8]}"
+        redis = cast(CountingRedis, CountingRedis.from_url(redis_url, decode_responses=True, client_name=name))
         transitions: list[tuple[str, str]] = []
         breakers = Breakers(BreakerStore(redis), policy, lambda route, state: transitions.append((route, state)))
         await breakers.start()
-        process = Process(breakers, redis, transitions)
+        process = Process(breakers, redis, name, transitions)
         started.append(process)
         return process
 

@@ -6,6 +6,8 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
+import redis.asyncio as aioredis
+
 from gateway.routing import CircuitState, Ticket
 from gateway.timestamps import parse_timestamp
 from tests.routing.conftest import POLICY, Process, eventually
@@ -55,16 +57,16 @@ async def test_failures_up_to_the_threshold_within_the_window_open_the_breaker_f
 async def test_fewer_failures_or_failures_spread_beyond_the_window_leave_it_closed(open_process: Opener, route: str) -> None:
     process = await open_process()
     for _ in range(POLICY.failures - 1):
+        await process.breakers.failed(Ticket(f"{route}-fewer"), "http_500")
+    for _ in range(POLICY.failures + 1):  # one every 0.6 s: never three within the 1 s window
         await process.breakers.failed(Ticket(route), "http_500")
-    await asyncio.sleep(1.1)  # the window is 1 s: four failures, never three within it
-    for _ in range(POLICY.failures - 1):
-        await process.breakers.failed(Ticket(route), "http_500")
-        await asyncio.sleep(0.35)
+        await asyncio.sleep(0.6)
     assert await process.breakers.admit(route) == Ticket(route)
+    assert await process.breakers.admit(f"{route}-fewer") == Ticket(f"{route}-fewer")
     assert process.transitions == []
     (state,) = [s for s in await process.breakers.states() if s.route == route]
-    assert (state.state, state.opened_at, state.retry_at) == (CircuitState.CLOSED, None, None)
-    assert state.failures == 2  # the last two; the first two have left the window
+    assert (state.state, state.opened_at, state.retry_at, state.last_failure) == (CircuitState.CLOSED, None, None, "http_500")
+    assert state.failures == 1  # the last; the one before is 0.6 s older, and was read 0.6 s later
 
 
 async def test_once_the_open_period_is_over_exactly_one_request_of_all_processes_gets_the_probe(
@@ -171,3 +173,24 @@ async def test_closed_breakers_and_running_open_periods_cost_no_round_trip(open_
     await asyncio.sleep(POLICY.open_ms / 1000 + 0.1)
     assert (await breakers.admit(route) or Ticket(route)).probe
     assert redis.sent == opened + 1  # the claim
+
+
+async def test_a_process_whose_subscription_dropped_reloads_the_transitions_it_missed(
+    open_process: Opener, route: str, redis_url: str
+) -> None:
+    watcher, other = await open_process(), await open_process()
+    admin = aioredis.Redis.from_url(redis_url, decode_responses=True)
+
+    async def subscriptions() -> list[str]:
+        return [c["id"] for c in await admin.client_list(_type="pubsub") if c["name"] == watcher.name]
+
+    began = time.monotonic()
+    while not await subscriptions():
+        assert time.monotonic() - began < 2
+        await asyncio.sleep(0.01)
+    for client_id in await subscriptions():
+        await admin.client_kill_filter(_id=client_id)
+    await _open(other, route)  # announced while nobody listened for the watcher (it resubscribes after 0.1 s)
+
+    await eventually(lambda: watcher.breakers.local_state(route) is CircuitState.OPEN, within=3)
+    await admin.aclose()
