@@ -73,7 +73,9 @@ class Breakers:
     """The breakers of all routes, as one process uses them.
 
     `start` loads every breaker and follows the announcements (reloading whenever the subscription was lost);
-    `aclose` stops following. `transitioned(route, state)` is told of each transition this process makes."""
+    `aclose` stops following. `transitioned(route, state)` is told of each transition this process makes.
+    Route names are opaque (any string; it becomes a metric label, so never a URL with credentials). Whatever
+    asks Redis raises StoreError when Redis fails."""
 
     def __init__(
         self, store: BreakerStore, policy: BreakerPolicy, transitioned: Callable[[str, str], None] = lambda *_: None

@@ -227,7 +227,7 @@ def _record(route: str, now_ms: int, fields: list[Any], failures: int) -> Breake
         gen=int(gen or 0),
         wait_ms=max(int(due) - now_ms, 0) if due else 0,
         failures=failures,
-        opened_at_ms=int(opened_at) if state != "closed" and opened_at else None,
+        opened_at_ms=int(opened_at) if opened_at else None,
         retry_at_ms=int(due) if due else None,
         reason=reason,
         failed_at_ms=int(failed_at) if failed_at else None,

@@ -70,7 +70,7 @@ async def open_process(redis_url: str) -> AsyncIterator[Callable[..., Awaitable[
         await process.redis.aclose()
 
 
-async def eventually(check: Callable[[], bool], within: float = 1.0) -> float:
+async def eventually(check: Callable[[], bool], within: float = 2.0) -> float:
     """Seconds until `check()` holds; fails the test if it does not within `within` seconds."""
     began = time.monotonic()
     while not check():

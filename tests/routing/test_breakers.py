@@ -54,6 +54,15 @@ async def test_failures_up_to_the_threshold_within_the_window_open_the_breaker_f
     assert abs(opened_at - time.time()) < 1
 
 
+async def test_route_names_are_opaque(open_process: Opener, route: str) -> None:
+    first, second = await open_process(), await open_process()
+    odd = f"{route} {{tag}} with spaces: ünïcode"
+    await _open(first, odd)
+    await eventually(lambda: second.breakers.local_state(odd) is CircuitState.OPEN)
+    assert [s.state for s in await second.breakers.states() if s.route == odd] == [CircuitState.OPEN]
+    assert second.breakers.local_state(route) is CircuitState.CLOSED
+
+
 async def test_fewer_failures_or_failures_spread_beyond_the_window_leave_it_closed(open_process: Opener, route: str) -> None:
     process = await open_process()
     for _ in range(POLICY.failures - 1):
@@ -97,7 +106,7 @@ async def test_a_successful_probe_closes_the_breaker_for_every_process_at_once(o
 
     assert await first.breakers.admit(route) == Ticket(route)
     # The probe's lease (5 s) is far off: only the announcement can have told the second process.
-    await eventually(lambda: second.breakers.local_state(route) is CircuitState.CLOSED, within=0.5)
+    await eventually(lambda: second.breakers.local_state(route) is CircuitState.CLOSED, within=1.0)
     assert await second.breakers.admit(route) == Ticket(route)
     assert first.transitions == [(route, "open"), (route, "half_open"), (route, "closed")]
     (state,) = [s for s in await second.breakers.states() if s.route == route]
