@@ -90,7 +90,7 @@ return announce('half_open', now + lease)
 )
 
 # KEYS: 1 hash, 2 failure window. ARGV: 1 route, 2 the probe's claim. Closes the breaker if that probe is
-# still the current one (a lapsed probe's late answer changes nothing).
+# still the current one (once another request has taken over a lapsed probe, the old one's answer changes nothing).
 _CLOSE = (
     _COMMON
     + """
