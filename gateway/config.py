@@ -126,6 +126,12 @@ class Settings(BaseSettings):
     usage_row_retention_seconds: int = Field(default=DEFAULT_USAGE_ROW_RETENTION_SECONDS, gt=0)
     usage_retention_seconds: int = Field(default=DEFAULT_USAGE_RETENTION_SECONDS, gt=0)
     usage_metrics_by: Literal["key", "tenant"] = "key"
+    # Circuit breakers of upstream routes: `breaker_failures` failures within the window open a route's breaker
+    # for `breaker_open_seconds`; then one probe request may hold the route for up to `breaker_probe_seconds`.
+    breaker_failures: int = Field(default=5, gt=0)
+    breaker_window_seconds: float = Field(default=30.0, gt=0)
+    breaker_open_seconds: float = Field(default=30.0, gt=0)
+    breaker_probe_seconds: float = Field(default=60.0, gt=0)
 
     @field_validator("admin_token")
     @classmethod

@@ -1,43 +1,23 @@
 """Queue-depth gauges: the last reading of the work waiting in Redis, taken when /metrics is scraped.
 
-A reading that failed or came too late leaves the depth series out of the scrape (Prometheus marks them stale)
-and `gateway_queue_depths_up` at 0, so a Redis outage never holds up /metrics nor shows old depths as current.
 Every process reads the same shared queues: aggregate these series with `max`, never `sum`.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
-from gateway.errors import StoreError
+from gateway.scraped import ScrapedGauges
 from gateway.store import QueueDepths
 
-DEPTH_TIMEOUT_SECONDS = 0.5  # how long a scrape waits for Redis
 
-
-class DepthCollector(Collector):
+class DepthCollector(ScrapedGauges[QueueDepths]):
     def __init__(self, registry: CollectorRegistry) -> None:
-        self._depths: QueueDepths | None = None
-        registry.register(self)
-
-    async def refresh(self, read: Callable[[], Awaitable[QueueDepths]], timeout: float = DEPTH_TIMEOUT_SECONDS) -> None:
-        """Take a new reading with `read`; none when Redis fails or does not answer within `timeout` seconds."""
-        try:
-            self._depths = await asyncio.wait_for(read(), timeout)
-        except (StoreError, TimeoutError):
-            self._depths = None
-
-    def collect(self) -> Iterable[Metric]:
-        up = GaugeMetricFamily("gateway_queue_depths_up", "1 when this scrape read the queue depths from Redis in time, else 0")
-        up.add_metric([], 0 if self._depths is None else 1)
-        yield up
-        if self._depths is not None:
-            yield from _families(self._depths)
+        up_help = "1 when this scrape read the queue depths from Redis in time, else 0"
+        super().__init__(registry, "gateway_queue_depths_up", up_help, _families)
 
 
 def _families(depths: QueueDepths) -> Iterable[Metric]:

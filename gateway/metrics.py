@@ -9,6 +9,7 @@ from contextlib import AbstractContextManager
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from gateway.depths import DepthCollector
+from gateway.routing.gauges import BreakerGauges
 from gateway.status import Status
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -88,6 +89,14 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.breakers = BreakerGauges(self.registry)
+        self.breaker_transitions = Counter(
+            "gateway_breaker_transitions",
+            "Circuit breaker transitions of an upstream route into a state, counted by the process that made them",
+            ["route", "state"],
+            registry=self.registry,
+        )
+
     def request(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(route, method, str(status)).inc()
         self.latency.labels(route, method, f"{status // 100}xx").observe(seconds)
@@ -125,6 +134,9 @@ class Metrics:
 
     def limit_refused(self, reason: str) -> None:
         self.limit_refusals.labels(reason).inc()
+
+    def breaker_transition(self, route: str, state: str) -> None:
+        self.breaker_transitions.labels(route, state).inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -28,10 +28,11 @@ from gateway.openai_images import Images
 from gateway.predictions import IdempotentCreates, Predictions, Tracker, UpstreamRequests
 from gateway.providers import Provider, Reporting, build_providers, capabilities_of
 from gateway.providers.http import UpstreamClient
+from gateway.routing import Breakers
 from gateway.schemas import Schemas
 from gateway.signing import SECRET_NAME, Signer
 from gateway.ssrf import Resolve, UrlGuard, system_resolve
-from gateway.store import QueueDepths, Store, StoredPrediction, default_retention
+from gateway.store import BreakerPolicy, QueueDepths, Store, StoredPrediction, default_retention
 from gateway.streams import Streams
 from gateway.usage import Metering, Price, UsageReports
 from gateway.validation import UrlPolicy
@@ -67,6 +68,7 @@ class Services:
     images: Images
     ready: Callable[[], Awaitable[None]]  # returns once the store answers, else raises StoreError
     queue_depths: Callable[[], Awaitable[QueueDepths]]  # a reading of the work waiting in Redis
+    breakers: Breakers  # of upstream routes, shared by every process
 
 
 @contextlib.asynccontextmanager
@@ -89,15 +91,20 @@ async def open_services(
     )
     providers: dict[str, Provider] = {}
     tasks: list[asyncio.Task[None]] = []
+    breakers: Breakers | None = None
     try:
         services = await _build(settings, catalog, store, metrics, resolve)
         providers = services.providers
+        breakers = services.breakers
+        await breakers.start()
         for provider in providers.values():
             await provider.start()
         tasks = [asyncio.create_task(work, name=getattr(work, "__qualname__", None)) for work in _background(services, settings)]
         yield services
     finally:
         await _stop(tasks)
+        if breakers is not None:
+            await breakers.aclose()
         for provider in providers.values():
             await provider.aclose()
         await store.aclose()
@@ -205,6 +212,7 @@ async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Me
         Images(catalog, predictions, files, file_id_in, auth.active),
         ready=functools.partial(store.ping, READY_TIMEOUT_SECONDS),
         queue_depths=functools.partial(store.depths, _slot_queues(catalog)),
+        breakers=_breakers(settings, store, metrics),
     )  # fmt: skip
 
 
@@ -221,6 +229,16 @@ def _webhooks(settings: Settings, store: Store, links: Links, metrics: Metrics, 
         metrics,
     )
     return Webhooks(outbox, secrets, WebhookTargets(UrlGuard(policy, resolve)), worker)
+
+
+def _breakers(settings: Settings, store: Store, metrics: Metrics) -> Breakers:
+    policy = BreakerPolicy.from_seconds(
+        settings.breaker_failures,
+        settings.breaker_window_seconds,
+        settings.breaker_open_seconds,
+        settings.breaker_probe_seconds,
+    )
+    return Breakers(store.breakers, policy, metrics.breaker_transition)
 
 
 def _prices(catalog: Catalog) -> Callable[[str], Price]:

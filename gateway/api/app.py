@@ -53,9 +53,11 @@ async def ready(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    """This process's metrics, with queue depths read from Redis now (left out if Redis does not answer quickly)."""
+    """This process's metrics, with queue depths and breakers read from Redis now (left out if Redis does not
+    answer quickly)."""
     services = request.state.services
     await services.metrics.depths.refresh(services.queue_depths)
+    await services.metrics.breakers.refresh(services.breakers.states)
     return Response(services.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -1,5 +1,8 @@
-"""Which upstream routes a prediction is sent to, in what order, and when one is left alone for a while."""
+"""Which upstream routes a prediction is sent to, in what order, and when one is left alone for a while: route
+order, and circuit breakers shared by every gateway process."""
 
+from gateway.routing.breakers import Breakers, BreakerState, CircuitState, Ticket
+from gateway.routing.gauges import BreakerGauges
 from gateway.routing.order import Router, may_fail_over
 
-__all__ = ["Router", "may_fail_over"]
+__all__ = ["BreakerGauges", "BreakerState", "Breakers", "CircuitState", "Router", "Ticket", "may_fail_over"]

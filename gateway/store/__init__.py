@@ -5,6 +5,7 @@ Keys that belong together share a Redis Cluster hash tag: `gw:pred:{<id>}` holds
 `gw:tenant:{<tenant>}:predictions` indexes a tenant's predictions by creation time; `gw:file:{<id>}` and
 `gw:tenant:{<tenant>}:files` do the same for uploaded files; client webhooks wait in `gw:{deliveries}:stream`.
 A tenant's idempotency keys (`gw:idem:{<tenant>}:…`) are in its slot too.
+A route's circuit breaker (`gw:breaker:{<route>}…`) is in the route's slot.
 A tenant's limits (`gw:limits:{<tenant>}…`) and usage (`gw:usage:{<tenant>}…`) share its slot, so that one
 script checks or settles them together.
 """
@@ -21,6 +22,7 @@ from redis import exceptions as redis_errors
 
 from gateway.store import events
 from gateway.store.audit import AuditFields, AuditFilter, AuditPage, AuditStore
+from gateway.store.breakers import BreakerPolicy, BreakerRecord, BreakerReply, BreakerStore
 from gateway.store.deliveries import Delivery, DeliveryStore, Message
 from gateway.store.depths import DeliveryDepth, QueueDepths, ScheduleDepth, SlotQueueDepth
 from gateway.store.files import FileStore, StoredFile
@@ -58,6 +60,7 @@ class Store:
         self.schemas = SchemaStore(redis)
         self.deliveries = DeliveryStore(redis)
         self.limits = LimitStore(redis, self.audit)
+        self.breakers = BreakerStore(redis)
         self.usage = UsageStore(redis, usage_retention or default_retention(prediction_retention_seconds))
 
     @classmethod
@@ -136,6 +139,10 @@ __all__ = [
     "AuditFilter",
     "AuditPage",
     "AuditStore",
+    "BreakerPolicy",
+    "BreakerRecord",
+    "BreakerReply",
+    "BreakerStore",
     "Claim",
     "Delivery",
     "DeliveryDepth",
