@@ -133,6 +133,7 @@ class SlotDispatcher:
         """`_start`, where anything unforeseen puts the prediction at the back of the queue instead of losing it
         (or blocking the queue), and fails it after MAX_DISPATCH_ATTEMPTS such tries."""
         with request_context.serving(self._requests.get(prediction_id)):
+            request_context.tag(prediction_id=prediction_id)
             try:
                 await self._start(slot, prediction_id)
             except Exception:
