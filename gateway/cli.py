@@ -56,19 +56,21 @@ def _without_credentials(url: str) -> str:
 
 def serve(settings: Settings, args: argparse.Namespace | None = None) -> None:
     """Run the gateway until interrupted, with an embedded Redis when no URL is configured."""
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
+    say = logs.announcer(settings.log_format)
     catalog = Catalog(with_model_servers(load_catalog(settings.catalog), settings.model_servers))
-    _private_directory(settings.data_dir)
-    settings = _with_admin_token(settings)
-    with _stop_signals(), _redis(settings) as settings:
+    _private_directory(settings.data_dir, say)
+    settings = _with_admin_token(settings, say)
+    with _stop_signals(say), _redis(settings, say) as settings:
         app = create_app(settings, catalog)
-        _welcome(settings, catalog)
+        _welcome(settings, catalog, say)
         uvicorn.run(
             app,
             host=settings.host,
             port=settings.port,
             log_level=settings.log_level,
             log_config=None,
+            access_log=False,  # the gateway's own (`api/timing`) has the duration and the request's fields
             timeout_keep_alive=settings.keep_alive_seconds,
             timeout_graceful_shutdown=30,
             http=http_protocol(settings.header_timeout_seconds),
@@ -83,7 +85,7 @@ class _Stopped(BaseException):
 
 
 @contextlib.contextmanager
-def _stop_signals() -> Iterator[None]:
+def _stop_signals(say: logs.Announce) -> Iterator[None]:
     """Turn SIGINT and SIGTERM into a clean stop, whenever they arrive.
 
     While uvicorn runs it takes the signals over, shuts the app down (stopping the model servers) and then
@@ -101,13 +103,13 @@ def _stop_signals() -> Iterator[None]:
     try:
         yield
     except _Stopped:
-        print("gateway: stopped", flush=True)
+        say("gateway: stopped")
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
 
-def _welcome(settings: Settings, catalog: Catalog) -> None:
+def _welcome(settings: Settings, catalog: Catalog, say: logs.Announce) -> None:
     token_path = settings.data_dir / "demo_key"
 
     async def keep_token() -> None:
@@ -116,11 +118,10 @@ def _welcome(settings: Settings, catalog: Catalog) -> None:
 
     asyncio.run(keep_token())
     base_url = settings.public_base_url or settings.local_base_url()
-    print(
+    say(
         f"gateway: starting on {base_url} (Replicate API at /v1 and /replicate/v1, admin API at /admin/v1)\n"
         f"gateway: a key for the '{DEMO_TENANT}' tenant is in {token_path}; try it with "
-        f"`pip install replicate==1.0.7` and this Python:\n\n{snippet(base_url, catalog, token_path)}\n",
-        flush=True,
+        f"`pip install replicate==1.0.7` and this Python:\n\n{snippet(base_url, catalog, token_path)}\n"
     )
 
 
@@ -144,7 +145,7 @@ async def _store(settings: Settings) -> AsyncIterator[Store]:
 
 
 @contextlib.contextmanager
-def _redis(settings: Settings, *, reuse_running: bool = False) -> Iterator[Settings]:
+def _redis(settings: Settings, say: logs.Announce = logs.PRINT, *, reuse_running: bool = False) -> Iterator[Settings]:
     """Settings with a usable Redis URL: the configured one, a running embedded server's, or a new embedded one."""
     if settings.redis_url:
         yield settings
@@ -155,19 +156,19 @@ def _redis(settings: Settings, *, reuse_running: bool = False) -> Iterator[Setti
         yield settings.model_copy(update={"redis_url": url})
         return
     with EmbeddedRedis(redis_dir) as server:
-        print(f"gateway: started the embedded Redis server (data in {redis_dir})", flush=True)
+        say(f"gateway: started the embedded Redis server (data in {redis_dir})")
         yield settings.model_copy(update={"redis_url": server.url})
 
 
-def _private_directory(path: Path) -> None:
+def _private_directory(path: Path, say: logs.Announce) -> None:
     """The data directory holds the admin token, the demo key and the embedded Redis's password and data: made
     owner-only; one that exists is not changed (it may be chosen by the operator), only warned about."""
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     if path.stat().st_mode & 0o077:
-        print(f"gateway: warning: the data directory {path} is open to other users; `chmod 700 {path}`", flush=True)
+        say(f"gateway: warning: the data directory {path} is open to other users; `chmod 700 {path}`")
 
 
-def _with_admin_token(settings: Settings) -> Settings:
+def _with_admin_token(settings: Settings, say: logs.Announce) -> Settings:
     """Without GATEWAY_ADMIN_TOKEN, use (or create) one kept in the data directory, readable by its owner only."""
     if settings.admin_token is not None:
         return settings
@@ -177,7 +178,7 @@ def _with_admin_token(settings: Settings) -> Settings:
         path.write_text(secrets.token_urlsafe(32))
         # The token itself only to a person at a terminal, once: never into a log collector.
         shown = f": {path.read_text()}" if sys.stdout.isatty() else ""
-        print(f"gateway: created an admin token in {path}{shown}", flush=True)
+        say(f"gateway: created an admin token in {path}{shown}")
     return settings.model_copy(update={"admin_token": SecretStr(path.read_text().strip())})
 
 

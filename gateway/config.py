@@ -93,6 +93,7 @@ class Settings(BaseSettings):
     allow_private_input_urls: bool = False  # true: URLs may reach any address (as allowing every network)
     allowed_private_cidrs: str = ""  # comma-separated networks tenant and upstream URLs may reach, e.g. 10.0.0.0/8
     log_level: str = "info"
+    log_format: Literal["text", "json"] = "text"  # json: one object per line, with the request's fields
     keep_alive_seconds: int = Field(default=DEFAULT_KEEP_ALIVE_SECONDS, gt=0)
     model_servers: int | None = Field(default=None, ge=1, le=64, description="servers per managed Cog provider")
     files_dir: Path | None = None  # None: <data_dir>/files

@@ -223,7 +223,7 @@ def _webhooks(settings: Settings, store: Store, links: Links, metrics: Metrics, 
     worker = DeliveryWorker(
         store.deliveries,
         secrets,
-        UpstreamClient(settings.webhook_timeout_seconds, settings.webhook_concurrency, policy),
+        UpstreamClient(settings.webhook_timeout_seconds, settings.webhook_concurrency, policy, name="webhooks"),
         RetryPolicy(settings.webhook_first_retry_seconds, settings.webhook_retry_seconds),
         WorkerLimits(settings.webhook_lease_seconds, settings.webhook_concurrency),
         metrics,

@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway import request_context
 from gateway.api.requests import parse_json, services
 from gateway.errors import NotFound
 from gateway.providers import Callback
@@ -17,6 +18,7 @@ async def upstream_webhook(request: Request) -> Response:
     prediction_id = request.path_params["prediction_id"]
     if not services(request).links.callbacks.verify(prediction_id, request.query_params.get("token", "")):
         raise NotFound("The requested resource does not exist")
+    request_context.tag(prediction_id=prediction_id)
     body = await request.body()
     try:
         payload = parse_json(body)

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from gateway import request_context
 from gateway.api.idempotency import REPLAYED_HEADER, idempotency_key
 from gateway.api.requests import api_root, caller, json_object, services
 from gateway.catalog import Reference, RefKind
@@ -45,6 +46,7 @@ async def get_output(request: Request) -> Response:
     prediction_id, index, expiry = params["prediction_id"], params["index"], params["expiry"]
     if not gateway.links.outputs.verify(prediction_id, index, expiry, params["signature"]):
         raise NotFound("The requested output does not exist")
+    request_context.tag(prediction_id=prediction_id)
     if expiry <= time.time():
         raise Forbidden("The output link has expired; read the prediction again for a fresh one")
     stream = await gateway.predictions.open_output(prediction_id, index, gateway.auth.active)
@@ -67,13 +69,13 @@ async def create_deployment_prediction(request: Request) -> Response:
 
 async def get_prediction(request: Request) -> Response:
     key = await caller(request, "read")
-    record = await services(request).predictions.get(key, request.path_params["prediction_id"])
+    record = _logged(await services(request).predictions.get(key, request.path_params["prediction_id"]))
     return JSONResponse(prediction_json(record, request))
 
 
 async def cancel_prediction(request: Request) -> Response:
     key = await caller(request, "predict")
-    record = await services(request).predictions.cancel(key, request.path_params["prediction_id"])
+    record = _logged(await services(request).predictions.cancel(key, request.path_params["prediction_id"]))
     return JSONResponse(prediction_json(record, request))
 
 
@@ -100,7 +102,7 @@ async def _create(request: Request, kind: RefKind) -> Response:
     wait = _preferred_wait(request.headers.get("prefer"))  # read before anything runs upstream
     name = body["version"] if kind is RefKind.VERSION else _path_name(request)
     created = await services(request).creates.create(key, Reference(kind, name), options, idempotency)
-    record, headers = created.record, {REPLAYED_HEADER: "true"} if created.replayed else {}
+    record, headers = _logged(created.record), {REPLAYED_HEADER: "true"} if created.replayed else {}
     if wait is not None:
         seconds, headers["Preference-Applied"] = wait
         record = await services(request).predictions.wait(record, seconds - _WAIT_MARGIN_SECONDS, request.is_disconnected)
@@ -109,6 +111,12 @@ async def _create(request: Request, kind: RefKind) -> Response:
         # Every official client treats any status but `starting` as final: an unfinished one must say so.
         doc["status"] = "starting"
     return JSONResponse(doc, status_code=201, headers={"Location": doc["urls"]["get"], **headers})
+
+
+def _logged(record: StoredPrediction) -> StoredPrediction:
+    """`record`, its id and provider now on the request's log lines."""
+    request_context.tag(prediction_id=record.id, provider=record.provider)
+    return record
 
 
 def _preferred_wait(prefer: str | None) -> tuple[int, str] | None:

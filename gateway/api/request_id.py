@@ -1,6 +1,8 @@
 """Pure ASGI middleware giving every request an id: the client's `X-Request-Id` when sane, else a new one.
 
-The id is put in `request.state.request_id` (the audit log records it) and sent back as `X-Request-Id`.
+The id is put in `request.state.request_id` (the audit log records it) and sent back as `X-Request-Id`; while the
+request is served it is also the current one of `request_context`, which sends it upstream and puts it on every
+log line.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway import request_context
 from gateway.audit import sane_request_id
 
 HEADER = "x-request-id"
@@ -29,4 +32,5 @@ class RequestIdMiddleware:
                 MutableHeaders(scope=message)[HEADER] = request_id
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        with request_context.serving(request_id):
+            await self.app(scope, receive, send_with_id)

@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 
+from gateway import request_context
 from gateway.errors import BadRequest
 from gateway.keys import KeyRecord, Scope
 from gateway.services import Services
@@ -17,10 +18,12 @@ def services(request: Request) -> Services:
 
 
 async def caller(request: Request, scope: Scope, *, creating: bool = False) -> KeyRecord:
-    """The key the request authenticates with, holding `scope`; any request but a create counts as a read
-    against the read rate limits (a create is checked, with everything else about it, when it is made)."""
+    """The key the request authenticates with, holding `scope` (its id and tenant go on the request's log lines);
+    any request but a create counts as a read against the read rate limits (a create is checked, with everything
+    else about it, when it is made)."""
     found = services(request)
     key = await found.auth.authenticate(request.headers.get("authorization"), scope)
+    request_context.tag(key_id=key.key_id, tenant=key.tenant)
     if not creating:
         await found.limits.check_read(key)
     return key

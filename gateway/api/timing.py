@@ -1,7 +1,9 @@
-"""Pure ASGI middleware recording every request's route template, method, status and duration in the metrics."""
+"""Pure ASGI middleware recording every request's route template, method, status and duration in the metrics,
+and logging it on `gateway.access` (with its path, redacted like every log line, and the request's fields)."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 from starlette.routing import Route
@@ -9,6 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.metrics import Metrics
 
+access_log = logging.getLogger("gateway.access")
 UNMATCHED = "unmatched"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -34,8 +37,21 @@ class TimingMiddleware:
         try:
             await self.app(scope, receive, send_with_status)
         finally:
+            seconds, template = time.perf_counter() - start, route_template(scope)
             method = scope["method"] if scope["method"] in _METHODS else "other"  # any token is a valid method
-            self.metrics.request(route_template(scope), method, status, time.perf_counter() - start)
+            self.metrics.request(template, method, status, seconds)
+            _log_access(scope, template, status, seconds)
+
+
+def _log_access(scope: Scope, template: str, status: int, seconds: float) -> None:
+    query = scope["query_string"].decode("latin-1")
+    path = f"{scope['path']}?{query}" if query else scope["path"]
+    client = scope["client"][0] if scope.get("client") else "-"
+    fields = {"method": scope["method"], "path": path, "path_template": template, "status": status, "client": client}
+    access_log.info(
+        '%s "%s %s" %d %.1f ms', client, scope["method"], path, status, seconds * 1000,
+        extra={**fields, "duration_ms": round(seconds * 1000, 1)},
+    )  # fmt: skip
 
 
 def route_template(scope: Scope) -> str:

@@ -47,8 +47,8 @@ def _client(
     name: str, config: ProviderConfig, policy: AddressPolicy | None, observer: Callable[[str], CallObserver] | None
 ) -> UpstreamClient:
     if observer is None:
-        return UpstreamClient(config.timeout, config.max_connections, policy)
-    return UpstreamClient(config.timeout, config.max_connections, policy, observer(name))
+        return UpstreamClient(config.timeout, config.max_connections, policy, name=name)
+    return UpstreamClient(config.timeout, config.max_connections, policy, observer(name), name)
 
 
 __all__ = [

@@ -12,6 +12,12 @@ redirect is followed; a refusal raises `ssrf.AddressRefused`.
 
 A client may be given a `CallObserver` (the adapter registry binds one to the provider's catalog name): each
 call is reported with the operation the adapter names, its duration, and how it failed, if it did.
+
+Calls made while a request is served carry its id as `X-Request-Id` (from `request_context`, so adapters need not
+know), and the request's fields learn the call's status and latency, which its access log line then shows. Each
+call is also logged on `gateway.upstream`: at DEBUG when answered below 500 (as most are: at INFO this would double
+the log of a busy gateway, whose pollers and dispatchers call upstreams without any request), at INFO when it
+failed for want of an answer, with a 5xx or with a 429.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import asyncio
 import contextlib
 import ipaddress
 import json
+import logging
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -31,10 +38,13 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 from yarl import URL
 
+from gateway import request_context
 from gateway.errors import Delivery, UpstreamError, UpstreamTimeout
 from gateway.ssrf import AddressPolicy, AddressRefused, ip_literal, url_host
 
 _CHUNK_BYTES = 64 * 1024
+REQUEST_ID_HEADER = "X-Request-Id"
+logger = logging.getLogger("gateway.upstream")
 
 CallObserver = Callable[[str, float, str | None], None]
 """Told of each upstream call: its operation, its duration in seconds, and its failure's kind (`failure_kind`),
@@ -136,7 +146,7 @@ def check_literal(url: str, policy: AddressPolicy) -> None:
 
 class UpstreamClient:
     """One provider's connection pools: the configured upstream's, and a guarded one (`policy`) for URLs from
-    tenants and upstream outputs."""
+    tenants and upstream outputs. `name` (the provider's catalog name) labels its calls in the log."""
 
     def __init__(
         self,
@@ -144,9 +154,11 @@ class UpstreamClient:
         max_connections: int,
         policy: AddressPolicy | None = None,
         observe: CallObserver = _ignore,
+        name: str = "upstream",
     ) -> None:
         self._timeout = timeout
         self._observe = observe
+        self._name = name
         self._max_connections = max_connections
         self._policy = policy or AddressPolicy()
         self._session: aiohttp.ClientSession | None = None
@@ -168,6 +180,7 @@ class UpstreamClient:
         for the observer (a fixed word per adapter call: `create`, `get`, `health`...)."""
         limit = timeout or self._timeout
         data = content if json_body is None else json.dumps(json_body, separators=(",", ":")).encode()
+        headers = _with_request_id(headers)
         with self._observed(operation) as answered:
             with _mapped_errors(limit):
                 async with self._client(url, guarded).request(
@@ -183,6 +196,7 @@ class UpstreamClient:
         """GET `url` and hand back the response before its body; the timeout applies to connecting and each read.
         The observer is told the time to the response's head."""
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._timeout, sock_read=self._timeout)
+        headers = _with_request_id(headers)
         with self._observed(operation) as answered, _mapped_errors(self._timeout):
             response = await self._client(url, guarded).get(url, headers=headers, timeout=timeout, allow_redirects=False)
             answered.append(response.status)
@@ -201,10 +215,19 @@ class UpstreamClient:
         try:
             yield answered
         except (UpstreamError, AddressRefused) as exc:
-            self._observe(operation, time.perf_counter() - start, failure_kind(error=exc))
+            self._report(operation, time.perf_counter() - start, None, failure_kind(error=exc))
             raise
         if answered:
-            self._observe(operation, time.perf_counter() - start, failure_kind(answered[0]))
+            self._report(operation, time.perf_counter() - start, answered[0], failure_kind(answered[0]))
+
+    def _report(self, operation: str, seconds: float, status: int | None, failure: str | None) -> None:
+        """Tell the observer, the current request's fields (status 0: no answer came) and the log of one call."""
+        self._observe(operation, seconds, failure)
+        call: dict[str, request_context.Field] = {"upstream_status": status or 0, "upstream_latency_ms": round(seconds * 1000, 1)}
+        request_context.tag(**call)
+        level = logging.DEBUG if failure in (None, "http_4xx") else logging.INFO
+        extra = {"provider": self._name, "operation": operation, "failure": failure, **call}
+        logger.log(level, "%s %s: %s in %.1f ms", self._name, operation, status or failure, seconds * 1000, extra=extra)
 
     def _client(self, url: str, guarded: bool) -> aiohttp.ClientSession:
         # Created lazily so they bind to the running event loop.
@@ -217,6 +240,11 @@ class UpstreamClient:
             connector = aiohttp.TCPConnector(limit=self._max_connections, keepalive_timeout=60, ttl_dns_cache=300)
             self._session = _session(connector)
         return self._session
+
+
+def _with_request_id(headers: dict[str, str]) -> dict[str, str]:
+    request_id = request_context.request_id()
+    return headers if request_id is None else {**headers, REQUEST_ID_HEADER: request_id}
 
 
 def _session(connector: aiohttp.TCPConnector) -> aiohttp.ClientSession:

@@ -1,9 +1,11 @@
 import io
+import json
 import logging
 
 import pytest
 
-from gateway.logs import RedactingFilter, configure, redact
+from gateway import request_context
+from gateway.logs import TEXT_FORMAT, JsonFormatter, RedactingFilter, RequestFieldsFilter, configure, redact
 
 
 @pytest.mark.parametrize(
@@ -52,3 +54,43 @@ def test_every_logger_is_redacted_once_configured_even_children_and_tracebacks()
     text = stream.getvalue()
     assert "aHR0cDo" not in text and "5f2a9c" not in text and "8d13" not in text
     assert text.count("[redacted]") == 3
+
+
+def test_a_json_line_carries_the_requests_fields_under_its_own_and_redacts_every_string() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RequestFieldsFilter())
+    handler.addFilter(RedactingFilter())
+    logger = logging.getLogger("test.json")
+    logger.addHandler(handler)
+    try:
+        with request_context.serving("r-1"):
+            request_context.tag(key_id="k1", tenant="t1", upstream_status=500)
+            extra = {"path": "/webhooks/upstream/p?token=s3cr3t", "upstream_status": 201, "unlisted": "left out"}
+            logger.warning("PUT %s", "/uploads/aHR0cDo.1d0e/out-0.png", extra=extra)
+        logger.warning("outside")
+    finally:
+        logger.removeHandler(handler)
+    inside, outside = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert inside.pop("time").endswith("+00:00") and outside.pop("time")
+    assert inside == {
+        "level": "warning",
+        "logger": "test.json",
+        "message": "PUT /uploads/[redacted]/out-0.png",
+        "request_id": "r-1",
+        "key_id": "k1",
+        "tenant": "t1",
+        "upstream_status": 201,
+        "path": "/webhooks/upstream/p?token=[redacted]",
+    }
+    assert outside == {"level": "warning", "logger": "test.json", "message": "outside"}
+
+
+def test_text_lines_name_the_request_or_none() -> None:
+    formatter = logging.Formatter(TEXT_FORMAT, defaults={"request_id": "-"})
+    record = logging.LogRecord("gateway.access", logging.INFO, __file__, 1, "GET /health", None, None)
+    assert formatter.format(record).endswith(" INFO gateway.access [-]: GET /health")
+    with request_context.serving("r-2"):
+        RequestFieldsFilter().filter(record)
+    assert formatter.format(record).endswith(" INFO gateway.access [r-2]: GET /health")

@@ -6,6 +6,10 @@ prediction id, and Cog's PUT is idempotent while the run is in flight. Servers a
 the free ones; a 409 or 503 puts the prediction back at the head of the queue. A health watch fails a
 prediction whose server died or forgot it, and one that outlived the run timeout, so none stays unfinished
 forever. Every change is reported through `report`, the path upstream webhooks take.
+
+A prediction submitted through this process is dispatched as part of the request that created it (the same
+`X-Request-Id` upstream and on the log lines), from a bounded in-process map: one that another process
+dispatches, or that waited behind more than MAX_REMEMBERED_REQUESTS others, goes out without one.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import time
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from gateway import request_context
 from gateway.errors import GatewayError, InvalidInput, UpstreamError
 from gateway.providers.base import Prepare, Report, UpstreamPrediction
 from gateway.providers.cog.adapter import CogAdapter, ServerBusy, ServerStatus, split_upstream_id, upstream_id
@@ -33,6 +38,7 @@ DOWN_BACKOFF_SECONDS = 1.0
 IDLE_POLL_SECONDS = 0.5
 RECOVER_EVERY_TICKS = 5
 MAX_DISPATCH_ATTEMPTS = 3  # unforeseen failures before a prediction is failed rather than tried again
+MAX_REMEMBERED_REQUESTS = 4096  # request ids of the latest predictions submitted here
 
 
 @dataclass
@@ -66,8 +72,10 @@ class SlotDispatcher:
         self._next = 0
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._requests: dict[str, str] = {}  # prediction id -> the id of the request that submitted it
 
     async def submit(self, tenant: str, prediction_id: str) -> None:
+        self._remember_request(prediction_id)
         await self._queue.push(tenant, prediction_id)
         self._wake.set()
 
@@ -124,16 +132,18 @@ class SlotDispatcher:
     async def _start_guarded(self, slot: _Slot, prediction_id: str) -> None:
         """`_start`, where anything unforeseen puts the prediction at the back of the queue instead of losing it
         (or blocking the queue), and fails it after MAX_DISPATCH_ATTEMPTS such tries."""
-        try:
-            await self._start(slot, prediction_id)
-        except Exception:
-            if slot.accepted:  # the server runs it: its webhooks, the health watch or its deadline settle it
-                logger.exception("%s: recording the start of %s failed", self.name, prediction_id)
-                return
-            logger.exception("%s: dispatching %s failed", self.name, prediction_id)
-            self._free(slot)
-            with contextlib.suppress(GatewayError):
-                await self._retry_or_give_up(prediction_id)
+        with request_context.serving(self._requests.get(prediction_id)):
+            request_context.tag(prediction_id=prediction_id)
+            try:
+                await self._start(slot, prediction_id)
+            except Exception:
+                if slot.accepted:  # the server runs it: its webhooks, the health watch or its deadline settle it
+                    logger.exception("%s: recording the start of %s failed", self.name, prediction_id)
+                    return
+                logger.exception("%s: dispatching %s failed", self.name, prediction_id)
+                self._free(slot)
+                with contextlib.suppress(GatewayError):
+                    await self._retry_or_give_up(prediction_id)
 
     async def _retry_or_give_up(self, prediction_id: str) -> None:
         if await self._queue.retry_later(prediction_id, MAX_DISPATCH_ATTEMPTS):
@@ -170,6 +180,13 @@ class SlotDispatcher:
         if stored is None or stored.status.terminal:  # canceled (or expired) while it was being handed over
             with contextlib.suppress(GatewayError):
                 await self._adapter.cancel(started.id)
+
+    def _remember_request(self, prediction_id: str) -> None:
+        request_id = request_context.request_id()
+        if request_id is not None:
+            self._requests[prediction_id] = request_id
+            if len(self._requests) > MAX_REMEMBERED_REQUESTS:
+                del self._requests[next(iter(self._requests))]  # the oldest: dicts keep insertion order
 
     async def _requeue(self, slot: _Slot, prediction_id: str, backoff: float) -> None:
         await self._queue.push_front(prediction_id)
