@@ -4,6 +4,7 @@ No other module talks to Redis.
 Keys that belong together share a Redis Cluster hash tag: `gw:pred:{<id>}` holds one prediction,
 `gw:tenant:{<tenant>}:predictions` indexes a tenant's predictions by creation time; `gw:file:{<id>}` and
 `gw:tenant:{<tenant>}:files` do the same for uploaded files; client webhooks wait in `gw:{deliveries}:stream`.
+A provider's credential cooling (`gw:creds:{<provider>}:…`) is shared by every process.
 A tenant's idempotency keys (`gw:idem:{<tenant>}:…`) are in its slot too.
 A tenant's limits (`gw:limits:{<tenant>}…`) and usage (`gw:usage:{<tenant>}…`) share its slot, so that one
 script checks or settles them together.
@@ -21,6 +22,7 @@ from redis import exceptions as redis_errors
 
 from gateway.store import events
 from gateway.store.audit import AuditFields, AuditFilter, AuditPage, AuditStore
+from gateway.store.credentials import Cooled, CredentialCounts, CredentialStore
 from gateway.store.deliveries import Delivery, DeliveryStore, Message
 from gateway.store.depths import DeliveryDepth, QueueDepths, ScheduleDepth, SlotQueueDepth
 from gateway.store.files import FileStore, StoredFile
@@ -59,6 +61,7 @@ class Store:
         self.deliveries = DeliveryStore(redis)
         self.limits = LimitStore(redis, self.audit)
         self.usage = UsageStore(redis, usage_retention or default_retention(prediction_retention_seconds))
+        self.credentials = CredentialStore(redis)
 
     @classmethod
     def connect(
@@ -137,6 +140,9 @@ __all__ = [
     "AuditPage",
     "AuditStore",
     "Claim",
+    "Cooled",
+    "CredentialCounts",
+    "CredentialStore",
     "Delivery",
     "DeliveryDepth",
     "DeliveryStore",
