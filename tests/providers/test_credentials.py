@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 from pydantic import SecretStr
 
 from gateway.catalog import Route, TargetKind
@@ -24,6 +25,7 @@ from gateway.providers import CreateRequest, CredentialPools, UpstreamClient
 from gateway.providers.credentials import fingerprint
 from gateway.providers.replicate import ReplicateProvider
 from gateway.store import Store
+from gateway.store.embedded import EmbeddedRedis
 from tests.conftest import (
     ADMIN_TOKEN,
     INPAINTING,
@@ -78,6 +80,20 @@ def accounts() -> Iterator[Accounts]:
     app = create_replicate_emulator(tokens=[a, b], models=[model], accounts={a: "alpha", b: "beta"})
     with serve_in_thread(app) as url:
         yield Accounts(url, app.state.emulator, a, b)
+
+
+@pytest.fixture(scope="module")
+def module_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with EmbeddedRedis(tmp_path_factory.mktemp("credentials-redis")) as server:
+        yield server.url
+
+
+@pytest.fixture
+def redis_url(module_redis: str) -> str:
+    """An empty Redis: no earlier test's predictions, whose follow-ups would take turns of the pool."""
+    with redis.Redis.from_url(module_redis) as client:
+        client.flushall()
+    return module_redis
 
 
 @pytest.fixture
@@ -139,9 +155,9 @@ def test_a_token_is_used_again_once_its_retry_after_has_passed(two_token_gateway
         assert api.post("/predictions", json=CREATE).status_code == 201
         assert api.post("/predictions", json=CREATE).status_code == 201
         time.sleep(1.2)
-        assert [api.post("/predictions", json=CREATE).status_code for _ in range(2)] == [201, 201]
+        assert [api.post("/predictions", json=CREATE).status_code for _ in range(3)] == [201] * 3
     assert accounts.tokens_of("POST", "/predictions")[:3] == ["A", "B", "B"]
-    assert sorted(accounts.tokens_of("POST", "/predictions")[3:]) == ["A", "B"]
+    assert "A" in accounts.tokens_of("POST", "/predictions")[3:]
 
 
 def test_every_token_cooling_is_a_503_with_the_shortest_retry_after_and_no_upstream_call(
@@ -156,7 +172,7 @@ def test_every_token_cooling_is_a_503_with_the_shortest_retry_after_and_no_upstr
         assert refused.headers["retry-after"] == "5"
         again = api.post("/predictions", json=CREATE)
         assert again.status_code == 503 and again.headers["retry-after"] in ("4", "5")
-    assert accounts.tokens_of("POST", "/predictions") == ["A", "B"]
+    assert sorted(accounts.tokens_of("POST", "/predictions")) == ["A", "B"]
 
 
 def test_gateway_processes_share_the_cooling(
