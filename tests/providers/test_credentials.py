@@ -175,6 +175,19 @@ def test_every_token_cooling_is_a_503_with_the_shortest_retry_after_and_no_upstr
     assert sorted(accounts.tokens_of("POST", "/predictions")) == ["A", "B"]
 
 
+def test_a_gateway_started_during_a_cooling_reads_it_from_redis(
+    two_token_gateway: Gateway, two_token_catalog: Path, accounts: Accounts, redis_url: str, tmp_path: Path
+) -> None:
+    accounts.controls.inject(Fault(route="create", status=429, retry_after=30, token=accounts.a))
+    with two_token_gateway.client(two_token_gateway.new_key()[0]) as api:
+        assert api.post("/predictions", json=CREATE).status_code == 201
+    settings = gateway_settings(redis_url, two_token_catalog, free_port(), files_dir=tmp_path / "late")
+    with run_gateway(settings, accounts.environ) as late, late.client(late.new_key()[0]) as api:
+        _eventually(lambda: _series(late.url, "gateway_upstream_credential_cooling", fingerprint(accounts.a)) == 1)
+        assert [api.post("/predictions", json=CREATE).status_code for _ in range(3)] == [201] * 3
+    assert accounts.tokens_of("POST", "/predictions") == ["A", "B", "B", "B", "B"]
+
+
 def test_gateway_processes_share_the_cooling(
     redis_url: str, two_token_catalog: Path, accounts: Accounts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
