@@ -1,6 +1,7 @@
 """Prometheus metrics of one gateway process, in a registry of its own (served at /metrics).
 
-Labels never carry keys, tenants, URLs or tokens: routes are path templates, providers their catalog names."""
+Labels never carry keys, tenants, URLs or tokens: routes are path templates, providers their catalog names,
+upstream credentials their fingerprints."""
 
 from __future__ import annotations
 

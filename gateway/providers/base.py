@@ -71,8 +71,9 @@ Prepare = Callable[[StoredPrediction], Awaitable[CreateRequest]]
 
 @dataclass(frozen=True)
 class Reporting:
-    """What the gateway hands adapters that run predictions on their own schedule (slot queues, managed
-    servers). They report through `report`, the path webhooks take, and never call into the services above."""
+    """What the gateway hands adapters: those that run predictions on their own schedule (slot queues, managed
+    servers) report through `report`, the path webhooks take, and never call into the services above; those
+    with upstream tokens take them from `pools`."""
 
     report: Report
     prepare: Prepare
