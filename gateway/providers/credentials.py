@@ -135,12 +135,16 @@ class CredentialPool:
         if chosen is None and usable:
             chosen = usable[self._turn % len(usable)]
             self._turn += 1
-        if chosen is not None:
-            return chosen
+        if chosen is None:
+            raise self._none_left(now)
+        return chosen
+
+    def _none_left(self, now: float) -> UpstreamUnavailable:
         if not self._credentials:
-            raise UpstreamUnavailable("The upstream provider for this model has no credentials configured")
-        ends = [self._cooling.get(c.fingerprint, 0) - now for c in self._credentials]
-        raise UpstreamUnavailable(RATE_LIMITED, retry_after=max(1, math.ceil(min((end for end in ends if end > 0), default=1))))
+            return UpstreamUnavailable("The upstream provider for this model has no credentials configured")
+        remaining = [self._cooling.get(c.fingerprint, 0) - now for c in self._credentials]
+        shortest = min((seconds for seconds in remaining if seconds > 0), default=1)
+        return UpstreamUnavailable(RATE_LIMITED, retry_after=max(1, math.ceil(shortest)))
 
     async def rate_limited(self, credential: Credential, retry_after: float | None) -> None:
         """`credential` met a 429: it cools for `retry_after` seconds (a default when the upstream did not say),
@@ -183,6 +187,7 @@ class CredentialPool:
         return states
 
     def load(self, counts: CredentialCounts) -> None:
+        """Coolings as read from the store."""
         for name, until_ms in counts.cooling_until_ms.items():
             self.cooled(name, until_ms / 1000)
 
