@@ -17,6 +17,10 @@ import httpx
 import pytest
 import redis
 from pydantic import SecretStr
+from starlette import routing
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
 
 from gateway.catalog import Route, TargetKind
 from gateway.config import ProviderConfig
@@ -252,6 +256,26 @@ async def test_another_tokens_prediction_is_read_and_cancelled_with_the_token_th
         assert accounts.tokens_of("POST", f"{made_with_a}/cancel") == ["B", "A"]
     finally:
         await client.aclose()
+
+
+async def test_an_output_file_another_token_cannot_see_is_fetched_with_the_one_that_can(accounts: Accounts) -> None:
+    seen: list[str] = []
+
+    async def delivery(request: Request) -> Response:  # the file is the first account's only
+        seen.append("A" if request.headers.get("authorization") == f"Bearer {accounts.a}" else "B")
+        return Response(b"file") if seen[-1] == "A" else Response(status_code=404)
+
+    client = UpstreamClient(timeout=5, max_connections=4)
+    with serve_in_thread(Starlette(routes=[routing.Route("/v1/files/out.png", delivery)])) as host:
+        config = accounts.config().model_copy(update={"base_url": f"{host}/v1"})
+        provider = ReplicateProvider("replicate", config, client)
+        try:
+            for _ in range(2):  # the first with A, the second with B, then A
+                stream = await provider.open_output(f"{host}/v1/files/out.png")
+                assert (stream.status, b"".join([chunk async for chunk in stream.chunks()])) == (200, b"file")
+        finally:
+            await client.aclose()
+    assert seen == ["A", "B", "A"]
 
 
 async def test_with_one_token_a_404_is_not_retried(accounts: Accounts) -> None:
