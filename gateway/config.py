@@ -205,6 +205,7 @@ class ProviderConfig(_Strict):
     run_timeout: float = Field(default=DEFAULT_RUN_TIMEOUT_SECONDS, gt=0, description="cog: longest a prediction may run")
     max_connections: int = Field(default=100, gt=0)
     tokens: tuple[SecretStr, ...] = Field(default=(), exclude=True)
+    token_names: tuple[str, ...] = Field(default=(), exclude=True)  # the variable each of `tokens` came from
     webhook_token: SecretStr | None = Field(default=None, exclude=True)
 
     @field_validator("base_url")
@@ -426,14 +427,14 @@ def _with_secrets_and_schemas(catalog: CatalogConfig, path: Path, environ: Mappi
 
 
 def _with_secrets(provider: ProviderConfig, path: Path, environ: Mapping[str, str]) -> ProviderConfig:
-    tokens = tuple(SecretStr(environ[e]) for e in provider.token_env if environ.get(e))
+    token_names = tuple(e for e in provider.token_env if environ.get(e))
+    tokens = tuple(SecretStr(environ[e]) for e in token_names)
     webhook_token = environ.get(provider.webhook_token_env or "")
     managed = provider.managed
     if managed is not None and not managed.model_dir.is_absolute():
         managed = managed.model_copy(update={"model_dir": (path.parent / managed.model_dir).resolve()})
-    return provider.model_copy(
-        update={"tokens": tokens, "webhook_token": SecretStr(webhook_token) if webhook_token else None, "managed": managed}
-    )
+    secrets = {"tokens": tokens, "token_names": token_names, "webhook_token": SecretStr(webhook_token) if webhook_token else None}
+    return provider.model_copy(update={**secrets, "managed": managed})
 
 
 def _read_schema(schema_path: Path, where: str) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Prometheus metrics of one gateway process, in a registry of its own (served at /metrics).
 
-Labels never carry keys, tenants, URLs or tokens: routes are path templates, providers their catalog names."""
+Labels never carry keys, tenants, URLs or tokens: routes are path templates, providers their catalog names,
+upstream credentials their fingerprints."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from contextlib import AbstractContextManager
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from gateway.cooling import CoolingCollector
 from gateway.depths import DepthCollector
 from gateway.routing.gauges import BreakerGauges
 from gateway.status import Status
@@ -44,6 +46,13 @@ class Metrics:
             ["provider", "kind"],
             registry=self.registry,
         )
+        self.rate_limited = Counter(
+            "gateway_upstream_rate_limited",
+            "429s an upstream credential met in this process, by catalog name and credential fingerprint",
+            ["provider", "credential"],
+            registry=self.registry,
+        )
+        self.credential_cooling = CoolingCollector(self.registry)
         self.redis_errors = Counter(
             "gateway_redis_errors", "Redis errors turned into StoreError, by kind", ["kind"], registry=self.registry
         )
@@ -106,6 +115,9 @@ class Metrics:
         self.upstream_latency.labels(provider, operation).observe(seconds)
         if error is not None:
             self.upstream_errors.labels(provider, error).inc()
+
+    def upstream_rate_limited(self, provider: str, credential: str) -> None:
+        self.rate_limited.labels(provider, credential).inc()
 
     def redis_error(self, kind: str) -> None:
         self.redis_errors.labels(kind).inc()

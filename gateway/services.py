@@ -26,7 +26,7 @@ from gateway.limits import Admission, LimitsService
 from gateway.metrics import Metrics
 from gateway.openai_images import Images
 from gateway.predictions import IdempotentCreates, Predictions, Tracker, UpstreamRequests
-from gateway.providers import Provider, Reporting, build_providers, capabilities_of
+from gateway.providers import CredentialPools, Provider, Reporting, build_providers, capabilities_of
 from gateway.providers.http import UpstreamClient
 from gateway.routing import Breakers
 from gateway.schemas import Schemas
@@ -69,6 +69,7 @@ class Services:
     ready: Callable[[], Awaitable[None]]  # returns once the store answers, else raises StoreError
     queue_depths: Callable[[], Awaitable[QueueDepths]]  # a reading of the work waiting in Redis
     breakers: Breakers  # of upstream routes, shared by every process
+    credential_pools: CredentialPools  # upstream credentials and their shared cooling
 
 
 @contextlib.asynccontextmanager
@@ -131,6 +132,7 @@ def _background(services: Services, settings: Settings) -> list[Coroutine[Any, A
         services.deadlines.run(),
         services.webhooks.worker.run(),
         services.limits.watch(),
+        services.credential_pools.watch(),
     ]
 
 
@@ -164,7 +166,9 @@ async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Me
         return await limits.admission(key, record, price_of(record.doc["model"]).estimate(record.doc["input"]))
 
     requests = UpstreamRequests(InputFiles(files, file_id_in), links.upstream_webhook, _download_urls(links))
-    reporting = Reporting(tracker.report, requests.for_server, store.queue, links.callbacks.server_token, links.upload)
+    pools = CredentialPools(store.credentials, metrics.upstream_rate_limited)
+    metrics.credential_cooling.read_from(pools.cooling)
+    reporting = Reporting(tracker.report, requests.for_server, store.queue, links.callbacks.server_token, links.upload, pools)
     addresses = settings.address_policy()
     providers = build_providers(
         catalog.providers, reporting, addresses, lambda name: functools.partial(metrics.upstream_call, name)
@@ -213,6 +217,7 @@ async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Me
         ready=functools.partial(store.ping, READY_TIMEOUT_SECONDS),
         queue_depths=functools.partial(store.depths, _slot_queues(catalog)),
         breakers=_breakers(settings, store, metrics),
+        credential_pools=pools,
     )  # fmt: skip
 
 

@@ -338,3 +338,28 @@ def test_the_python_client_streams_from_the_emulator(streaming_root: str) -> Non
     client = Client(api_token=TOKEN, base_url=streaming_root, trust_env=False)
     events = list(client.stream(f"meta/llama:{'cd' * 32}", input={"prompt": "hello streaming world"}))
     assert "".join(str(event) for event in events) == "hello streaming world"
+
+
+def test_a_fault_with_a_token_applies_only_to_requests_carrying_that_token() -> None:
+    other = "r8_other_token"
+    app = create_replicate_emulator(tokens=[TOKEN, other], models=[EmulatedModel(OWNER, NAME, {VERSION: SCHEMA})])
+    app.state.emulator.inject(Fault(route="get", status=429, retry_after=3, token=TOKEN))
+    with serve_in_thread(app) as url:
+        assert httpx.get(f"{url}/v1/predictions/x", headers={"Authorization": f"Bearer {other}"}).status_code == 404
+        throttled = httpx.get(f"{url}/v1/predictions/x", headers=AUTH)
+        assert (throttled.status_code, throttled.headers["retry-after"]) == (429, "3")
+
+
+def test_an_accounts_predictions_are_not_found_with_another_accounts_token() -> None:
+    """As on Replicate: tokens of separate accounts see only their own account's predictions."""
+    other = "r8_other_account"
+    model = EmulatedModel(OWNER, NAME, {VERSION: SCHEMA})
+    app = create_replicate_emulator(tokens=[TOKEN, other], models=[model], accounts={other: "other"})
+    with serve_in_thread(app) as url, httpx.Client(base_url=f"{url}/v1") as http:
+        theirs = {"Authorization": f"Bearer {other}"}
+        created = http.post("/predictions", json={"version": VERSION, "input": {"prompt": "x"}}, headers=AUTH).json()
+        assert http.get(f"/predictions/{created['id']}", headers=AUTH).status_code == 200
+        assert http.get(f"/predictions/{created['id']}", headers=theirs).status_code == 404
+        assert http.post(f"/predictions/{created['id']}/cancel", headers=theirs).status_code == 404
+        assert http.get("/predictions", headers=theirs).json()["results"] == []
+        assert [p["id"] for p in http.get("/predictions", headers=AUTH).json()["results"]] == [created["id"]]

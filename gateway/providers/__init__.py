@@ -7,6 +7,7 @@ from collections.abc import Callable
 from gateway.config import ProviderConfig
 from gateway.providers.base import Callback, Capabilities, CreateRequest, Provider, Reporting, UpstreamPrediction
 from gateway.providers.cog import CogProvider
+from gateway.providers.credentials import Credential, CredentialPool, CredentialPools, CredentialState, CredentialStatus
 from gateway.providers.http import CallObserver, UpstreamClient, UpstreamStream
 from gateway.providers.replicate import ReplicateProvider
 from gateway.ssrf import AddressPolicy
@@ -15,7 +16,8 @@ ProviderFactory = Callable[[str, ProviderConfig, UpstreamClient, Reporting], Pro
 
 
 def _replicate(name: str, config: ProviderConfig, client: UpstreamClient, reporting: Reporting) -> Provider:
-    return ReplicateProvider(name, config, client)  # polled and called back: it reports through the webhook path
+    # Polled and called back: it reports through the webhook path, and takes only the credential pools.
+    return ReplicateProvider(name, config, client, reporting.pools.pool(name, config) if reporting.pools else None)
 
 
 REGISTRY: dict[str, tuple[type[Provider], ProviderFactory]] = {
@@ -58,6 +60,11 @@ __all__ = [
     "Capabilities",
     "CogProvider",
     "CreateRequest",
+    "Credential",
+    "CredentialPool",
+    "CredentialPools",
+    "CredentialState",
+    "CredentialStatus",
     "Provider",
     "ProviderFactory",
     "ReplicateProvider",

@@ -8,6 +8,7 @@ from typing import Any
 
 from gateway.catalog import Route
 from gateway.errors import UpstreamError
+from gateway.providers.credentials import CredentialPools, CredentialState
 from gateway.providers.http import UpstreamStream
 from gateway.status import Status, parse_status
 from gateway.store import QueueStore, StoredPrediction
@@ -70,14 +71,16 @@ Prepare = Callable[[StoredPrediction], Awaitable[CreateRequest]]
 
 @dataclass(frozen=True)
 class Reporting:
-    """What the gateway hands adapters that run predictions on their own schedule (slot queues, managed
-    servers). They report through `report`, the path webhooks take, and never call into the services above."""
+    """What the gateway hands adapters: those that run predictions on their own schedule (slot queues, managed
+    servers) report through `report`, the path webhooks take, and never call into the services above; those
+    with upstream tokens take them from `pools`."""
 
     report: Report
     prepare: Prepare
     queue: Callable[[str], QueueStore]  # a consumer of the named durable queue
     server_token: Callable[[str], str]  # the webhook bearer token a managed server is started with
     upload_url: Callable[[str], str]  # where a managed server uploads its output files
+    pools: CredentialPools | None = None  # credential pools shared by all processes; None: each adapter its own
 
 
 class Provider:
@@ -134,6 +137,11 @@ class Provider:
         """Start reading the upstream's event stream of a prediction (an `UpstreamPrediction.stream_url`),
         resuming after `last_event_id`; an UpstreamError when it is not available."""
         raise NotImplementedError
+
+    async def credentials(self) -> list[CredentialState]:
+        """The state of each upstream credential (for the admin API), read from the shared store; empty for a
+        provider without credentials of its own."""
+        return []
 
     async def start(self) -> None:
         pass

@@ -7,8 +7,10 @@ import binascii
 import contextlib
 import logging
 import re
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from standardwebhooks import Webhook, WebhookVerificationError
@@ -25,6 +27,7 @@ from gateway.providers.base import (
     UpstreamPrediction,
     identify,
 )
+from gateway.providers.credentials import RATE_LIMITED, Credential, CredentialPool, CredentialState
 from gateway.providers.http import UpstreamClient, UpstreamResponse, UpstreamStream
 from gateway.ssrf import AddressRefused
 
@@ -34,30 +37,36 @@ _SECRET_RETRY_SECONDS = 30.0
 _STREAM_HOSTS = ("replicate.com", "replicate.net")  # streaming.api.replicate.com, streaming-api.svc.….replicate.net
 _FIND_PAGES = 5  # how deep a lookup goes into the account's newest predictions (100 a page at Replicate)
 _RESETS_IN = re.compile(r"(?:in|resets in) ~?(\d+)\s*s")
+_OWNERS_REMEMBERED = 10_000  # upstream predictions whose creating credential a process remembers
+_Answer = TypeVar("_Answer", UpstreamResponse, UpstreamStream)
 
 
 class ReplicateProvider(Provider):
+    """Tokens come from a `CredentialPool` (one of this process only when none is given). A prediction belongs
+    to the account of the token that created it; others' reads of it are 404, so reads and cancels try the
+    other tokens after a 404, the one remembered as its creator first."""
+
     capabilities = Capabilities(remote_outputs=True)
 
-    def __init__(self, name: str, config: ProviderConfig, client: UpstreamClient) -> None:
+    def __init__(self, name: str, config: ProviderConfig, client: UpstreamClient, pool: CredentialPool | None = None) -> None:
         self.name = name
         assert config.base_url is not None, "validated by ProviderConfig"
         self._base = config.base_url
         self._origin = _origin(config.base_url)
         self._output_hosts = (urlsplit(config.base_url).netloc, *_DELIVERY_HOSTS)
         self._stream_hosts = (urlsplit(config.base_url).netloc, *_STREAM_HOSTS)
-        self._tokens = [t.get_secret_value() for t in config.tokens]
-        self._token_index = 0
+        self._pool = pool or CredentialPool.local(name, config)
+        self._owners: OrderedDict[str, str] = OrderedDict()  # upstream id -> fingerprint of its creator, newest last
         self._client = client
         self._signers: list[Webhook] = []  # the webhook signing secret of each token's account, once known
         self._learning: asyncio.Task[None] | None = None
 
     @property
     def usable(self) -> bool:
-        return bool(self._tokens)
+        return len(self._pool) > 0
 
     async def start(self) -> None:
-        if self._tokens:
+        if self.usable:
             self._learning = asyncio.create_task(self._learn_signing_secrets())
 
     def parse_webhook(self, callback: Callback, upstream_id: str) -> UpstreamPrediction | None:
@@ -74,22 +83,41 @@ class ReplicateProvider(Provider):
 
     async def create(self, request: CreateRequest) -> UpstreamPrediction:
         path, body = _create_call(request)
-        response = await self._request("create", "POST", path, body)
-        return _from_upstream(response.json())
+        response, credential = await self._request("create", "POST", path, body)
+        created = _from_upstream(response.json())
+        self._remember(created.id, credential)
+        return created
 
     async def get(self, upstream_id: str) -> UpstreamPrediction:
-        return _from_upstream((await self._request("get", "GET", f"/predictions/{upstream_id}")).json())
+        response, _ = await self._request("get", "GET", f"/predictions/{upstream_id}", owned=upstream_id)
+        return _from_upstream(response.json())
 
     async def cancel(self, upstream_id: str) -> UpstreamPrediction | None:
-        return _from_upstream((await self._request("cancel", "POST", f"/predictions/{upstream_id}/cancel")).json())
+        response, _ = await self._request("cancel", "POST", f"/predictions/{upstream_id}/cancel", owned=upstream_id)
+        return _from_upstream(response.json())
+
+    async def credentials(self) -> list[CredentialState]:
+        return await self._pool.states()
 
     async def find(self, callback: str, since: float) -> UpstreamPrediction | None:
         """Replicate echoes each prediction's webhook, and lists an account's predictions newest first: the
-        first pages back to `since` are searched."""
+        first pages back to `since` of each credential's account are searched."""
+        for credential in self._pool:  # an account lists only the predictions it created
+            found = await self._find_as(credential, callback, since)
+            if found is not None:
+                self._remember(found.id, credential)
+                return found
+        return None
+
+    async def _find_as(self, credential: Credential, callback: str, since: float) -> UpstreamPrediction | None:
         path: str | None = "/predictions"
+        headers = {"Authorization": f"Bearer {credential.token}"}
         for _ in range(_FIND_PAGES):
             assert path is not None
-            page = (await self._request("find", "GET", path)).json()
+            response = await self._client.request("GET", self._base + path, headers=headers, operation="find")
+            if response.status >= 400:
+                raise _error(response)
+            page = response.json()
             results = page.get("results") if isinstance(page, dict) else None
             if not isinstance(results, list):
                 raise UpstreamError("The upstream provider sent a malformed list of predictions")
@@ -107,9 +135,9 @@ class ReplicateProvider(Provider):
 
     async def version_schema(self, model: str, route: Route) -> dict[str, Any] | None:
         if route.kind is TargetKind.VERSION:
-            version = (await self._request("schema", "GET", f"/models/{model}/versions/{route.target}")).json()
+            version = (await self._request("schema", "GET", f"/models/{model}/versions/{route.target}"))[0].json()
         elif route.kind is TargetKind.MODEL:
-            version = (await self._request("schema", "GET", f"/models/{route.target}")).json().get("latest_version") or {}
+            version = (await self._request("schema", "GET", f"/models/{route.target}"))[0].json().get("latest_version") or {}
         else:
             return None
         schema = version.get("openapi_schema")
@@ -139,15 +167,22 @@ class ReplicateProvider(Provider):
     async def _open(
         self, operation: str, url: str, token_hosts: tuple[str, ...], headers: dict[str, str], refused: str
     ) -> UpstreamStream:
-        """GET a URL the upstream handed out, with the API token only for the upstream's own `token_hosts`.
+        """GET a URL the upstream handed out, with an API token only for the upstream's own `token_hosts` (a
+        404 tries the other tokens: the file may be another account's).
 
         Only the configured upstream's own origin is fetched as configured; any other URL an upstream puts in
         its answers goes through the address policy."""
+        guarded = _origin(url) != self._origin
         host = urlsplit(url).netloc
-        if any(host == h or host.endswith(f".{h}") for h in token_hosts) and self._tokens:
-            headers = {**headers, "Authorization": f"Bearer {self._tokens[self._token_index]}"}
         try:
-            return await self._client.stream(url, headers=headers, guarded=_origin(url) != self._origin, operation=operation)
+            if not any(host == h or host.endswith(f".{h}") for h in token_hosts) or not self.usable:
+                return await self._client.stream(url, headers=headers, guarded=guarded, operation=operation)
+
+            def send(credential: Credential) -> Awaitable[UpstreamStream]:
+                with_token = {**headers, "Authorization": f"Bearer {credential.token}"}
+                return self._client.stream(url, headers=with_token, guarded=guarded, operation=operation)
+
+            return (await self._with_credentials(send, owned=True))[0]
         except AddressRefused as exc:
             raise UpstreamError(refused) from exc
 
@@ -163,7 +198,7 @@ class ReplicateProvider(Provider):
         keeps an account's secret). An upstream without the endpoint has its webhooks re-read for good."""
         while True:
             try:
-                secrets = [await self._signing_secret(token) for token in self._tokens]
+                secrets = [await self._signing_secret(credential) for credential in self._pool]
                 break
             except GatewayError as exc:  # unreachable, or failing for now
                 logger.info("%s: webhook signing secret not available yet (%s)", self.name, exc.detail)
@@ -172,13 +207,13 @@ class ReplicateProvider(Provider):
             self._signers = [Webhook(secret) for secret in secrets if secret is not None]
         except ValueError:  # binascii.Error included
             self._signers = []
-        if len(self._signers) < len(self._tokens):
+        if len(self._signers) < len(self._pool):
             self._signers = []
             logger.info("%s: the upstream has no usable webhook signing secret; its webhooks are re-read", self.name)
 
-    async def _signing_secret(self, token: str) -> str | None:
-        """The secret of the token's account; None when the upstream says it has none (4xx, or no key)."""
-        headers = {"Authorization": f"Bearer {token}"}
+    async def _signing_secret(self, credential: Credential) -> str | None:
+        """The secret of the credential's account; None when the upstream says it has none (4xx, or no key)."""
+        headers = {"Authorization": f"Bearer {credential.token}"}
         url = f"{self._base}/webhooks/default/secret"
         response = await self._client.request("GET", url, headers=headers, operation="signing_secret")
         if response.status >= 500 or response.status == 429:
@@ -189,22 +224,46 @@ class ReplicateProvider(Provider):
         key = answer.get("key") if isinstance(answer, dict) else None
         return key if isinstance(key, str) else None
 
-    async def _request(self, operation: str, method: str, path: str, body: Any = None) -> UpstreamResponse:
-        """Send with the current token; on 429, move to the next token and try each once. `operation` names the
-        call in the metrics."""
-        if not self._tokens:
-            raise UpstreamUnavailable(
-                "The upstream provider for this model has no credentials configured", delivery=Delivery.NOT_SENT
-            )
-        for _ in range(len(self._tokens)):
-            headers = {"Authorization": f"Bearer {self._tokens[self._token_index]}", "Content-Type": "application/json"}
-            response = await self._client.request(method, self._base + path, headers=headers, json_body=body, operation=operation)
-            if response.status != 429:
-                break
-            self._token_index = (self._token_index + 1) % len(self._tokens)
+    async def _request(
+        self, operation: str, method: str, path: str, body: Any = None, owned: str | None = None
+    ) -> tuple[UpstreamResponse, Credential]:
+        """Send through the pool (see `_with_credentials`); `owned` is the upstream prediction the call is about.
+        An error status is raised mapped. `operation` names the call in the metrics."""
+
+        def send(credential: Credential) -> Awaitable[UpstreamResponse]:
+            headers = {"Authorization": f"Bearer {credential.token}", "Content-Type": "application/json"}
+            return self._client.request(method, self._base + path, headers=headers, json_body=body, operation=operation)
+
+        response, credential = await self._with_credentials(send, owned is not None, self._owners.get(owned or ""))
         if response.status >= 400:
             raise _error(response)
-        return response
+        if owned is not None:
+            self._remember(owned, credential)
+        return response, credential
+
+    async def _with_credentials(
+        self, send: Callable[[Credential], Awaitable[_Answer]], owned: bool, owner: str | None = None
+    ) -> tuple[_Answer, Credential]:
+        """Send with the pool's pick, each credential at most once: a 429 cools the credential and moves on
+        to the next; for an `owned` object (another account's is 404) so does a 404, `owner` (a fingerprint)
+        first. The last answer is returned; UpstreamUnavailable when every credential left is cooling."""
+        tried: set[str] = set()
+        while True:
+            credential = self._pool.pick(skip=tried, prefer=owner)
+            answer = await send(credential)
+            tried.add(credential.fingerprint)
+            if answer.status == 429:
+                await self._pool.rate_limited(credential, _retry_after(answer))
+            elif answer.status != 404 or not owned or len(tried) == len(self._pool):
+                return answer, credential
+            if isinstance(answer, UpstreamStream):
+                answer.close()
+
+    def _remember(self, upstream_id: str, credential: Credential) -> None:
+        self._owners[upstream_id] = credential.fingerprint
+        self._owners.move_to_end(upstream_id)
+        if len(self._owners) > _OWNERS_REMEMBERED:
+            self._owners.popitem(last=False)
 
 
 def _signed_by(signer: Webhook, callback: Callback) -> bool:
@@ -282,9 +341,7 @@ def _status_error(response: UpstreamResponse) -> GatewayError:
             return InvalidInput([{k: str(v) for k, v in f.items()} for f in fields if isinstance(f, dict)])
         return UpstreamError("The upstream provider rejected the prediction as invalid", delivery=Delivery.REJECTED)
     if status == 429:
-        return UpstreamUnavailable(
-            "The upstream provider is rate limiting the gateway; retry shortly", retry_after=_retry_after(response)
-        )
+        return UpstreamUnavailable(RATE_LIMITED, retry_after=_retry_after(response))
     if status in (401, 403):
         return UpstreamError("The upstream provider rejected the gateway's credentials")
     if status == 404:
@@ -304,9 +361,12 @@ def _problem(response: UpstreamResponse) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _retry_after(response: UpstreamResponse) -> int | None:
+def _retry_after(response: UpstreamResponse | UpstreamStream) -> int | None:
+    """Seconds to wait, from the Retry-After header or Replicate's "resets in ~Ns" (only read from a whole answer)."""
     header = response.headers.get("retry-after", "")
     if header.isdigit():
         return int(header)
+    if not isinstance(response, UpstreamResponse):
+        return None
     match = _RESETS_IN.search(str(_problem(response).get("detail", "")))
     return int(match.group(1)) if match else None

@@ -4,6 +4,7 @@ No other module talks to Redis.
 Keys that belong together share a Redis Cluster hash tag: `gw:pred:{<id>}` holds one prediction,
 `gw:tenant:{<tenant>}:predictions` indexes a tenant's predictions by creation time; `gw:file:{<id>}` and
 `gw:tenant:{<tenant>}:files` do the same for uploaded files; client webhooks wait in `gw:{deliveries}:stream`.
+A provider's credential cooling (`gw:creds:{<provider>}:…`) is shared by every process.
 A tenant's idempotency keys (`gw:idem:{<tenant>}:…`) are in its slot too.
 A route's circuit breaker (`gw:breaker:{<route>}…`) is in the route's slot.
 A tenant's limits (`gw:limits:{<tenant>}…`) and usage (`gw:usage:{<tenant>}…`) share its slot, so that one
@@ -23,6 +24,7 @@ from redis import exceptions as redis_errors
 from gateway.store import events
 from gateway.store.audit import AuditFields, AuditFilter, AuditPage, AuditStore
 from gateway.store.breakers import BreakerPolicy, BreakerRecord, BreakerReply, BreakerStore
+from gateway.store.credentials import Cooled, CredentialCounts, CredentialStore
 from gateway.store.deliveries import Delivery, DeliveryStore, Message
 from gateway.store.depths import DeliveryDepth, QueueDepths, ScheduleDepth, SlotQueueDepth
 from gateway.store.files import FileStore, StoredFile
@@ -62,6 +64,7 @@ class Store:
         self.limits = LimitStore(redis, self.audit)
         self.breakers = BreakerStore(redis)
         self.usage = UsageStore(redis, usage_retention or default_retention(prediction_retention_seconds))
+        self.credentials = CredentialStore(redis)
 
     @classmethod
     def connect(
@@ -144,6 +147,9 @@ __all__ = [
     "BreakerReply",
     "BreakerStore",
     "Claim",
+    "Cooled",
+    "CredentialCounts",
+    "CredentialStore",
     "Delivery",
     "DeliveryDepth",
     "DeliveryStore",

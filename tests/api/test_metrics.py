@@ -146,8 +146,8 @@ def quiet_gateway(tmp_path_factory: pytest.TempPathFactory, catalog_path: Path) 
         (Fault(route="create", delay=4, status=500), "timeout"),  # past the provider's 3 s timeout, and never created
         (Fault(route="create", drop_connection=True), "connection"),
         (Fault(route="create", status=500), "http_5xx"),
-        (Fault(route="create", status=429, retry_after=1), "http_429"),
         (Fault(route="create", status=401), "http_4xx"),
+        (Fault(route="create", status=429, retry_after=1), "http_429"),  # last: sets the only token aside for 1 s
     ],
 )
 def test_a_failed_upstream_call_is_counted_as_an_error_of_its_kind(

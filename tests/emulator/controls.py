@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.emulator.predictions import Prediction, PredictionStore
+from tests.emulator.predictions import DEFAULT_ACCOUNT, Prediction, PredictionStore
 
 FAULT_ROUTES = frozenset(
     {"create", "get", "cancel", "list", "model", "version", "account", "webhook_secret", "delivery", "stream"}
@@ -45,7 +45,8 @@ class EmulatedModel:
 
 @dataclass(frozen=True)
 class Fault:
-    """A misbehaviour for the next `times` requests to `route`."""
+    """A misbehaviour for the next `times` requests to `route` (only those carrying `token`, when given: a
+    rate limit is per token)."""
 
     route: str
     status: int | None = None
@@ -54,6 +55,7 @@ class Fault:
     retry_after: int | None = None
     drop_connection: bool = False
     body: dict[str, Any] | None = None
+    token: str | None = None
 
     def __post_init__(self) -> None:
         if self.route not in FAULT_ROUTES:
@@ -86,8 +88,11 @@ class EmulatorConfig:
 class EmulatorControls:
     """Thread-safe state shared by the request handlers and the tests (as `app.state.emulator`)."""
 
-    def __init__(self, tokens: Iterable[str], models: Iterable[EmulatedModel], prefix: str) -> None:
+    def __init__(
+        self, tokens: Iterable[str], models: Iterable[EmulatedModel], prefix: str, accounts: Mapping[str, str] | None = None
+    ) -> None:
         self.tokens = frozenset(tokens)
+        self.accounts = dict(accounts or {})  # token -> account name; others belong to DEFAULT_ACCOUNT
         self.models = tuple(models)
         self.prefix = prefix
         self.store = PredictionStore()
@@ -120,11 +125,12 @@ class EmulatorControls:
         with self._lock:
             self._faults.clear()
 
-    def take_fault(self, route: str) -> Fault | None:
+    def take_fault(self, route: str, authorization: str | None = None) -> Fault | None:
         """The fault that applies to this request to `route`, using up one of its `times`."""
+        token = token_of(authorization)
         with self._lock:
             for index, (fault, remaining) in enumerate(self._faults):
-                if fault.route != route:
+                if fault.route != route or fault.token not in (None, token):
                     continue
                 if remaining > 1:
                     self._faults[index] = (fault, remaining - 1)
@@ -153,8 +159,11 @@ class EmulatorControls:
 
     def authorized(self, authorization: str | None) -> bool:
         """Whether an Authorization header carries an accepted token (Bearer or Token scheme)."""
-        scheme, _, token = (authorization or "").partition(" ")
-        return scheme.lower() in {"bearer", "token"} and token.strip() in self.tokens
+        return token_of(authorization) in self.tokens
+
+    def account(self, authorization: str | None) -> str:
+        """The account an (accepted) Authorization header's token belongs to: it sees only its own predictions."""
+        return self.accounts.get(token_of(authorization) or "", DEFAULT_ACCOUNT)
 
     def record(self, request: RecordedRequest) -> None:
         with self._lock:
@@ -179,6 +188,12 @@ class EmulatorControls:
             self._requests.clear()
             self._failures.clear()
             self._drop_webhooks = False
+
+
+def token_of(authorization: str | None) -> str | None:
+    """The token of a Bearer or Token Authorization header."""
+    scheme, _, token = (authorization or "").partition(" ")
+    return token.strip() if scheme.lower() in {"bearer", "token"} else None
 
 
 def parse_json(raw: bytes) -> Any:

@@ -27,6 +27,7 @@ PROGRESS_STEPS = 4
 THROTTLED_EVENTS = frozenset({"output", "logs"})
 THROTTLE_SECONDS = 0.5
 TERMINAL_WEBHOOK_ATTEMPTS = 5
+DEFAULT_ACCOUNT = "acme"  # the account of every token not given one of its own
 
 Prediction = dict[str, Any]
 Outbox = asyncio.Queue[tuple[str, Prediction] | None]
@@ -58,6 +59,7 @@ class PredictionRun:
     events: frozenset[str] = frozenset(WEBHOOK_EVENTS)
     outputs: tuple[str, ...] = ()  # empty: files on the emulator's delivery host
     tokens: tuple[str, ...] = ()  # a streaming model's output, yielded while it runs
+    account: str = DEFAULT_ACCOUNT  # the account of the API token that created it
     seq: int = 0
     done: asyncio.Event = field(default_factory=asyncio.Event)
     outbox: Outbox = field(default_factory=asyncio.Queue)
@@ -166,10 +168,12 @@ class PredictionStore:
         with self._lock:
             return sum(1 for run in self._runs.values() if run.data["model"] == model)
 
-    def page(self, older_than: int | None, newer_than: int | None, size: int) -> tuple[list[PredictionRun], bool, bool]:
-        """A newest-first page of runs, and whether newer and older ones exist beyond it."""
+    def page(
+        self, older_than: int | None, newer_than: int | None, size: int, account: str
+    ) -> tuple[list[PredictionRun], bool, bool]:
+        """A newest-first page of the account's runs, and whether newer and older ones exist beyond it."""
         with self._lock:
-            runs = sorted(self._runs.values(), key=lambda run: run.seq, reverse=True)
+            runs = sorted((r for r in self._runs.values() if r.account == account), key=lambda run: run.seq, reverse=True)
         if newer_than is not None:
             newer = [run for run in runs if run.seq > newer_than]
             chosen = newer[-size:]

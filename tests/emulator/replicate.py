@@ -8,7 +8,7 @@ import binascii
 import contextlib
 import http.client
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -79,9 +79,11 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
 
 
 def create_replicate_emulator(
-    tokens: Iterable[str], models: Iterable[EmulatedModel], prefix: str = "/v1"
+    tokens: Iterable[str], models: Iterable[EmulatedModel], prefix: str = "/v1", accounts: Mapping[str, str] | None = None
 ) -> ReplicateEmulatorApp:
-    """A Replicate API app under `prefix`; its controls are `app.state.emulator`."""
+    """A Replicate API app under `prefix`; its controls are `app.state.emulator`. `accounts` maps tokens to
+    accounts of their own (as on Replicate, an account's predictions are 404 to the others); by default every
+    token is one account's."""
     prefix = prefix.rstrip("/")
     app = ReplicateEmulatorApp(
         routes=_api_routes(prefix)
@@ -93,7 +95,7 @@ def create_replicate_emulator(
         exception_handlers={HTTPException: _http_error},
         lifespan=_lifespan,
     )
-    app.state.emulator = EmulatorControls(tokens, models, prefix)
+    app.state.emulator = EmulatorControls(tokens, models, prefix, accounts)
     return app
 
 
@@ -120,7 +122,7 @@ def _api(route: str, handler: Handler) -> Endpoint:
         controls = _controls(request)
         payload = parse_json(await request.body())
         controls.record(RecordedRequest(request.method, request.url.path, dict(request.headers), payload))
-        fault = controls.take_fault(route)
+        fault = controls.take_fault(route, request.headers.get("authorization"))
         response = await _apply_fault(request, fault) if fault else None
         if response is None and not controls.authorized(request.headers.get("authorization")):
             response = problem(401, "You did not pass a valid authentication token", "Unauthenticated")
@@ -145,7 +147,7 @@ async def _stream_endpoint(request: Request) -> Response:
     client sends none), recorded and open to faults like the API."""
     controls = _controls(request)
     controls.record(RecordedRequest(request.method, request.url.path, dict(request.headers), None))
-    fault = controls.take_fault("stream")
+    fault = controls.take_fault("stream", request.headers.get("authorization"))
     response = await _apply_fault(request, fault) if fault else None
     if response is not None:
         return response
@@ -326,6 +328,7 @@ async def _create(
         events=_event_filter(payload.get("webhook_events_filter")),
         outputs=config.outputs,
         tokens=_tokens(data) if "stream" in data["urls"] else (),
+        account=controls.account(request.headers.get("authorization")),
     )
     launch(controls.store, run, controls.webhooks_dropped)
     wait = _prefer_wait(request.headers.get("prefer"))
@@ -367,7 +370,9 @@ def _prefer_wait(header: str | None) -> tuple[float, str] | None:
 
 
 def _find_run(request: Request, controls: EmulatorControls) -> PredictionRun | None:
-    return controls.store.find(request.path_params["prediction_id"])
+    """The prediction, if the caller's account owns it."""
+    run = controls.store.find(request.path_params["prediction_id"])
+    return run if run is not None and run.account == controls.account(request.headers.get("authorization")) else None
 
 
 async def _get_prediction(request: Request, controls: EmulatorControls, payload: Any) -> Response:
@@ -385,7 +390,8 @@ async def _list_predictions(request: Request, controls: EmulatorControls, payloa
     if cursor is None:
         return problem(404, "Invalid cursor", "Not found")
     older_than, newer_than = cursor
-    runs, has_newer, has_older = controls.store.page(older_than, newer_than, controls.config.page_size)
+    account = controls.account(request.headers.get("authorization"))
+    runs, has_newer, has_older = controls.store.page(older_than, newer_than, controls.config.page_size, account)
     base = f"{_api_base(request, controls)}/predictions?cursor="
     return _json(
         {

@@ -101,5 +101,6 @@ def test_an_alias_sent_with_its_real_name_is_refused(catalog: Catalog) -> None:
 def test_tokens_come_from_the_named_environment_variables_only(catalog: Catalog) -> None:
     provider = catalog.providers["replicate"]
     assert [t.get_secret_value() for t in provider.tokens] == ["secret-a"]
+    assert provider.token_names == ("TOKEN_A",)  # TOKEN_B is unset: each token keeps its variable's name
     assert provider.base_url == "https://api.example.com/v1"
     assert "secret-a" not in repr(provider)
