@@ -100,6 +100,11 @@ class Catalog:
     def models(self) -> list[ModelConfig]:
         return list(self._models.values())
 
+    def routes(self) -> list[tuple[Route, str]]:
+        """Every route of every version and deployment, each with the public model it serves."""
+        found = [(route, m.name) for m in self._models.values() for v in m.versions for route in _routes(v.routes)]
+        return found + [(route, d.model) for d in self._deployments.values() for route in _routes(d.routes)]
+
     def resolve(self, reference: Reference) -> Resolved:
         if reference.kind is RefKind.VERSION:
             return self.resolve_version(reference.name)

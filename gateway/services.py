@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -176,6 +177,7 @@ async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Me
     policy = UrlPolicy(UrlGuard(addresses, resolve), gateway_file=lambda url: file_id_in(url) is not None)
     schemas = Schemas(store.schemas, providers, policy)
     waiters = Waiters(store.prediction_changes)
+    breakers = _breakers(settings, store, metrics)
     predictions = Predictions(
         catalog,
         store.predictions,
@@ -191,6 +193,8 @@ async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Me
         refresh_after=settings.refresh_after_seconds,
         page_bytes=settings.list_page_bytes,
         follow_up_after=settings.poll_first_seconds,
+        breakers=breakers,
+        breaker_retry_after=math.ceil(settings.breaker_open_seconds),
     )
     follow_ups = FollowUps(
         store.follow_ups,
@@ -216,7 +220,7 @@ async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Me
         Images(catalog, predictions, files, file_id_in, auth.active),
         ready=functools.partial(store.ping, READY_TIMEOUT_SECONDS),
         queue_depths=functools.partial(store.depths, _slot_queues(catalog)),
-        breakers=_breakers(settings, store, metrics),
+        breakers=breakers,
         credential_pools=pools,
     )  # fmt: skip
 

@@ -251,6 +251,9 @@ def gateway_settings(redis_url: str, catalog_path: Path, port: int, **overrides:
         "refresh_after_seconds": 0.1,
         "max_body_bytes": 256 * 1024,
         "allow_private_input_urls": False,
+        # Gateways on the suite's shared Redis share circuit breakers by route: one test's injected failures must
+        # not open a route for the tests after it. The breaker tests set their own, on a Redis of their own.
+        "breaker_failures": 1_000_000,
         **overrides,
     }
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
@@ -295,6 +298,7 @@ def gateway_process(
         "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
         "GATEWAY_DATA_DIR": str(data_dir),
         "UPSTREAM_TOKEN": UPSTREAM_TOKEN,
+        "GATEWAY_BREAKER_FAILURES": "1000000",  # as in `gateway_settings`
         **{f"GATEWAY_{name.upper()}": value for name, value in settings.items()},
     }
     command = [sys.executable, "-m", "gateway", "serve"]

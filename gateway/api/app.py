@@ -21,6 +21,7 @@ from gateway.api import (
     openai_images,
     openapi,
     predictions,
+    providers,
     streams,
     usage,
     webhooks,
@@ -90,7 +91,7 @@ def create_app(settings: Settings, catalog: Catalog, resolve: Resolve = system_r
     routes = [
         *(Mount(prefix, routes=api_routes) for prefix in API_PREFIXES),
         *predictions.root_routes,
-        Mount("/admin/v1", routes=admin.routes + usage.admin_routes),
+        Mount("/admin/v1", routes=admin.routes + usage.admin_routes + providers.routes),
         *callbacks.routes,
         *files.upload_routes,
         Route("/health", health, methods=["GET"]),

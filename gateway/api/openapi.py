@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.api import openapi_images, openapi_usage
+from gateway.api import openapi_images, openapi_providers, openapi_usage
 from gateway.api.openapi_admin import admin_paths, service_paths
 from gateway.api.openapi_parts import (
     BINARY,
@@ -316,9 +316,9 @@ def build_document(api_prefixes: Sequence[str]) -> Json:
             ),
         },
         "servers": [{"url": "/"}],
-        "paths": {**paths, **admin_paths(), **openapi_usage.admin_paths(), **service_paths()},
+        "paths": {**paths, **admin_paths(), **openapi_usage.admin_paths(), **openapi_providers.admin_paths(), **service_paths()},
         "components": {
-            "schemas": {**SCHEMAS, **openapi_usage.SCHEMAS, **openapi_images.SCHEMAS},
+            "schemas": {**SCHEMAS, **openapi_usage.SCHEMAS, **openapi_images.SCHEMAS, **openapi_providers.SCHEMAS},
             "securitySchemes": SECURITY_SCHEMES,
         },
     }

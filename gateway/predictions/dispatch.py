@@ -18,12 +18,12 @@ from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from gateway.catalog import Resolved, Route
-from gateway.errors import Delivery, UpstreamError
+from gateway.errors import Delivery, StoreError, UpstreamError, UpstreamUnavailable
 from gateway.metrics import Metrics
 from gateway.predictions.requests import UpstreamRequests
 from gateway.predictions.tracking import Tracker
 from gateway.providers import CreateRequest, Provider, UpstreamPrediction
-from gateway.routing import may_fail_over
+from gateway.routing import Breakers, Ticket
 from gateway.status import Status
 from gateway.store import PredictionStore, StoredPrediction
 
@@ -35,6 +35,7 @@ _CLOCK_SLACK_SECONDS = 60.0
 # How long a prediction no upstream has confirmed is asked about before it is failed.
 UNCONFIRMED_SECONDS = 300.0
 NEVER_TAKEN = "The upstream provider did not confirm that it took the prediction"
+ALL_ROUTES_OPEN = "Every upstream provider of this model is failing; the gateway is giving them a rest, retry shortly"
 
 
 class Dispatch:
@@ -45,7 +46,11 @@ class Dispatch:
         tracker: Tracker,
         requests: UpstreamRequests,
         metrics: Metrics,
+        breakers: Breakers,
+        retry_after: int,
     ) -> None:
+        self._breakers = breakers
+        self._retry_after = retry_after  # seconds a client is told to wait when every route's breaker is open
         self._providers = providers
         self._store = store
         self._tracker = tracker
@@ -54,26 +59,33 @@ class Dispatch:
 
     async def send(self, record: StoredPrediction, resolved: Resolved, routes: Sequence[Route]) -> StoredPrediction:
         """The record once a route has taken the prediction (or kept it, unconfirmed); the last route's error when
-        none did. `record` was written for `routes[0]`."""
-        failure: UpstreamError | None = None
+        none did. `record` was written for `routes[0]`. Routes whose circuit breaker is open are passed over."""
+        failure: UpstreamError = UpstreamUnavailable(ALL_ROUTES_OPEN, retry_after=self._retry_after)
         for route in routes:
+            ticket = await self._admit(route)
+            if ticket is None:
+                continue
             if route.label != record.route:
                 record = await self._reroute(record, route)
                 if record.upstream_id:
                     return record
             try:
-                return await self._start(record, resolved, route)
+                started = await self._start(record, resolved, route)
             except UpstreamError as exc:
+                if exc.delivery is Delivery.REJECTED:  # the upstream answered: the route works
+                    await self._report(ticket, None)
+                    raise
+                await self._report(ticket, exc.detail)
                 if exc.delivery is Delivery.UNKNOWN:
                     found = await self._after_lost_answer(record, exc)
                     if found is not None:
                         return found
-                elif not may_fail_over(exc):
-                    raise
                 self._metrics.route_failed(route.provider, exc.delivery.value)
                 logger.warning("route %s failed (%s): %s", route.label, exc.delivery.value, exc.detail)
                 failure = exc
-        assert failure is not None, "a create has at least one route"
+            else:
+                await self._report(ticket, None)
+                return started
         raise failure
 
     def unconfirmed(self, record: StoredPrediction) -> bool:
@@ -136,6 +148,24 @@ class Dispatch:
         )
         await self._store.retain(record.id)
         return record
+
+    async def _admit(self, route: Route) -> Ticket | None:
+        """The breaker's ticket for `route`, None while it is open. A store failure lets the request through: a
+        breaker that cannot be read must not stop the traffic it protects."""
+        try:
+            return await self._breakers.admit(route.label)
+        except StoreError:
+            return Ticket(route.label)
+
+    async def _report(self, ticket: Ticket, failure: str | None) -> None:
+        """Tell the route's breaker how its request went (`failure`: why it failed, None when it did not)."""
+        try:
+            if failure is None:
+                await self._breakers.succeeded(ticket)
+            else:
+                await self._breakers.failed(ticket, failure)
+        except StoreError as exc:
+            logger.warning("route %s: the circuit breaker was not updated (%s)", ticket.route, exc.detail)
 
     async def _reroute(self, record: StoredPrediction, route: Route) -> StoredPrediction:
         """The record moved to `route`; as stored when another writer gave it an upstream prediction first."""

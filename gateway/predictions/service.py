@@ -23,7 +23,7 @@ from gateway.predictions.records import CreateOptions, new_record
 from gateway.predictions.requests import UpstreamRequests
 from gateway.predictions.tracking import Tracker
 from gateway.providers import Callback, Provider, UpstreamPrediction, UpstreamStream
-from gateway.routing import Router
+from gateway.routing import Breakers, Router
 from gateway.schemas import Schemas
 from gateway.status import Status
 from gateway.store import IndexEntry, PredictionStore, StoredPrediction
@@ -80,6 +80,8 @@ class Predictions:
         refresh_after: float,
         page_bytes: int,
         follow_up_after: float,
+        breakers: Breakers,
+        breaker_retry_after: int,
     ) -> None:
         self._catalog = catalog
         self._store = store
@@ -97,7 +99,7 @@ class Predictions:
         self._follow_up_after = follow_up_after
         self._refreshing: dict[str, asyncio.Task[StoredPrediction]] = {}
         self._router = Router(providers)
-        self._dispatch = Dispatch(providers, store, tracker, requests, metrics)
+        self._dispatch = Dispatch(providers, store, tracker, requests, metrics, breakers, breaker_retry_after)
 
     async def create(
         self,

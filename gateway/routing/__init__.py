@@ -3,6 +3,6 @@ order, and circuit breakers shared by every gateway process."""
 
 from gateway.routing.breakers import Breakers, BreakerState, CircuitState, Ticket
 from gateway.routing.gauges import BreakerGauges
-from gateway.routing.order import Router, may_fail_over
+from gateway.routing.order import Router
 
-__all__ = ["BreakerGauges", "BreakerState", "Breakers", "CircuitState", "Router", "Ticket", "may_fail_over"]
+__all__ = ["BreakerGauges", "BreakerState", "Breakers", "CircuitState", "Router", "Ticket"]

@@ -1,4 +1,4 @@
-"""The order a create tries a version's routes in, and which failures may move it on to the next one."""
+"""The order a create tries a version's routes in."""
 
 from __future__ import annotations
 
@@ -6,14 +6,7 @@ import random
 from collections.abc import Mapping, Sequence
 
 from gateway.catalog import Route
-from gateway.errors import Delivery, UpstreamError
 from gateway.providers import Provider
-
-
-def may_fail_over(error: UpstreamError) -> bool:
-    """Whether another route may take a create that failed with `error`: only when the failed one cannot have
-    started a prediction, and the request itself was not what the upstream refused."""
-    return error.delivery in (Delivery.NOT_SENT, Delivery.REFUSED)
 
 
 class Router:
