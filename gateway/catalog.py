@@ -100,6 +100,11 @@ class Catalog:
     def models(self) -> list[ModelConfig]:
         return list(self._models.values())
 
+    def route_lists(self) -> list[tuple[Route, ...]]:
+        """The routes of each version and deployment (a create tries one such list)."""
+        versions = [_routes(v.routes) for m in self._models.values() for v in m.versions]
+        return versions + [_routes(d.routes) for d in self._deployments.values()]
+
     def routes(self) -> list[tuple[Route, str]]:
         """Every route of every version and deployment, each with the public model it serves."""
         found = [(route, m.name) for m in self._models.values() for v in m.versions for route in _routes(v.routes)]

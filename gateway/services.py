@@ -23,6 +23,7 @@ from gateway.files import FileLimits, Files, InputFiles, LocalStorage, predictio
 from gateway.files.inputs import DownloadUrl
 from gateway.keys import KeyRecord, KeyService
 from gateway.lifecycle import Deadlines, FollowUpPolicy, FollowUps
+from gateway.lifecycle.follow_ups import ABANDONED_AFTER_SECONDS
 from gateway.limits import Admission, LimitsService
 from gateway.metrics import Metrics
 from gateway.openai_images import Images
@@ -204,6 +205,7 @@ async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Me
             ratio=settings.poll_ratio,
             longest_seconds=settings.poll_longest_seconds,
             lease_seconds=settings.follow_up_lease_seconds,
+            abandoned_after_seconds=min(predictions.longest_create(), ABANDONED_AFTER_SECONDS),
         ),
         # A crash between a terminal change and its webhook's enqueue, or its usage record, loses nothing.
         settle=[webhooks.outbox.settle, metering.settle],

@@ -25,9 +25,9 @@ Settle = Callable[[StoredPrediction], Awaitable[None]]
 """Settle a finished prediction; must be idempotent (it may run again after a crash)."""
 
 _SETTLE_RETRY_SECONDS = 5.0
-# A create takes at most its upstream's timeout; a record still provisional this long after creation belongs to a
-# create that will never finish. It must be caught before the record expires (PROVISIONAL_SECONDS, 300 s), and
-# follow-ups come at least every `longest_seconds`.
+# A record still provisional this long after creation belongs to a create that will never finish. It must be caught
+# before the record expires (PROVISIONAL_SECONDS, 300 s), and follow-ups come at least every `longest_seconds`: the
+# policy's `abandoned_after_seconds` (the catalog's longest create, `Dispatch.longest`) is at most this.
 ABANDONED_AFTER_SECONDS = 180.0
 
 
@@ -41,6 +41,7 @@ class FollowUpPolicy:
     lease_seconds: float = 60.0  # longer than any upstream read: a visit is never repeated while it runs
     tick_seconds: float = 0.25
     concurrency: int = 32  # visits in flight per process
+    abandoned_after_seconds: float = ABANDONED_AFTER_SECONDS  # longer than any create takes
 
     def interval(self, age_seconds: float) -> float:
         return min(max(age_seconds * self.ratio, self.first_seconds), self.longest_seconds)
@@ -77,7 +78,7 @@ class FollowUps:
             return
         now = time.time()
         age = now - record.created_ms / 1000
-        if record.provisional and age >= ABANDONED_AFTER_SECONDS:
+        if record.provisional and age >= self._policy.abandoned_after_seconds:
             # Its create never finished (the process died mid-way, or its clean-up failed). When it reached the
             # upstream, the prediction runs there and is taken over; otherwise it is undone before the record
             # expires, so that its pre-charge is given back.

@@ -14,7 +14,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit
 
 from gateway.catalog import Resolved, Route
@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 _LOOKUP_PAUSES = (0.0, 0.5, 1.5)
 # Upstream clocks differ from ours: a lookup accepts predictions created this long before the record.
 _CLOCK_SLACK_SECONDS = 60.0
+# Besides its routes' upstream calls, a create spends this long at most (input files, the store).
+_CREATE_MARGIN_SECONDS = 10.0
 # How long a prediction no upstream has confirmed is asked about before it is failed.
 UNCONFIRMED_SECONDS = 300.0
 NEVER_TAKEN = "The upstream provider did not confirm that it took the prediction"
@@ -48,7 +50,9 @@ class Dispatch:
         metrics: Metrics,
         breakers: Breakers,
         retry_after: int,
+        timeouts: Mapping[str, float],
     ) -> None:
+        self._timeouts = timeouts  # each provider's limit on one call: a lookup takes no longer
         self._breakers = breakers
         self._retry_after = retry_after  # seconds a client is told to wait when every route's breaker is open
         self._providers = providers
@@ -88,6 +92,13 @@ class Dispatch:
                 return started
         raise failure
 
+    @staticmethod
+    def longest(timeouts: Sequence[float]) -> float:
+        """The longest a create on routes with these upstream timeouts can take: each route's create, then its
+        lookups should the answer be lost, and the margin."""
+        lookups = len(_LOOKUP_PAUSES)
+        return sum(t * (1 + lookups) + sum(_LOOKUP_PAUSES) for t in timeouts) + _CREATE_MARGIN_SECONDS
+
     def unconfirmed(self, record: StoredPrediction) -> bool:
         """Whether the record was sent to an upstream that never said whether it took it: no upstream id, and
         not waiting in a queue of the gateway's own."""
@@ -122,7 +133,11 @@ class Dispatch:
             raise UpstreamError("The prediction was sent without a webhook, by which alone it could be found")
         parts = urlsplit(webhook)
         callback = f"{parts.path}?{parts.query}"
-        return await self._providers[record.provider].find(callback, record.created_ms / 1000 - _CLOCK_SLACK_SECONDS)
+        lookup = self._providers[record.provider].find(callback, record.created_ms / 1000 - _CLOCK_SLACK_SECONDS)
+        try:
+            return await asyncio.wait_for(lookup, self._timeouts.get(record.provider))
+        except TimeoutError:
+            raise UpstreamError("The upstream provider took too long to look the prediction up") from None
 
     async def _after_lost_answer(self, record: StoredPrediction, error: UpstreamError) -> StoredPrediction | None:
         """The record with the upstream's prediction when it has one; None when it surely has none. When it

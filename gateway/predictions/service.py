@@ -83,6 +83,7 @@ class Predictions:
         breakers: Breakers,
         breaker_retry_after: int,
     ) -> None:
+        timeouts = {name: config.timeout for name, config in catalog.providers.items()}
         self._catalog = catalog
         self._store = store
         self._schemas = schemas
@@ -99,7 +100,7 @@ class Predictions:
         self._follow_up_after = follow_up_after
         self._refreshing: dict[str, asyncio.Task[StoredPrediction]] = {}
         self._router = Router(providers)
-        self._dispatch = Dispatch(providers, store, tracker, requests, metrics, breakers, breaker_retry_after)
+        self._dispatch = Dispatch(providers, store, tracker, requests, metrics, breakers, breaker_retry_after, timeouts)
 
     async def create(
         self,
@@ -146,6 +147,12 @@ class Predictions:
             raise
         self._metrics.prediction_created(resolved.model.name, started.provider)
         return started
+
+    def longest_create(self) -> float:
+        """The longest any create of the catalog can take (`Dispatch.longest` over each version's routes)."""
+        providers = self._catalog.providers
+        lists = self._catalog.route_lists()
+        return max(Dispatch.longest([providers[r.provider].timeout for r in routes]) for routes in lists or [()])
 
     def unconfirmed(self, record: StoredPrediction) -> bool:
         """Whether the record was sent to an upstream that never said whether it took it."""

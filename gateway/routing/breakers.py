@@ -89,8 +89,8 @@ class Breakers:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Load every breaker (StoreError if Redis does not answer), then follow their changes in the background."""
-        await self._reload()
+        """Follow the breakers in the background: every one is loaded on each (re)subscription, so a Redis that
+        is away at start delays the loading rather than the start (routes count as closed until then)."""
         self._task = asyncio.create_task(self._watch(), name="breakers.watch")
 
     async def aclose(self) -> None:

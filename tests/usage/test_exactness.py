@@ -212,7 +212,8 @@ def test_a_concurrency_limit_never_runs_one_more(gateway: Gateway, processes: li
 _ALL_BUT_USAGE = [
     f"~gw:{prefix}*"
     for prefix in (
-        "audit", "events", "file", "key", "limits", "{deliveries}", "pred", "queue", "schedule", "schema", "secret", "tenant"
+        "audit", "breaker", "creds", "events", "file", "key", "limits", "{deliveries}", "pred", "queue", "schedule",
+        "schema", "secret", "tenant",
     )
 ]  # fmt: skip
 
