@@ -55,9 +55,8 @@ async def list_models(request: Request) -> Response:
 
 async def get_account(request: Request) -> Response:
     key = await caller(request, "read")
-    return JSONResponse(
-        {"type": "organization", "username": key.tenant, "name": key.tenant, "github_url": None, "avatar_url": None}
-    )
+    # Replicate's document has no null for `github_url` and `avatar_url`: a tenant has neither, so they are left out.
+    return JSONResponse({"type": "organization", "username": key.tenant, "name": key.tenant})
 
 
 def _visible_model(key: KeyRecord, request: Request) -> ModelConfig:
@@ -74,7 +73,7 @@ async def _model_json(request: Request, model: ModelConfig, latest: Resolved) ->
         "url": f"{api_root(request)}/models/{model.name}",
         "owner": owner,
         "name": name,
-        "description": model.description,
+        **({"description": model.description} if model.description else {}),  # a string or absent, never null
         "visibility": model.visibility,
         "github_url": None,
         "paper_url": None,

@@ -18,6 +18,9 @@ from gateway.signing import Signer
 from gateway.store import StoredFile, StoredPrediction
 from gateway.streams import StreamSignatures
 
+# Replicate leaves a prediction's key out until it has a value (`started_at`, `completed_at`, `metrics`, …):
+# its document allows null only for these.
+_NULLABLE_PREDICTION_KEYS = frozenset({"output", "error"})
 _FILE_PATH = re.compile(r"^(?:/replicate)?/v1/files/(?P<id>[A-Za-z0-9_-]{1,200})(?:/download(?:/[^/]+/[^/]+/[^/]+)?)?/?$")
 
 
@@ -80,7 +83,8 @@ class Links:
         return f"{self.public_base or self.local_base}/v1"
 
     def prediction(self, record: StoredPrediction, api_root: str) -> dict[str, Any]:
-        """The public prediction object: the stored document plus absolute URLs under `api_root`."""
+        """The public prediction object: the stored document plus absolute URLs under `api_root`, without the
+        keys that have no value yet (records stored before that rule may hold them as null)."""
         url = f"{api_root}/predictions/{record.id}"
         # Links expire a fixed time after the prediction was created, so every read hands out the same ones.
         expiry = record.created_ms // 1000 + self.output_link_seconds
@@ -88,7 +92,8 @@ class Links:
         urls = {"get": url, "cancel": f"{url}/cancel", "web": url}
         if record.streams:  # only then: the Python client takes a `stream` key as a promise that it works
             urls["stream"] = self.stream(api_root, record.id)
-        return {**record.doc, "output": output, "urls": urls}
+        known = {key: value for key, value in record.doc.items() if value is not None or key in _NULLABLE_PREDICTION_KEYS}
+        return {**known, "output": output, "urls": urls}
 
     def stream(self, api_root: str, prediction_id: str) -> str:
         """The signed URL of a prediction's event stream: outside `/v1/files/` (where the JS client would take

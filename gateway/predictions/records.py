@@ -53,9 +53,7 @@ def new_record(
         "logs": "",
         "error": None,
         "status": Status.STARTING.value,
-        "created_at": timestamp(now),
-        "started_at": None,
-        "completed_at": None,
+        "created_at": timestamp(now),  # `started_at`, `completed_at` and `metrics` come once they have a value
         "data_removed": False,
         "source": "api",
     }

@@ -93,7 +93,8 @@ def _merged(doc: dict[str, Any], upstream: UpstreamPrediction, now: float) -> di
     started = doc.get("started_at") or _normalised(upstream.started_at)
     if upstream.status is not Status.STARTING and upstream.status is not Status.CANCELED:
         started = started or timestamp(now)  # it ran, though nobody saw it start
-    merged["started_at"] = started
+    if started:  # left out until known, as Replicate does
+        merged["started_at"] = started
     if upstream.status.terminal:
         merged["completed_at"] = _normalised(upstream.completed_at) or timestamp(now)
         merged["metrics"] = _final_metrics(doc, upstream, started, merged["completed_at"], now)

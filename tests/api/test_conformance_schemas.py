@@ -1,0 +1,262 @@
+"""Every operation the gateway serves that Replicate's own OpenAPI document also describes answers, on both API
+prefixes, with a body that the document's response schema accepts, and the gateway's own document's schema too.
+
+Replicate's document is read from the shared references beside the repository (`../shared/reference/`); nothing
+of it is copied here. Its 3.0-style `nullable: true` is the only way it allows null: elsewhere null is refused,
+so a key without a value yet must be left out.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from jsonschema import Draft202012Validator, FormatChecker
+
+from gateway.api.app import API_PREFIXES
+from gateway.api.openapi import build_document
+from tests.conftest import INPAINTING, INPAINTING_VERSION, ROOT, STORY_VERSION, Gateway, Upstream, inpainting_input
+
+REPLICATE_DOCUMENT = ROOT.parent / "shared" / "reference" / "replicate-openapi.json"
+_PARAMETER = re.compile(r"\{[^}]+\}")
+_HTTP_METHODS = {"get", "put", "post", "delete", "patch", "query"}
+_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
+
+FORMATS = FormatChecker(formats=())
+
+
+@FORMATS.checks("date-time", raises=ValueError)
+def _is_date_time(value: object) -> bool:
+    """RFC 3339, with a real date and time (jsonschema checks this format only with an optional package)."""
+    if not isinstance(value, str):
+        return True
+    if not _TIME.match(value):
+        return False
+    datetime.strptime(value[:19], "%Y-%m-%dT%H:%M:%S")
+    return True
+
+
+@FORMATS.checks("uri")
+def _is_uri(value: object) -> bool:
+    """An absolute URL, as Replicate's `urls`, `next` and `previous` are."""
+    if not isinstance(value, str):
+        return True
+    parts = urlsplit(value)
+    return parts.scheme in {"http", "https"} and bool(parts.netloc)
+
+
+def _shape(path: str) -> str:
+    """A path with its parameters unnamed: `/models/{model_owner}/{model_name}` is `/models/{}/{}`."""
+    return _PARAMETER.sub("{}", path)
+
+
+def _json_schema(node: Any, document: dict[str, Any], depth: int = 0) -> Any:
+    """`node` as plain JSON Schema: `$ref`s inlined, and `nullable: true` turned into an alternative of null."""
+    assert depth < 50, "a cycle of $refs"
+    if isinstance(node, list):
+        return [_json_schema(item, document, depth + 1) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        target: Any = document
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        return _json_schema(target, document, depth + 1)
+    schema = {key: _json_schema(value, document, depth + 1) for key, value in node.items() if key != "nullable"}
+    return {"anyOf": [schema, {"type": "null"}]} if node.get("nullable") is True else schema
+
+
+class Document:
+    """An OpenAPI document's operations by (METHOD, path shape), and the JSON schema of each response."""
+
+    def __init__(self, name: str, document: dict[str, Any], prefix: str = "") -> None:
+        self.name = name
+        self._document = document
+        self._paths = {
+            (method.upper(), _shape(path.removeprefix(prefix))): item[method]
+            for path, item in document["paths"].items()
+            if path.startswith(prefix)
+            for method in item
+            if method in _HTTP_METHODS
+        }
+
+    def operations(self) -> set[tuple[str, str]]:
+        return set(self._paths)
+
+    def errors(self, method: str, shape: str, response: httpx.Response) -> list[str]:
+        """What is wrong with `response` to the operation, as the document describes it (no JSON body: none)."""
+        where = f"{self.name}: {method} {shape} {response.status_code}"
+        described = self._paths[(method, shape)]["responses"].get(str(response.status_code))
+        if described is None:
+            return [f"{where}: the document has no such status"]
+        content = described.get("content", {}).get("application/json")
+        if content is None:
+            return []
+        if response.headers.get("content-type") != "application/json":
+            return [f"{where}: content type {response.headers.get('content-type')}"]
+        validator = Draft202012Validator(_json_schema(content["schema"], self._document), format_checker=FORMATS)
+        return [f"{where}: {'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(response.json())]
+
+
+@dataclass
+class Exchange:
+    method: str
+    shape: str  # the path in Replicate's document, parameters unnamed
+    response: httpx.Response
+
+
+class Walk:
+    """Calls to one API prefix, each recorded with the operation of Replicate's document it is."""
+
+    def __init__(self, gateway: Gateway, token: str, prefix: str) -> None:
+        self.prefix = prefix
+        self.client = gateway.client(token, prefix)
+        self.exchanges: list[Exchange] = []
+
+    def call(self, method: str, path: str, template: str, *, status: int, **kwargs: Any) -> httpx.Response:
+        """`method path` (a path of `template`, in Replicate's document), which must answer `status`."""
+        response = self.client.request(method, path, **kwargs)
+        assert response.status_code == status, (method, path, response.text)
+        self.exchanges.append(Exchange(method, _shape(template), response))
+        return response
+
+    def create(self, body: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        created: dict[str, Any] = self.call("POST", "/predictions", "/predictions", status=201, json=body, **kwargs).json()
+        return created
+
+    def get(self, prediction_id: str) -> dict[str, Any]:
+        got: dict[str, Any] = self.call("GET", f"/predictions/{prediction_id}", "/predictions/{prediction_id}", status=200).json()
+        return got
+
+    def until(self, prediction_id: str, status: str) -> dict[str, Any]:
+        deadline = time.monotonic() + 10
+        while (prediction := self.get(prediction_id))["status"] != status:
+            assert time.monotonic() < deadline, prediction
+            time.sleep(0.05)
+        return prediction
+
+
+def _predictions(walk: Walk, upstream: Upstream) -> None:
+    """Unfinished (starting, processing), finished (succeeded, failed, canceled before and while running),
+    with a deadline, streaming; created the three ways; got, listed and canceled."""
+    version = {"version": INPAINTING_VERSION, "input": inpainting_input()}
+    upstream.controls.configure(start_delay=0.05, run_seconds=0.1)
+    succeeded = walk.create(version, headers={"Prefer": "wait=10"})
+    assert succeeded["status"] == "succeeded" and succeeded["output"], succeeded
+    upstream.controls.fail_next("CUDA out of memory")
+    walk.until(walk.create(version)["id"], "failed")
+    walk.create({"version": STORY_VERSION, "input": {"prompt": "once"}})
+    upstream.controls.configure(start_delay=60)
+    starting = walk.create(version, headers={"Cancel-After": "10m"})
+    assert starting["status"] == "starting" and "deadline" in starting
+    walk.get(starting["id"])
+    canceled = walk.call("POST", f"/predictions/{starting['id']}/cancel", "/predictions/{prediction_id}/cancel", status=200)
+    assert canceled.json()["status"] == "canceled"
+    upstream.controls.configure(start_delay=0.05, run_seconds=60)
+    running = walk.until(walk.create(version)["id"], "processing")
+    walk.call("POST", f"/predictions/{running['id']}/cancel", "/predictions/{prediction_id}/cancel", status=200)
+    upstream.controls.configure()
+    model_path = "/models/{model_owner}/{model_name}/predictions"
+    walk.call("POST", f"/models/{INPAINTING}/predictions", model_path, status=201, json={"input": inpainting_input()})
+    deployment_path = "/deployments/{deployment_owner}/{deployment_name}/predictions"
+    walk.call(
+        "POST", "/deployments/acme/inpaint-prod/predictions", deployment_path, status=201, json={"input": inpainting_input()}
+    )
+    walk.call("GET", "/predictions", "/predictions", status=200)
+
+
+def _catalog(walk: Walk) -> None:
+    model = "/models/{model_owner}/{model_name}"
+    walk.call("GET", "/models", "/models", status=200)
+    walk.call("GET", f"/models/{INPAINTING}", model, status=200)
+    walk.call("GET", f"/models/{INPAINTING}/versions", f"{model}/versions", status=200)
+    walk.call("GET", f"/models/{INPAINTING}/versions/{INPAINTING_VERSION}", f"{model}/versions/{{version_id}}", status=200)
+    walk.call("GET", "/account", "/account", status=200)
+    walk.call("GET", "/webhooks/default/secret", "/webhooks/default/secret", status=200)
+
+
+def _files(walk: Walk, gateway: Gateway, tenant: str) -> None:
+    one = "/files/{file_id}"
+    content = {"content": ("notes.txt", b"hello", "text/plain")}
+    file = walk.call("POST", "/files", "/files", status=201, files=content, data={"metadata": '{"purpose": "test"}'}).json()
+    walk.call("GET", f"/files/{file['id']}", one, status=200)
+    walk.call("GET", "/files", "/files", status=200)
+    expiry = int(time.time()) + 60
+    signature = gateway.services.links.downloads.sign(tenant, file["id"], expiry)
+    query = {"owner": tenant, "expiry": expiry, "signature": signature}
+    download = walk.call("GET", f"/files/{file['id']}/download", f"{one}/download", status=200, params=query)
+    assert download.content == b"hello"
+    deleted = walk.call("DELETE", f"/files/{file['id']}", one, status=204)
+    assert deleted.content == b""
+
+
+@pytest.fixture(scope="module")
+def replicate_document() -> dict[str, Any]:
+    if not REPLICATE_DOCUMENT.is_file():
+        pytest.skip(f"Replicate's OpenAPI document is not at {REPLICATE_DOCUMENT} (the shared references beside the repository)")
+    document: dict[str, Any] = json.loads(REPLICATE_DOCUMENT.read_text())
+    return document
+
+
+@pytest.fixture(scope="module", params=API_PREFIXES)
+def walk(request: pytest.FixtureRequest, gateway: Gateway, replicate_upstream: Upstream) -> Iterator[Walk]:
+    token, key = gateway.new_key()
+    walk = Walk(gateway, token, request.param)
+    try:
+        _predictions(walk, replicate_upstream)
+        _catalog(walk)
+        _files(walk, gateway, key["tenant"])
+        yield walk
+    finally:
+        walk.client.close()
+
+
+def _shared_operations(replicate: Document, gateway: Document) -> set[tuple[str, str]]:
+    return replicate.operations() & gateway.operations()
+
+
+def test_every_operation_both_documents_describe_is_walked(walk: Walk, replicate_document: dict[str, Any]) -> None:
+    replicate = Document("replicate", replicate_document)
+    own = Document("gateway", build_document(API_PREFIXES), walk.prefix)
+    walked = {(exchange.method, exchange.shape) for exchange in walk.exchanges}
+    assert walked - _shared_operations(replicate, own) == set(), "walked operations one of the documents lacks"
+    assert _shared_operations(replicate, own) - walked == set(), "served operations of Replicate's document not walked yet"
+
+
+def test_every_response_matches_replicates_schema_and_the_gateways_own(walk: Walk, replicate_document: dict[str, Any]) -> None:
+    documents = (Document("replicate", replicate_document), Document("gateway", build_document(API_PREFIXES), walk.prefix))
+    errors = [
+        error
+        for exchange in walk.exchanges
+        for doc in documents
+        for error in doc.errors(exchange.method, exchange.shape, exchange.response)
+    ]
+    assert not errors, "\n".join(errors)
+
+
+def test_urls_stay_under_the_prefix_the_request_came_in_on(walk: Walk, gateway: Gateway) -> None:
+    root = f"{gateway.url}{walk.prefix}/"
+    bodies = [e.response.json() for e in walk.exchanges if e.response.headers.get("content-type") == "application/json"]
+    found = [url for body in bodies for url in _urls(body)]
+    assert found and [url for url in found if not url.startswith(root)] == []
+
+
+def _urls(value: Any) -> Iterator[str]:
+    """The gateway's own URLs in a response body (inputs excepted: they hold the caller's URLs)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key not in {"input", "openapi_schema"}:
+                yield from _urls(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _urls(item)
+    elif isinstance(value, str) and value.startswith(("http://", "https://")):
+        yield value
