@@ -8,12 +8,14 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import orjson
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from gateway.api.body_limit import PathLimit
+from gateway.api.brackets import BracketError, bracketed
 from gateway.api.requests import api_root, caller, origin, parse_json, services
 from gateway.errors import BadRequest, InvalidInput
 from gateway.files import DEFAULT_CONTENT_TYPE, Upload, too_large_detail
@@ -22,6 +24,8 @@ from gateway.timestamps import timestamp
 
 MULTIPART_ALLOWANCE = 1024 * 1024  # room for the multipart envelope and form fields around the file itself
 METADATA_MAX_BYTES = 1024 * 1024
+# `metadata[key]` fields each count: room for a generated client's object, within the body limit either way.
+MAX_FORM_FIELDS = 1000
 _SPOOL_BYTES = 1024 * 1024
 
 
@@ -49,7 +53,7 @@ def body_limits(api_prefixes: Sequence[str], file_max_bytes: int) -> list[PathLi
 
 async def create_file(request: Request) -> Response:
     key = await caller(request, "predict")
-    async with request.form(max_files=2, max_fields=8) as form:
+    async with request.form(max_files=2, max_fields=MAX_FORM_FIELDS) as form:
         file = await services(request).files.create(key.tenant, await _upload(form))
     return JSONResponse(file_json(file, api_root(request)), status_code=201)
 
@@ -121,7 +125,7 @@ async def _upload(form: FormData) -> Upload:
         raise InvalidInput([{"type": "required", "field": "content", "description": description}], title="Invalid request body")
     name = _text(form.get("filename")) or content.filename or "file"
     content_type = _content_type(content.content_type, _text(form.get("type")))
-    return Upload(content.file, name, content_type, await _metadata(form.get("metadata")))
+    return Upload(content.file, name, content_type, await _metadata(form))
 
 
 def _text(value: str | UploadFile | None) -> str | None:
@@ -135,13 +139,28 @@ def _content_type(part_type: str | None, declared: str | None) -> str:
     return declared or DEFAULT_CONTENT_TYPE
 
 
-async def _metadata(value: str | UploadFile | None) -> dict[str, Any]:
-    """`metadata` as a form field (PY) or as a JSON part (JS sends a Blob typed application/json)."""
+async def _metadata(form: FormData) -> dict[str, Any]:
+    """`metadata` as a JSON form field (PY), a JSON part (JS sends a Blob typed application/json), or bracketed
+    fields (`metadata[key]=value`: Stainless-generated clients send an object so, every leaf a string)."""
+    try:
+        nested = bracketed("metadata", [(name, value) for name, value in form.multi_items() if isinstance(value, str)])
+    except BracketError as exc:
+        raise _bad_metadata(str(exc)) from None
+    if nested is None:
+        return await _json_metadata(form.get("metadata"))
+    if form.get("metadata") is not None:
+        raise _bad_metadata("Send metadata either as one JSON object or as metadata[key] fields, not both")
+    if len(orjson.dumps(nested)) > METADATA_MAX_BYTES:
+        raise _too_much_metadata()
+    return nested
+
+
+async def _json_metadata(value: str | UploadFile | None) -> dict[str, Any]:
     raw = await value.read(METADATA_MAX_BYTES + 1) if isinstance(value, UploadFile) else value
     if not raw:
         return {}
     if len(raw) > METADATA_MAX_BYTES:
-        raise _bad_metadata(f"Must be at most {METADATA_MAX_BYTES} bytes of JSON")
+        raise _too_much_metadata()
     try:
         metadata = parse_json(raw)
     except ValueError:
@@ -149,6 +168,10 @@ async def _metadata(value: str | UploadFile | None) -> dict[str, Any]:
     if not isinstance(metadata, dict):
         raise _bad_metadata("Must be a JSON object")
     return metadata
+
+
+def _too_much_metadata() -> InvalidInput:
+    return _bad_metadata(f"Must be at most {METADATA_MAX_BYTES} bytes of JSON")
 
 
 def _bad_metadata(description: str) -> InvalidInput:

@@ -101,7 +101,11 @@ _FILE_CREATE: Json = object_schema(
         "content": {"type": "string", "format": "binary", "description": "The file; its part's filename and type are used"},
         "filename": {**_STRING, "description": "At most 255 bytes; else the part's filename"},
         "type": {**_STRING, "description": "A MIME type, used when the part's own is the generic default"},
-        "metadata": {**_STRING, "description": "A JSON object"},
+        "metadata": {
+            **_STRING,
+            "description": "A JSON object (a field or an application/json part); or `metadata[key]` fields instead, "
+            "nested with more brackets (`metadata[a][b]`, `metadata[list][]`), each value a string",
+        },
     },
 )
 
