@@ -1,109 +1,21 @@
 """Every operation the gateway serves that Replicate's own OpenAPI document also describes answers, on both API
-prefixes, with a body that the document's response schema accepts, and the gateway's own document's schema too.
-
-Replicate's document is read from the shared references beside the repository (`../shared/reference/`); nothing
-of it is copied here. Its 3.0-style `nullable: true` is the only way it allows null: elsewhere null is refused,
-so a key without a value yet must be left out.
-"""
+prefixes, with a body that the document's response schema accepts, and the gateway's own document's schema too
+(the documents: `tests/openapi_documents.py`)."""
 
 from __future__ import annotations
 
-import json
-import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from jsonschema import Draft202012Validator, FormatChecker
 
 from gateway.api.app import API_PREFIXES
 from gateway.api.openapi import build_document
-from tests.conftest import INPAINTING, INPAINTING_VERSION, ROOT, STORY_VERSION, Gateway, Upstream, inpainting_input
-
-REPLICATE_DOCUMENT = ROOT.parent / "shared" / "reference" / "replicate-openapi.json"
-_PARAMETER = re.compile(r"\{[^}]+\}")
-_HTTP_METHODS = {"get", "put", "post", "delete", "patch", "query"}
-_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
-
-FORMATS = FormatChecker(formats=())
-
-
-@FORMATS.checks("date-time", raises=ValueError)
-def _is_date_time(value: object) -> bool:
-    """RFC 3339, with a real date and time (jsonschema checks this format only with an optional package)."""
-    if not isinstance(value, str):
-        return True
-    if not _TIME.match(value):
-        return False
-    datetime.strptime(value[:19], "%Y-%m-%dT%H:%M:%S")
-    return True
-
-
-@FORMATS.checks("uri")
-def _is_uri(value: object) -> bool:
-    """An absolute URL, as Replicate's `urls`, `next` and `previous` are."""
-    if not isinstance(value, str):
-        return True
-    parts = urlsplit(value)
-    return parts.scheme in {"http", "https"} and bool(parts.netloc)
-
-
-def _shape(path: str) -> str:
-    """A path with its parameters unnamed: `/models/{model_owner}/{model_name}` is `/models/{}/{}`."""
-    return _PARAMETER.sub("{}", path)
-
-
-def _json_schema(node: Any, document: dict[str, Any], depth: int = 0) -> Any:
-    """`node` as plain JSON Schema: `$ref`s inlined, and `nullable: true` turned into an alternative of null."""
-    assert depth < 50, "a cycle of $refs"
-    if isinstance(node, list):
-        return [_json_schema(item, document, depth + 1) for item in node]
-    if not isinstance(node, dict):
-        return node
-    if "$ref" in node:
-        target: Any = document
-        for part in node["$ref"].removeprefix("#/").split("/"):
-            target = target[part]
-        return _json_schema(target, document, depth + 1)
-    schema = {key: _json_schema(value, document, depth + 1) for key, value in node.items() if key != "nullable"}
-    return {"anyOf": [schema, {"type": "null"}]} if node.get("nullable") is True else schema
-
-
-class Document:
-    """An OpenAPI document's operations by (METHOD, path shape), and the JSON schema of each response."""
-
-    def __init__(self, name: str, document: dict[str, Any], prefix: str = "") -> None:
-        self.name = name
-        self._document = document
-        self._paths = {
-            (method.upper(), _shape(path.removeprefix(prefix))): item[method]
-            for path, item in document["paths"].items()
-            if path.startswith(prefix)
-            for method in item
-            if method in _HTTP_METHODS
-        }
-
-    def operations(self) -> set[tuple[str, str]]:
-        return set(self._paths)
-
-    def errors(self, method: str, shape: str, response: httpx.Response) -> list[str]:
-        """What is wrong with `response` to the operation, as the document describes it (no JSON body: none)."""
-        where = f"{self.name}: {method} {shape} {response.status_code}"
-        described = self._paths[(method, shape)]["responses"].get(str(response.status_code))
-        if described is None:
-            return [f"{where}: the document has no such status"]
-        content = described.get("content", {}).get("application/json")
-        if content is None:
-            return []
-        if response.headers.get("content-type") != "application/json":
-            return [f"{where}: content type {response.headers.get('content-type')}"]
-        validator = Draft202012Validator(_json_schema(content["schema"], self._document), format_checker=FORMATS)
-        return [f"{where}: {'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(response.json())]
+from tests.conftest import INPAINTING, INPAINTING_VERSION, STORY_VERSION, Gateway, Upstream, inpainting_input
+from tests.openapi_documents import Document, replicate_document, shape
 
 
 @dataclass
@@ -125,7 +37,7 @@ class Walk:
         """`method path` (a path of `template`, in Replicate's document), which must answer `status`."""
         response = self.client.request(method, path, **kwargs)
         assert response.status_code == status, (method, path, response.text)
-        self.exchanges.append(Exchange(method, _shape(template), response))
+        self.exchanges.append(Exchange(method, shape(template), response))
         return response
 
     def create(self, body: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
@@ -199,11 +111,8 @@ def _files(walk: Walk, gateway: Gateway, tenant: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def replicate_document() -> dict[str, Any]:
-    if not REPLICATE_DOCUMENT.is_file():
-        pytest.skip(f"Replicate's OpenAPI document is not at {REPLICATE_DOCUMENT} (the shared references beside the repository)")
-    document: dict[str, Any] = json.loads(REPLICATE_DOCUMENT.read_text())
-    return document
+def replicate() -> Document:
+    return replicate_document()
 
 
 @pytest.fixture(scope="module", params=API_PREFIXES)
@@ -223,16 +132,15 @@ def _shared_operations(replicate: Document, gateway: Document) -> set[tuple[str,
     return replicate.operations() & gateway.operations()
 
 
-def test_every_operation_both_documents_describe_is_walked(walk: Walk, replicate_document: dict[str, Any]) -> None:
-    replicate = Document("replicate", replicate_document)
+def test_every_operation_both_documents_describe_is_walked(replicate: Document, walk: Walk) -> None:
     own = Document("gateway", build_document(API_PREFIXES), walk.prefix)
     walked = {(exchange.method, exchange.shape) for exchange in walk.exchanges}
     assert walked - _shared_operations(replicate, own) == set(), "walked operations one of the documents lacks"
     assert _shared_operations(replicate, own) - walked == set(), "served operations of Replicate's document not walked yet"
 
 
-def test_every_response_matches_replicates_schema_and_the_gateways_own(walk: Walk, replicate_document: dict[str, Any]) -> None:
-    documents = (Document("replicate", replicate_document), Document("gateway", build_document(API_PREFIXES), walk.prefix))
+def test_every_response_matches_replicates_schema_and_the_gateways_own(replicate: Document, walk: Walk) -> None:
+    documents = (replicate, Document("gateway", build_document(API_PREFIXES), walk.prefix))
     errors = [
         error
         for exchange in walk.exchanges

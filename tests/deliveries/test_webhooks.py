@@ -18,6 +18,7 @@ from standardwebhooks import Webhook
 from tests.conftest import INPAINTING_VERSION, Gateway, Upstream, inpainting_input
 from tests.deliveries.conftest import FIRST_RETRY_SECONDS, RETRY_SECONDS, Hook, Receiver
 from tests.emulator.predictions import signed_headers
+from tests.openapi_documents import replicate_document
 
 
 @pytest.fixture
@@ -52,6 +53,17 @@ def test_the_official_client_verifies_every_delivery_with_the_secret_from_the_se
     assert terminal.json == api.get(f"/predictions/{created['id']}").json()
     assert terminal.json["webhook"] == hook.url and terminal.json["urls"]["get"] == created["urls"]["get"]
     assert len({r.headers["webhook-id"] for r in received}) == len(received)  # one message per event
+
+
+def test_every_delivery_is_a_prediction_replicates_document_accepts(api: httpx.Client, receiver: Receiver) -> None:
+    replicate = replicate_document()
+    hook = receiver.hook()
+    _create(api, hook, webhook_events_filter=["start", "output", "logs", "completed"])
+    received = hook.terminal()
+    prediction = {"$ref": "#/components/schemas/schemas_prediction_response"}
+    errors = [error for r in received for error in replicate.body_errors(f"webhook {r.json['status']}", prediction, r.json)]
+    assert not errors, "\n".join(errors)
+    assert len(received) >= 2 and "completed_at" not in received[0].json  # an unfinished one leaves it out, not null
 
 
 def test_without_a_filter_only_new_output_and_the_completion_are_sent(api: httpx.Client, receiver: Receiver) -> None:
