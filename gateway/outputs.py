@@ -22,34 +22,39 @@ LinkTo = Callable[[int, str], str]
 """The public link of the output at an index, with its file name."""
 
 
+def map_strings(output: Any, change: Callable[[str], str]) -> Any:
+    """`output` with each string in it, at any depth (dictionary keys excepted), replaced by `change(string)`."""
+    if isinstance(output, str):
+        return change(output)
+    if isinstance(output, list):
+        return [map_strings(item, change) for item in output]
+    if isinstance(output, dict):
+        return {key: map_strings(item, change) for key, item in output.items()}
+    return output
+
+
 def hide(output: Any) -> tuple[Any, list[str]]:
     """`output` with each http(s) URL replaced by a reference, and those URLs in order."""
     urls: list[str] = []
 
-    def replace(value: Any) -> Any:
-        if isinstance(value, str) and value.startswith(("https://", "http://")):
-            urls.append(value)
-            name = urlsplit(value).path.rsplit("/", 1)[-1] or "output"
-            return f"{_REFERENCE}{len(urls) - 1}/{name}"
-        if isinstance(value, list):
-            return [replace(item) for item in value]
-        if isinstance(value, dict):
-            return {key: replace(item) for key, item in value.items()}
-        return value
+    def replace(value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            return value
+        urls.append(value)
+        name = urlsplit(value).path.rsplit("/", 1)[-1] or "output"
+        return f"{_REFERENCE}{len(urls) - 1}/{name}"
 
-    return replace(output), urls
+    return map_strings(output, replace), urls
 
 
 def expand(output: Any, link_to: LinkTo) -> Any:
     """`output` with each reference turned into its link."""
-    if isinstance(output, str):
-        match = _PARSED.match(output)
-        return output if match is None else link_to(int(match["index"]), match["name"])
-    if isinstance(output, list):
-        return [expand(item, link_to) for item in output]
-    if isinstance(output, dict):
-        return {key: expand(item, link_to) for key, item in output.items()}
-    return output
+
+    def linked(value: str) -> str:
+        match = _PARSED.match(value)
+        return value if match is None else link_to(int(match["index"]), match["name"])
+
+    return map_strings(output, linked)
 
 
 def reference_index(value: str) -> int | None:

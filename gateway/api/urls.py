@@ -13,7 +13,7 @@ from urllib.parse import quote, urlsplit
 from gateway.callbacks import Callbacks
 from gateway.config import DEFAULT_OUTPUT_LINK_SECONDS
 from gateway.files.signing import DownloadSignatures, UploadTokens
-from gateway.outputs import OutputSignatures, expand
+from gateway.outputs import OutputSignatures, expand, map_strings
 from gateway.signing import Signer
 from gateway.store import StoredFile, StoredPrediction
 from gateway.streams import StreamSignatures
@@ -89,11 +89,21 @@ class Links:
         # Links expire a fixed time after the prediction was created, so every read hands out the same ones.
         expiry = record.created_ms // 1000 + self.output_link_seconds
         output = expand(record.doc["output"], lambda index, name: self.output(api_root, record.id, index, name, expiry))
+        output = map_strings(output, lambda value: self._on_root(value, api_root))
         urls = {"get": url, "cancel": f"{url}/cancel", "web": url}
         if record.streams:  # only then: the Python client takes a `stream` key as a promise that it works
             urls["stream"] = self.stream(api_root, record.id)
         known = {key: value for key, value in record.doc.items() if value is not None or key in _NULLABLE_PREDICTION_KEYS}
         return {**known, "output": output, "urls": urls}
+
+    def _on_root(self, value: str, api_root: str) -> str:
+        """A URL of one of the gateway's own files (a local model's output keeps the URL its server uploaded it
+        to, under `/v1`) moved under `api_root`, so that `/replicate/v1` hands out only `/replicate/v1` URLs."""
+        for base in (self.public_base, self.local_base):
+            own = f"{base}/v1/files/"
+            if base is not None and value.startswith(own) and file_id_in(value):
+                return f"{api_root}/files/{value.removeprefix(own)}"
+        return value
 
     def stream(self, api_root: str, prediction_id: str) -> str:
         """The signed URL of a prediction's event stream: outside `/v1/files/` (where the JS client would take

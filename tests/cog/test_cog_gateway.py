@@ -71,6 +71,11 @@ def test_a_prediction_inpaints_for_real_and_returns_short_gateway_urls(cog_gatew
         with httpx.Client(verify=cog_gateway.client_ssl_context()) as anonymous:
             _assert_inpainted(anonymous.get(url).content)
             assert anonymous.get(url, headers={"Authorization": "Bearer unrelated"}).status_code == 200
+    # Under the aggregator prefix the same files are linked under that prefix, and read there.
+    aggregated = api.get(f"{cog_gateway.public_url}/replicate/v1/predictions/{done['id']}").json()
+    assert aggregated["output"] == [url.replace("/v1/files/", "/replicate/v1/files/", 1) for url in done["output"]]
+    with httpx.Client(verify=cog_gateway.client_ssl_context()) as anonymous:
+        _assert_inpainted(anonymous.get(aggregated["output"][0]).content)
 
 
 def test_the_model_schema_comes_from_the_server_and_validates_before_dispatch(api: httpx.Client) -> None:

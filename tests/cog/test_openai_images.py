@@ -114,7 +114,7 @@ def test_an_edit_answers_a_url_that_downloads_the_png(images_gateway: Gateway, p
             image=image_file, mask=mask_file, prompt="fill it", response_format="url"
         )
     assert len(result.data) == 1 and result.data[0].url is not None
-    assert result.data[0].url.startswith(f"{images_gateway.url}/v1/files/")
+    assert result.data[0].url.startswith(f"{images_gateway.url}/replicate/v1/files/")  # the prefix the request came in on
     _assert_inpainted(httpx.get(result.data[0].url).content)
 
 
