@@ -117,6 +117,7 @@ def replicate() -> Document:
 
 @pytest.fixture(scope="module", params=API_PREFIXES)
 def walk(request: pytest.FixtureRequest, gateway: Gateway, replicate_upstream: Upstream) -> Iterator[Walk]:
+    replicate_upstream.controls.reset()  # module-scoped: set up before the per-test reset (faults an earlier test left)
     token, key = gateway.new_key()
     walk = Walk(gateway, token, request.param)
     try:
