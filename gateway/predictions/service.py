@@ -55,6 +55,13 @@ def _naming(remember: Callable[[Pipeline, str], None], prediction_id: str) -> Ca
     return lambda pipe: remember(pipe, prediction_id)
 
 
+def _names_another(callback: Callback, record: StoredPrediction) -> bool:
+    """Whether a webhook reports on an upstream prediction other than the record's (its payload's `id` is neither
+    the upstream id nor, as a Cog server's is, the gateway's own id)."""
+    reported = callback.payload.get("id") if isinstance(callback.payload, dict) else None
+    return isinstance(reported, str) and reported not in (record.upstream_id, record.id)
+
+
 @dataclass(frozen=True)
 class Page:
     predictions: list[StoredPrediction]
@@ -230,10 +237,15 @@ class Predictions:
     async def on_upstream_webhook(self, prediction_id: str, callback: Callback) -> None:
         """An upstream reported a change: trust its payload if its adapter can, else re-read it upstream."""
         record = await self._store.get(prediction_id)
-        if record is not None and self.unconfirmed(record):  # the upstream took the create whose answer was lost
+        if record is None:
+            return
+        if self.unconfirmed(record):  # the upstream took the create whose answer was lost
             await self.confirm(record)
             return
-        if record is None or not record.upstream_id:
+        if _names_another(callback, record):  # an upstream the create left took it late: a duplicate
+            await self._dispatch.cancel_strays(record)
+            return
+        if not record.upstream_id:
             return
         provider = self._providers[record.provider]
         reported = provider.parse_webhook(callback, record.upstream_id)
