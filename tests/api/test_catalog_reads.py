@@ -170,16 +170,21 @@ def test_examples_are_succeeded_predictions_of_the_latest_version(client: httpx.
     assert client.get(f"/models/{INPAINTING}/examples").json()["results"] == []
 
 
-def test_the_allow_list_hides_models_from_collections_search_the_query_readmes_and_examples(echo_only: httpx.Client) -> None:
+def test_the_allow_list_hides_models_from_collections_search_and_the_query(echo_only: httpx.Client) -> None:
     assert _names(echo_only.get("/collections/text-models").json()["models"]) == ["acme/echo"]
     assert echo_only.get("/collections/image-editing").json()["models"] == []
     found = echo_only.get("/search", params={"query": "a"}).json()
     assert [m["model"]["name"] for m in found["models"]] == ["echo"]
     assert [(c["slug"], c["models"]) for c in found["collections"]] == [("image-editing", []), ("text-models", ["acme/echo"])]
     assert _names(_query(echo_only, "a").json()["results"]) == ["acme/echo"]
-    assert echo_only.get(f"/models/{STORY}/readme").status_code == 404
-    assert echo_only.get(f"/models/{STORY}/examples").status_code == 404
     assert echo_only.get("/models/acme/echo/readme").status_code == 200
+
+
+def test_a_model_the_key_may_not_use_shows_it_no_readme_or_examples(gateway: Gateway, prefix: str) -> None:
+    with gateway.client(gateway.new_key(models=[STORY])[0], prefix) as story_only:
+        for path in ("/models/acme/echo/readme", "/models/acme/echo/examples"):
+            response = story_only.get(path)
+            assert (response.status_code, response.json()["detail"]) == (404, "Model acme/echo not found")
 
 
 @pytest.mark.parametrize(
@@ -214,3 +219,20 @@ def test_the_official_client_lists_collections_hardware_and_searches_models(gate
     found = client.models.search("echo")
     assert [f"{m.owner}/{m.name}" for m in found.results] == ["acme/echo"]
     assert found.results[0].latest_version is not None and found.results[0].latest_version.id == UPSTREAM_ONLY_VERSION
+
+
+@pytest.mark.parametrize(
+    "method,path",
+    [
+        ("GET", "/collections"),
+        ("GET", "/collections/text-models"),
+        ("GET", "/hardware"),
+        ("GET", "/search?query=echo"),
+        ("QUERY", "/models"),
+        ("GET", "/models/acme/echo/readme"),
+        ("GET", "/models/acme/echo/examples"),
+    ],
+)
+def test_every_read_needs_a_key(gateway: Gateway, prefix: str, method: str, path: str) -> None:
+    response = httpx.request(method, f"{gateway.url}{prefix}{path}", content="echo")
+    assert (response.status_code, response.headers["content-type"]) == (401, "application/problem+json")
