@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from gateway.api.examples import example_predictions
 from gateway.api.models import visible_model
-from gateway.api.requests import api_root, caller
-from gateway.config import ModelConfig
-from gateway.config_listing import ExampleConfig
+from gateway.api.requests import caller
 from gateway.errors import Forbidden, NotFound
-from gateway.timestamps import timestamp
 
 MANAGED = (
     "The model catalog is managed by the gateway's operator: "
@@ -33,44 +27,13 @@ async def get_readme(request: Request) -> Response:
 
 async def list_examples(request: Request) -> Response:
     model = visible_model(await caller(request, "read"), request)
-    results = [_example_prediction(request, model, i, e) for i, e in enumerate(model.examples)]
-    return JSONResponse({"next": None, "previous": None, "results": results})
+    return JSONResponse({"next": None, "previous": None, "results": example_predictions(request, model)})
 
 
 async def refuse_change(request: Request) -> Response:
     """models.create, models.update, models.delete and models.versions.delete: a 403 for any valid key."""
     await caller(request, "read")
     raise Forbidden(MANAGED)
-
-
-def example_id(model: ModelConfig, index: int) -> str:
-    """A stable prediction-like id (26 lowercase base32 characters) for the model's example at `index`."""
-    digest = hashlib.sha256(f"{model.name}#{index}".encode()).digest()
-    return base64.b32encode(digest).decode().lower()[:26]
-
-
-def _example_prediction(request: Request, model: ModelConfig, index: int, example: ExampleConfig) -> dict[str, Any]:
-    """A succeeded prediction of the model's latest version, made at the version's creation time."""
-    version = model.versions[0]
-    url = f"{api_root(request)}/predictions/{example_id(model, index)}"
-    made = timestamp(version.created_at.timestamp())
-    return {
-        "id": example_id(model, index),
-        "model": model.name,
-        "version": version.id,
-        "input": example.input,
-        "output": example.output,
-        "logs": "",
-        "error": None,
-        "status": "succeeded",
-        "source": "web",
-        "data_removed": False,
-        "created_at": made,
-        "started_at": made,
-        "completed_at": made,
-        "metrics": {"predict_time": 0.0},
-        "urls": {"get": url, "cancel": f"{url}/cancel", "web": url},
-    }
 
 
 routes = [

@@ -7,7 +7,8 @@ import httpx
 import pytest
 import replicate
 
-from gateway.api.model_pages import MANAGED, example_id
+from gateway.api.examples import example_id
+from gateway.api.model_pages import MANAGED
 from tests.conftest import INPAINTING, INPAINTING_VERSION, STORY, UPSTREAM_ONLY_VERSION, Gateway
 
 PREFIXES = ["/v1", "/replicate/v1"]
@@ -168,6 +169,8 @@ def test_examples_are_succeeded_predictions_of_the_latest_version(client: httpx.
         ],
     }
     assert client.get(f"/models/{INPAINTING}/examples").json()["results"] == []
+    assert client.get("/models/acme/echo").json()["default_example"] == page["results"][0]
+    assert client.get(f"/models/{INPAINTING}").json()["default_example"] is None
 
 
 def test_the_allow_list_hides_models_from_collections_search_and_the_query(echo_only: httpx.Client) -> None:
@@ -219,6 +222,7 @@ def test_the_official_client_lists_collections_hardware_and_searches_models(gate
     found = client.models.search("echo")
     assert [f"{m.owner}/{m.name}" for m in found.results] == ["acme/echo"]
     assert found.results[0].latest_version is not None and found.results[0].latest_version.id == UPSTREAM_ONLY_VERSION
+    assert found.results[0].default_example is not None and found.results[0].default_example.output == "hihi"
 
 
 @pytest.mark.parametrize(
