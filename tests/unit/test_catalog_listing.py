@@ -79,3 +79,13 @@ def test_models_and_collections_rank_by_score_then_name(tmp_path: Path) -> None:
     catalog = _load(tmp_path, PROVIDER + MODEL.replace("{fields}", "") + models + collections)
     assert [(m.name, s) for m, s in rank_models(catalog.models(), "CAT")] == [("z/cat", 3.0), ("m/tagged", 2.0), ("a/dog", 1.0)]
     assert [(c.slug, s) for c, s in rank_collections(catalog.collections(), "cat")] == [("cats", 3.0), ("pets", 1.0)]
+
+
+def test_the_shipped_catalog_has_the_demo_collection_readmes_and_the_local_cpu() -> None:
+    catalog = Catalog(load_catalog(Path(__file__).parents[2] / "config" / "catalog.toml", {}))
+    assert [(c.slug, c.models) for c in catalog.collections()] == [
+        ("gateway-demos", ["gateway-demo/opencv-inpainting", "gateway-demo/typewriter"])
+    ]
+    assert (catalog.model("gateway-demo/typewriter").readme or "").startswith("# typewriter")
+    assert catalog.model("gateway-demo/typewriter").examples[0].output == ["hello", " world"]
+    assert catalog.hardware() == [LOCAL_CPU]
