@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from gateway.api.examples import example_predictions
 from gateway.api.requests import api_root, caller, services
 from gateway.catalog import Resolved
 from gateway.config import ModelConfig
@@ -86,7 +87,7 @@ async def model_json(request: Request, model: ModelConfig) -> dict[str, Any]:
         "license_url": None,
         "run_count": 0,
         "cover_image_url": None,
-        "default_example": None,
+        "default_example": next(iter(example_predictions(request, model)), None),
         "latest_version": await _version_json(request, latest),
         "is_official": False,
     }
