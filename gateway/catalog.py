@@ -16,8 +16,10 @@ from gateway.config import (
     RouteConfig,
     VersionConfig,
 )
+from gateway.config_listing import CollectionConfig, HardwareConfig
 from gateway.errors import InvalidInput, InvalidVersion, NotFound
 
+LOCAL_CPU = HardwareConfig(sku="cpu", name="CPU (local)")  # what a cog provider declaring no hardware offers
 _VERSION_REF = re.compile(r"^(?:(?P<model>[^/:\s]+/[^/:\s]+):)?(?P<id>[0-9a-f]{64})$")
 
 
@@ -95,10 +97,30 @@ class Catalog:
         self._models = {m.name: m for m in config.models}
         self._versions = {v.id: (m, v) for m in config.models for v in m.versions}
         self._deployments = {d.name: d for d in config.deployments}
+        self._collections = {c.slug: c for c in config.collections}
         self.images: ImagesConfig = config.openai.images  # the models behind the OpenAI-style images API
 
     def models(self) -> list[ModelConfig]:
         return list(self._models.values())
+
+    def collections(self) -> list[CollectionConfig]:
+        return list(self._collections.values())
+
+    def collection(self, slug: str) -> CollectionConfig:
+        collection = self._collections.get(slug)
+        if collection is None:
+            raise NotFound(f"Collection {slug} not found")
+        return collection
+
+    def hardware(self) -> list[HardwareConfig]:
+        """What the providers declare, in catalog order, one entry per SKU (the first declaration's name wins); a cog
+        provider that declares none offers `LOCAL_CPU`."""
+        found: dict[str, HardwareConfig] = {}
+        for provider in self.providers.values():
+            offered = provider.hardware or ([LOCAL_CPU] if provider.kind == "cog" else [])
+            for item in offered:
+                found.setdefault(item.sku, item)
+        return list(found.values())
 
     def route_lists(self) -> list[tuple[Route, ...]]:
         """The routes of each version and deployment (a create tries one such list)."""

@@ -49,6 +49,7 @@ _KNOWN: dict[str, list[Any]] = {
     "version": [INPAINTING_VERSION, f"{INPAINTING}:{INPAINTING_VERSION}", f"acme/echo:{UPSTREAM_ONLY_VERSION}"],
     "model": [tuple(INPAINTING.split("/")), ("acme", "echo")],
     "deployment": [("acme", "inpaint-prod")],
+    "slug": ["text-models", "image-editing"],
 }
 
 
@@ -89,7 +90,7 @@ def flatmap_path_parameters(context: schemathesis.HookContext, parameters: dict[
         names = _KNOWN["deployment"] if path.endswith("/deployments/{owner}/{name}/predictions") else _KNOWN["model"]
         named = st.sampled_from(names).map(lambda pair: {**parameters, "owner": pair[0], "name": pair[1]})
         return st.one_of(st.just(parameters), named)
-    for name in ("prediction_id", "file_id", "key_id"):
+    for name in ("prediction_id", "file_id", "key_id", "slug"):
         if name in parameters and _KNOWN.get(name):
             known = st.sampled_from(_KNOWN[name]).map(lambda value, name=name: {**parameters, name: value})
             return st.one_of(st.just(parameters), known)
