@@ -16,6 +16,7 @@ from gateway.api import (
     admin,
     callbacks,
     dashboard,
+    deployments,
     files,
     models,
     openai_images,
@@ -86,7 +87,7 @@ def create_app(settings: Settings, catalog: Catalog, resolve: Resolve = system_r
 
     api_routes = (
         predictions.routes + streams.routes + models.routes + files.routes + webhooks.routes + usage.routes
-        + openai_images.routes
+        + openai_images.routes + deployments.routes
     )  # fmt: skip
     routes = [
         *(Mount(prefix, routes=api_routes) for prefix in API_PREFIXES),

@@ -3,7 +3,7 @@ import re
 import httpx
 from starlette.routing import BaseRoute, Mount, Route
 
-from gateway.api import files, models, openai_images, predictions, streams, usage, webhooks
+from gateway.api import deployments, files, models, openai_images, predictions, streams, usage, webhooks
 from gateway.api.app import API_PREFIXES
 from gateway.api.openapi import build_document
 from tests.conftest import Gateway
@@ -53,7 +53,7 @@ def test_operation_ids_are_unique_and_each_prefix_documents_the_same_operations(
     }
     assert v1 == aggregator and len(v1) == len(
         predictions.routes + streams.routes + models.routes + files.routes + webhooks.routes + usage.routes
-        + openai_images.routes
+        + openai_images.routes + deployments.routes
     )
 
 
