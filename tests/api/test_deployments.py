@@ -2,6 +2,7 @@
 and the official Python client's deployment helpers."""
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -267,3 +268,42 @@ def test_the_official_python_client_manages_and_runs_deployments(gateway: Gatewa
     with pytest.raises(replicate.exceptions.ReplicateError) as missing:
         client.deployments.get(f"{owner}/client-app")
     assert missing.value.status == 404
+
+
+def test_a_tenant_named_like_a_catalog_owner_cannot_take_or_change_its_deployments(gateway: Gateway) -> None:
+    token, _ = gateway.new_key(tenant="acme")
+    with gateway.client(token) as api:
+        assert api.post("/deployments", json=_body("inpaint-prod")).json()["invalid_fields"] == [
+            {"type": "unique", "field": "name", "description": f"A deployment {CATALOG_DEPLOYMENT} already exists"}
+        ]
+        assert api.patch(f"/deployments/{CATALOG_DEPLOYMENT}", json={"hardware": "cpu"}).status_code == 403
+        assert api.get(f"/deployments/{CATALOG_DEPLOYMENT}").json()["current_release"]["configuration"]["hardware"] == "upstream"
+
+
+def test_a_read_only_key_reads_deployments_but_does_not_change_them(gateway: Gateway) -> None:
+    writer, key = gateway.new_key()
+    reader, _ = gateway.new_key(tenant=key["tenant"], scopes=["read"])
+    path = f"/deployments/{key['tenant']}/app"
+    with gateway.client(writer) as api, gateway.client(reader) as read_only:
+        assert api.post("/deployments", json=_body("app")).status_code == 200
+        assert read_only.get(path).status_code == 200
+        assert read_only.post("/deployments", json=_body("other")).status_code == 403
+        assert read_only.patch(path, json={"hardware": "cpu"}).status_code == 403
+        assert read_only.delete(path).status_code == 403
+        assert api.get(path).json()["current_release"]["number"] == 1
+
+
+def test_concurrent_changes_each_make_their_own_release(gateway: Gateway, tenant: tuple[str, httpx.Client]) -> None:
+    owner, api = tenant
+    assert api.post("/deployments", json=_body("busy")).status_code == 200
+    changes = [{"hardware": f"gpu-{n}"} for n in range(5)]  # five at once: each loses at most four races
+
+    def change(body: dict[str, Any]) -> httpx.Response:
+        return httpx.patch(f"{gateway.url}/v1/deployments/{owner}/busy", json=body, headers=api.headers)
+
+    with ThreadPoolExecutor(len(changes)) as pool:
+        answers = list(pool.map(change, changes))
+    assert sorted(a.json()["current_release"]["number"] for a in answers) == [2, 3, 4, 5, 6]
+    final = api.get(f"/deployments/{owner}/busy").json()["current_release"]
+    [last] = [a.json() for a in answers if a.json()["current_release"]["number"] == 6]
+    assert final == last["current_release"]
