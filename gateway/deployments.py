@@ -106,7 +106,7 @@ class Deployments:
             lambda edge, count: self._store.newer(key.tenant, edge, count),
         )
         shown = [_own_view(d) for d in await self._store.load(key.tenant, page.entries)]
-        if cursor is None:
+        if page.previous_cursor is None:  # the first page, however it was reached
             shared = (self._shared(key, name) for name in self._catalog.deployment_names())
             shown += [_catalog_view(resolved) for resolved in shared if resolved is not None]
         return DeploymentPage(shown, page.next_cursor, page.previous_cursor)

@@ -240,7 +240,8 @@ def test_the_list_is_paged_newest_first_with_absolute_cursors(gateway: Gateway, 
     assert names == [["d4", "d3", "inpaint-prod"], ["d2", "d1"], ["d0"]]
     assert first["next"].startswith(f"{gateway.url}/v1/deployments?cursor=")
     assert third["next"] is None
-    assert [d["name"] for d in back["results"]] == ["d4", "d3"]
+    assert [d["name"] for d in back["results"]] == ["d4", "d3", "inpaint-prod"]
+    assert back["previous"] is None
 
 
 @pytest.mark.parametrize("root", ["", "/replicate"])
