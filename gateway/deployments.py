@@ -27,7 +27,6 @@ NAME = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,98}[a-z0-9])?$")
 # The catalog's deployments run on its routes, not on hardware of their own: their configuration says so.
 CATALOG_HARDWARE = "upstream"
 _REPLACE_ATTEMPTS = 5  # concurrent releases of one deployment: each retry re-reads the one that came first
-MANAGED = "Deployments of the gateway's catalog are managed by its operator"
 
 
 @dataclass(frozen=True)
@@ -51,7 +50,6 @@ class Deployment:
     release: Release
     number: int
     released_at: float
-    managed: bool  # one of the catalog's: operator-managed, read-only to tenants
 
 
 @dataclass(frozen=True)
@@ -152,7 +150,7 @@ class Deployments:
         if own is not None:
             return own
         if self._shared(key, f"{owner}/{name}") is not None:
-            raise Forbidden(f"{MANAGED}; they cannot be changed or deleted through the API")
+            raise Forbidden("Deployments of the gateway's catalog are managed by its operator; they cannot be changed or deleted")
         raise _not_found(owner, name)
 
     def _shared(self, key: KeyRecord, full_name: str) -> Resolved | None:
@@ -201,13 +199,13 @@ def _own_view(record: StoredDeployment) -> Deployment:
     release = Release(
         record.model, record.version, record.hardware, record.min_instances, record.max_instances, record.input_defaults
     )
-    return Deployment(record.tenant, record.name, release, record.number, record.released_ms / 1000, managed=False)
+    return Deployment(record.tenant, record.name, release, record.number, record.released_ms / 1000)
 
 
 def _catalog_view(resolved: Resolved) -> Deployment:
     owner, _, name = (resolved.deployment or "").partition("/")
     release = Release(resolved.model.name, resolved.version.id, CATALOG_HARDWARE, 0, 0)
-    return Deployment(owner, name, release, 1, resolved.version.created_at.timestamp(), managed=True)
+    return Deployment(owner, name, release, 1, resolved.version.created_at.timestamp())
 
 
 def _now_ms() -> int:
