@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from gateway.audit import Actor, AuditEvent, Subject
 from gateway.catalog import Catalog, Reference, RefKind, Resolved
 from gateway.cursors import window
 from gateway.errors import Conflict, Forbidden, InvalidInput, InvalidVersion, NotFound
 from gateway.keys import KeyRecord
-from gateway.store import DeploymentStore, StoredDeployment
+from gateway.store import AuditStore, DeploymentStore, StoredDeployment
 from gateway.validation import check_nesting
 
 PAGE_SIZE = 100
@@ -60,12 +61,13 @@ class DeploymentPage:
 
 
 class Deployments:
-    def __init__(self, catalog: Catalog, store: DeploymentStore, page_size: int = PAGE_SIZE) -> None:
+    def __init__(self, catalog: Catalog, store: DeploymentStore, audit: AuditStore, page_size: int = PAGE_SIZE) -> None:
         self._catalog = catalog
         self._store = store
+        self._audit = audit
         self._page_size = page_size
 
-    async def create(self, key: KeyRecord, name: str, release: Release) -> Deployment:
+    async def create(self, key: KeyRecord, name: str, release: Release, actor: Actor) -> Deployment:
         """A new deployment of the key's tenant at release 1. `name` may carry the tenant as owner (`owner/name`);
         another owner is Forbidden, a bad name, a version the key may not use or a name in use InvalidInput."""
         owner, _, name = name.rpartition("/")
@@ -83,6 +85,7 @@ class Deployments:
         )  # fmt: skip
         if not await self._store.insert(record):
             raise _taken(key.tenant, name)
+        await self._record("deployment.create", actor, None, record)
         return _own_view(record)
 
     async def get(self, key: KeyRecord, owner: str, name: str) -> Deployment:
@@ -109,7 +112,7 @@ class Deployments:
             shown += [_catalog_view(resolved) for resolved in shared if resolved is not None]
         return DeploymentPage(shown, page.next_cursor, page.previous_cursor)
 
-    async def update(self, key: KeyRecord, owner: str, name: str, changes: dict[str, Any]) -> Deployment:
+    async def update(self, key: KeyRecord, owner: str, name: str, changes: dict[str, Any], actor: Actor) -> Deployment:
         """A new release with `changes` (of version, hardware, instances, input defaults); none if nothing changes."""
         for _ in range(_REPLACE_ATTEMPTS):
             current = await self._own(key, owner, name)
@@ -121,12 +124,15 @@ class Deployments:
             _check_settings(updated)
             updated = replace(updated, number=current.number + 1, released_ms=_now_ms())
             if await self._store.replace(current, updated):
+                await self._record("deployment.update", actor, current, updated)
                 return _own_view(updated)
         raise Conflict("The deployment is being changed by another request; try again", retry_after=1)
 
-    async def delete(self, key: KeyRecord, owner: str, name: str) -> None:
-        if not await self._store.delete(await self._own(key, owner, name)):
+    async def delete(self, key: KeyRecord, owner: str, name: str, actor: Actor) -> None:
+        current = await self._own(key, owner, name)
+        if not await self._store.delete(current):
             raise _not_found(owner, name)
+        await self._record("deployment.delete", actor, current, None)
 
     async def resolve(self, key: KeyRecord, reference: Reference) -> Resolved:
         """What a create runs: for a deployment, the tenant's own by that name (its pinned version and defaults),
@@ -137,6 +143,15 @@ class Deployments:
             if own is not None:
                 return self._pin(key, own.model, own.version).deployed(reference.name, own.input_defaults)
         return self._catalog.resolve(reference)
+
+    async def _record(self, action: str, actor: Actor, before: StoredDeployment | None, after: StoredDeployment | None) -> None:
+        """Add the change to the audit log, after it was made: the log's stream is in a hash slot of its own, so
+        one transaction cannot hold both on a cluster (a process dying in between loses the entry, not the change)."""
+        changed = after or before
+        assert changed is not None
+        subject = Subject("deployment", f"{changed.tenant}/{changed.name}")
+        views = (None if before is None else asdict(before), None if after is None else asdict(after))
+        await self._audit.append(AuditEvent(action, subject, (changed.tenant,), actor, *views).fields())
 
     async def _find(self, key: KeyRecord, owner: str, name: str) -> StoredDeployment | None:
         """The key's tenant's own deployment `owner/name`; None for any other owner, whatever it holds."""

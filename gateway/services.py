@@ -181,7 +181,7 @@ async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Me
     schemas = Schemas(store.schemas, providers, policy)
     waiters = Waiters(store.prediction_changes)
     breakers = _breakers(settings, store, metrics)
-    deployments = Deployments(catalog, store.deployments)
+    deployments = Deployments(catalog, store.deployments, store.audit)
     predictions = Predictions(
         catalog,
         store.predictions,

@@ -11,8 +11,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway.api.requests import api_root, caller, json_object, services
+from gateway.audit import Actor, new_request_id
 from gateway.deployments import Deployment, Release
 from gateway.errors import InvalidInput
+from gateway.keys import KeyRecord
 from gateway.timestamps import timestamp
 
 _STRINGS = ("name", "model", "version", "hardware")
@@ -56,7 +58,7 @@ async def create_deployment(request: Request) -> Response:
         body["max_instances"],
         body.get("input_defaults", {}),
     )
-    deployment = await services(request).deployments.create(key, body["name"], release)
+    deployment = await services(request).deployments.create(key, body["name"], release, _actor(request, key))
     return JSONResponse(deployment_json(deployment))  # 200, as Replicate's document has it
 
 
@@ -82,14 +84,19 @@ async def get_deployment(request: Request) -> Response:
 async def update_deployment(request: Request) -> Response:
     key = await caller(request, "predict")
     changes = _checked(await json_object(request, required=False), _UPDATE_FIELDS, ())
-    deployment = await services(request).deployments.update(key, *_path_name(request), changes)
+    deployment = await services(request).deployments.update(key, *_path_name(request), changes, _actor(request, key))
     return JSONResponse(deployment_json(deployment))
 
 
 async def delete_deployment(request: Request) -> Response:
     key = await caller(request, "predict")
-    await services(request).deployments.delete(key, *_path_name(request))
+    await services(request).deployments.delete(key, *_path_name(request), _actor(request, key))
     return Response(status_code=204)
+
+
+def _actor(request: Request, key: KeyRecord) -> Actor:
+    """The tenant's key, for the audit log (its id, never its secret)."""
+    return Actor("tenant-key", key.key_id, getattr(request.state, "request_id", None) or new_request_id())
 
 
 def _path_name(request: Request) -> tuple[str, str]:

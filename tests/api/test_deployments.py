@@ -308,3 +308,23 @@ def test_concurrent_changes_each_make_their_own_release(gateway: Gateway, tenant
     final = api.get(f"/deployments/{owner}/busy").json()["current_release"]
     [last] = [a.json() for a in answers if a.json()["current_release"]["number"] == 6]
     assert final == last["current_release"]
+
+
+def test_each_change_is_in_the_audit_log_with_the_key_that_made_it(gateway: Gateway) -> None:
+    token, key = gateway.new_key()
+    tenant, path = key["tenant"], f"/deployments/{key['tenant']}/audited"
+    with gateway.client(token) as api:
+        assert api.post("/deployments", json=_body("audited"), headers={"X-Request-Id": "req-deploy-1"}).status_code == 200
+        assert api.patch(path, json={"hardware": "cpu"}).status_code == 200
+        assert api.patch(path, json={"hardware": "cpu"}).status_code == 200  # no change: no release, no entry
+        assert api.delete(path).status_code == 204
+    results = gateway.admin.get("/audit", params={"tenant": tenant}).json()["results"]
+    entries = [e for e in results if e["subject"]["kind"] == "deployment"]  # the key's creation is there too
+    assert [e["action"] for e in entries] == ["deployment.delete", "deployment.update", "deployment.create"]
+    delete, update, create = entries
+    for entry in entries:
+        assert entry["subject"] == {"kind": "deployment", "id": f"{tenant}/audited"} and entry["tenants"] == [tenant]
+        assert entry["actor"] == {"kind": "tenant-key", "source": key["key_id"]}
+    assert create["request_id"] == "req-deploy-1" and create["before"] is None and create["after"]["number"] == 1
+    assert (update["before"]["hardware"], update["after"]["hardware"], update["after"]["number"]) == ("gpu-t4", "cpu", 2)
+    assert delete["before"]["number"] == 2 and delete["after"] is None
