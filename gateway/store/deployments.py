@@ -27,13 +27,18 @@ redis.call('ZADD', KEYS[2], 0, ARGV[2])
 return 1
 """
 
-# KEYS[1] the record; ARGV: the release number it must still hold, the new JSON. 1 if replaced, 0 if it changed.
+# KEYS[1] the record; ARGV: the release number and release time it must still hold, the new JSON. 1 if replaced,
+# 0 if it changed. The time tells a deployment deleted and made again (release 1 once more) from the one read.
 _REPLACE = """
 local raw = redis.call('GET', KEYS[1])
-if not raw or cjson.decode(raw)['number'] ~= tonumber(ARGV[1]) then
+if not raw then
   return 0
 end
-redis.call('SET', KEYS[1], ARGV[2])
+local held = cjson.decode(raw)
+if held['number'] ~= tonumber(ARGV[1]) or held['released_ms'] ~= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[3])
 return 1
 """
 
@@ -81,9 +86,11 @@ class DeploymentStore:
         return None if raw is None else StoredDeployment.from_json(str(raw))
 
     async def replace(self, current: StoredDeployment, updated: StoredDeployment) -> bool:
-        """Write `updated` over `current` unless another release (or a delete) came first: then False."""
+        """Write `updated` over `current` unless another release, or a delete (and a new deployment by that name),
+        came first: then False."""
         with mapped_errors(self._redis):
-            done = await self._replace(keys=[_key(current.tenant, current.name)], args=[current.number, updated.to_json()])
+            args: list[int | str] = [current.number, current.released_ms, updated.to_json()]
+            done = await self._replace(keys=[_key(current.tenant, current.name)], args=args)
         return bool(done)
 
     async def delete(self, deployment: StoredDeployment) -> bool:

@@ -46,4 +46,9 @@ async def test_a_release_replaces_only_the_release_it_was_made_from(client: aior
     assert await store.delete(second)
     assert not await store.delete(second)
     assert not await store.replace(second, replace(second, number=3))
+    again = _deployment(tenant, "app", created_ms=5_000)  # made anew: release 1 once more, at another time
+    assert await store.insert(again)
+    assert not await store.replace(first, replace(first, number=2, hardware="stale"))
+    assert await store.get(tenant, "app") == again
+    assert await store.delete(again)
     assert await store.get(tenant, "app") is None and await store.older(tenant, None, 10) == []
