@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gateway.config import (
@@ -74,19 +74,26 @@ class Reference:
 
 @dataclass(frozen=True)
 class Resolved:
-    """A public version ready to run: its model, version, optional deployment and ordered routes."""
+    """A public version ready to run: its model, version, optional deployment (with its input defaults) and
+    ordered routes."""
 
     model: ModelConfig
     version: VersionConfig
     routes: tuple[Route, ...]
     deployment: str | None = None
+    input_defaults: dict[str, Any] = field(default_factory=dict)
 
     def prepare_input(self, given: dict[str, Any]) -> dict[str, Any]:
-        """Rename aliased fields to their real names, then fill in the catalog's defaults."""
+        """Rename aliased fields to their real names, then fill in the deployment's defaults, then the catalog's."""
         prepared = _apply_aliases(given, self.model.aliases)
-        for name, value in self.model.defaults.items():
-            prepared.setdefault(name, value)
+        for defaults in (_apply_aliases(self.input_defaults, self.model.aliases), self.model.defaults):
+            for name, value in defaults.items():
+                prepared.setdefault(name, value)
         return prepared
+
+    def deployed(self, name: str, input_defaults: dict[str, Any]) -> Resolved:
+        """This version run through the deployment `name`, which fills in `input_defaults`."""
+        return replace(self, deployment=name, input_defaults=input_defaults)
 
 
 class Catalog:
@@ -121,6 +128,10 @@ class Catalog:
             for item in offered:
                 found.setdefault(item.sku, item)
         return list(found.values())
+
+    def deployment_names(self) -> list[str]:
+        """The operator's deployments (`owner/name`), in catalog order."""
+        return list(self._deployments)
 
     def route_lists(self) -> list[tuple[Route, ...]]:
         """The routes of each version and deployment (a create tries one such list)."""

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.api import openapi_catalog, openapi_images, openapi_providers, openapi_usage
+from gateway.api import openapi_catalog, openapi_deployments, openapi_images, openapi_providers, openapi_usage
 from gateway.api.openapi_admin import admin_paths, service_paths
 from gateway.api.openapi_parts import (
     BINARY,
@@ -163,7 +163,11 @@ def _tenant_paths() -> Json:
             "models.predictions.create", "Create a prediction on the model's latest version", "PredictionRequest", owner, name
         ),
         "/deployments/{owner}/{name}/predictions": _create(
-            "deployments.predictions.create", "Create a prediction through a deployment", "PredictionRequest", owner, name
+            "deployments.predictions.create",
+            "Create a prediction through a deployment: the tenant's own by that name, else the catalog's",
+            "PredictionRequest",
+            owner,
+            name,
         ),
         "/models": {
             "get": operation(
@@ -309,7 +313,14 @@ def build_document(api_prefixes: Sequence[str]) -> Json:
     paths: Json = {}
     # The images operations document their own OpenAI-shaped limit errors.
     tenant_paths = {
-        **_limited(_merged(_tenant_paths(), openapi_usage.tenant_paths(), openapi_catalog.tenant_paths())),
+        **_limited(
+            _merged(
+                _tenant_paths(),
+                openapi_usage.tenant_paths(),
+                openapi_catalog.tenant_paths(),
+                openapi_deployments.tenant_paths(),
+            )
+        ),
         **openapi_images.tenant_paths(),
     }
     for number, prefix in enumerate(api_prefixes):
@@ -336,6 +347,7 @@ def build_document(api_prefixes: Sequence[str]) -> Json:
                 **openapi_images.SCHEMAS,
                 **openapi_providers.SCHEMAS,
                 **openapi_catalog.SCHEMAS,
+                **openapi_deployments.SCHEMAS,
             },
             "securitySchemes": SECURITY_SCHEMES,
         },

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from redis.asyncio.client import Pipeline
 
-from gateway.catalog import Catalog, Reference
+from gateway.catalog import Catalog, Reference, Resolved
 from gateway.cursors import encode_cursor, window
 from gateway.errors import GatewayError, InvalidVersion, NotFound, OverLimit, UpstreamError, UpstreamUnavailable
 from gateway.keys import KeyRecord
@@ -81,6 +81,7 @@ class Predictions:
         waiters: Waiters,
         metrics: Metrics,
         *,
+        resolve: Callable[[KeyRecord, Reference], Awaitable[Resolved]],
         check_webhook: Callable[[str], Awaitable[None]],
         admit: Callable[[KeyRecord, StoredPrediction], Awaitable[Admission]],
         release: Callable[[StoredPrediction], Awaitable[None]],
@@ -99,6 +100,7 @@ class Predictions:
         self._requests = requests
         self._waiters = waiters
         self._metrics = metrics
+        self._resolve = resolve  # what a key's reference runs (its tenant's own deployments first)
         self._check_webhook = check_webhook  # raises InvalidInput for a webhook URL that may not be called
         self._admit = admit  # a create's limits check and pre-charge, queued with its first write
         self._release = release  # gives back a pre-charge
@@ -120,7 +122,7 @@ class Predictions:
         with the first), and no upstream run without a record and a pre-charge.
 
         `remember(pipe, prediction id)` queues more writes with the record's (an idempotency key naming it)."""
-        resolved = self._catalog.resolve(reference)
+        resolved = await self._resolve(key, reference)
         if not key.allows(resolved.model.name, resolved.version.id):
             raise InvalidVersion()
         check_nesting(options.input)

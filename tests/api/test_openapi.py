@@ -3,7 +3,7 @@ import re
 import httpx
 from starlette.routing import BaseRoute, Mount, Route
 
-from gateway.api import catalog_reads, files, model_pages, models, openai_images, predictions, streams, usage, webhooks
+from gateway.api import catalog_reads, deployments, files, model_pages, models, openai_images, predictions, streams, usage, webhooks
 from gateway.api.app import API_PREFIXES
 from gateway.api.openapi import build_document
 from tests.conftest import Gateway
@@ -53,7 +53,7 @@ def test_operation_ids_are_unique_and_each_prefix_documents_the_same_operations(
     }
     assert v1 == aggregator and len(v1) == len(
         predictions.routes + streams.routes + models.routes + files.routes + webhooks.routes + usage.routes
-        + openai_images.routes + catalog_reads.routes + model_pages.routes
+        + openai_images.routes + catalog_reads.routes + model_pages.routes + deployments.routes
     )
 
 
