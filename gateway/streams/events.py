@@ -1,9 +1,10 @@
 """Replicate's server-sent events (`output`, `logs`, `error`, `done`) and their translation from a prediction.
 
 A translated event's id is the stream position after it: outputs sent and characters of logs sent
-(`3-120`); logs go one line an event, without the line break, as upstreams stream them. A reconnecting client's `Last-Event-ID` is thus enough to resume on any gateway process from the
-stored record alone. Events relayed from an upstream's own stream carry the upstream's id after the position
-(`3-120-<upstream id>`), so that a resume can continue the upstream stream, or this one if that has gone.
+(`3-120`); logs go one line an event, without the line break, as upstreams stream them. A reconnecting
+client's `Last-Event-ID` is thus enough to resume on any gateway process from the stored record alone. Events
+relayed from an upstream's own stream carry the upstream's id after the position (`3-120-<upstream id>`), so
+that a resume can continue the upstream stream, or this one if that has gone.
 """
 
 from __future__ import annotations

@@ -3,7 +3,18 @@ import re
 import httpx
 from starlette.routing import BaseRoute, Mount, Route
 
-from gateway.api import catalog_reads, deployments, files, model_pages, models, openai_images, predictions, streams, usage, webhooks
+from gateway.api import (
+    catalog_reads,
+    deployments,
+    files,
+    model_pages,
+    models,
+    openai_images,
+    predictions,
+    streams,
+    usage,
+    webhooks,
+)
 from gateway.api.app import API_PREFIXES
 from gateway.api.openapi import build_document
 from tests.conftest import Gateway
