@@ -72,7 +72,7 @@ def _timed(run: Callable[[], None]) -> float:
 
 def _start_gateway(data_dir: Path, port: int, cog_port: int) -> subprocess.Popen[bytes]:
     catalog = data_dir / "catalog.toml"
-    text = (ROOT / "config" / "catalog.toml").read_text().replace("../models/inpaint", str(ROOT / "models" / "inpaint"))
+    text = (ROOT / "config" / "catalog.toml").read_text().replace('"../models/', f'"{ROOT / "models"}/')
     text = text.replace('schema = "schemas/', f'schema = "{ROOT / "config" / "schemas"}/')
     catalog.write_text(text.replace("base_port = 5100", f"base_port = {cog_port}"))
     env = {**os.environ, "GATEWAY_CATALOG": str(catalog), "GATEWAY_DATA_DIR": str(data_dir), "GATEWAY_LOG_LEVEL": "warning"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gateway.config import (
@@ -16,8 +16,10 @@ from gateway.config import (
     RouteConfig,
     VersionConfig,
 )
+from gateway.config_listing import CollectionConfig, HardwareConfig
 from gateway.errors import InvalidInput, InvalidVersion, NotFound
 
+LOCAL_CPU = HardwareConfig(sku="cpu", name="CPU (local)")  # what a cog provider declaring no hardware offers
 _VERSION_REF = re.compile(r"^(?:(?P<model>[^/:\s]+/[^/:\s]+):)?(?P<id>[0-9a-f]{64})$")
 
 
@@ -72,19 +74,26 @@ class Reference:
 
 @dataclass(frozen=True)
 class Resolved:
-    """A public version ready to run: its model, version, optional deployment and ordered routes."""
+    """A public version ready to run: its model, version, optional deployment (with its input defaults) and
+    ordered routes."""
 
     model: ModelConfig
     version: VersionConfig
     routes: tuple[Route, ...]
     deployment: str | None = None
+    input_defaults: dict[str, Any] = field(default_factory=dict)
 
     def prepare_input(self, given: dict[str, Any]) -> dict[str, Any]:
-        """Rename aliased fields to their real names, then fill in the catalog's defaults."""
+        """Rename aliased fields to their real names, then fill in the deployment's defaults, then the catalog's."""
         prepared = _apply_aliases(given, self.model.aliases)
-        for name, value in self.model.defaults.items():
-            prepared.setdefault(name, value)
+        for defaults in (_apply_aliases(self.input_defaults, self.model.aliases), self.model.defaults):
+            for name, value in defaults.items():
+                prepared.setdefault(name, value)
         return prepared
+
+    def deployed(self, name: str, input_defaults: dict[str, Any]) -> Resolved:
+        """This version run through the deployment `name`, which fills in `input_defaults`."""
+        return replace(self, deployment=name, input_defaults=input_defaults)
 
 
 class Catalog:
@@ -95,10 +104,34 @@ class Catalog:
         self._models = {m.name: m for m in config.models}
         self._versions = {v.id: (m, v) for m in config.models for v in m.versions}
         self._deployments = {d.name: d for d in config.deployments}
+        self._collections = {c.slug: c for c in config.collections}
         self.images: ImagesConfig = config.openai.images  # the models behind the OpenAI-style images API
 
     def models(self) -> list[ModelConfig]:
         return list(self._models.values())
+
+    def collections(self) -> list[CollectionConfig]:
+        return list(self._collections.values())
+
+    def collection(self, slug: str) -> CollectionConfig:
+        collection = self._collections.get(slug)
+        if collection is None:
+            raise NotFound(f"Collection {slug} not found")
+        return collection
+
+    def hardware(self) -> list[HardwareConfig]:
+        """What the providers declare, in catalog order, one entry per SKU (the first declaration's name wins); a cog
+        provider that declares none offers `LOCAL_CPU`."""
+        found: dict[str, HardwareConfig] = {}
+        for provider in self.providers.values():
+            offered = provider.hardware or ([LOCAL_CPU] if provider.kind == "cog" else [])
+            for item in offered:
+                found.setdefault(item.sku, item)
+        return list(found.values())
+
+    def deployment_names(self) -> list[str]:
+        """The operator's deployments (`owner/name`), in catalog order."""
+        return list(self._deployments)
 
     def route_lists(self) -> list[tuple[Route, ...]]:
         """The routes of each version and deployment (a create tries one such list)."""

@@ -6,7 +6,7 @@ import json
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import KeysView, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -26,6 +26,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.config_listing import CollectionConfig, ExampleConfig, HardwareConfig
 from gateway.errors import ConfigError
 from gateway.ssrf import AddressPolicy, parse_networks
 
@@ -207,6 +208,7 @@ class ProviderConfig(_Strict):
     tokens: tuple[SecretStr, ...] = Field(default=(), exclude=True)
     token_names: tuple[str, ...] = Field(default=(), exclude=True)  # the variable each of `tokens` came from
     webhook_token: SecretStr | None = Field(default=None, exclude=True)
+    hardware: list[HardwareConfig] = []  # what `GET /v1/hardware` lists for it (a cog provider: CPU if none)
 
     @field_validator("base_url")
     @classmethod
@@ -318,6 +320,16 @@ class ModelConfig(_Strict):
     defaults: dict[str, Any] = {}
     price: PriceConfig = PriceConfig()
     versions: list[VersionConfig] = Field(min_length=1, description="newest first")
+    tags: list[str] = []  # for search
+    readme: str | None = None  # markdown; or `readme_file`, a path relative to the catalog file
+    readme_file: str | None = Field(default=None, exclude=True)
+    examples: list[ExampleConfig] = []
+
+    @model_validator(mode="after")
+    def _one_readme(self) -> ModelConfig:
+        if self.readme is not None and self.readme_file is not None:
+            raise ValueError("a model needs at most one of readme and readme_file")
+        return self
 
 
 class DeploymentConfig(_Strict):
@@ -342,6 +354,7 @@ class CatalogConfig(_Strict):
     providers: dict[str, ProviderConfig]
     models: list[ModelConfig] = []
     deployments: list[DeploymentConfig] = []
+    collections: list[CollectionConfig] = []
     openai: OpenAIConfig = OpenAIConfig()
 
     @model_validator(mode="after")
@@ -401,6 +414,16 @@ def _check_references(catalog: CatalogConfig) -> None:
         name = getattr(catalog.openai.images, operation)
         if name is not None and name not in models:
             raise ValueError(f"openai.images.{operation}: unknown model {name!r}")
+    _check_collections(catalog.collections, models.keys())
+
+
+def _check_collections(collections: list[CollectionConfig], models: KeysView[str]) -> None:
+    if len({c.slug for c in collections}) != len(collections):
+        raise ValueError("collections: a slug is declared twice")
+    for i, collection in enumerate(collections):
+        for j, name in enumerate(collection.models):
+            if name not in models:
+                raise ValueError(f"collections[{i}].models[{j}]: unknown model {name!r}")
 
 
 def _check_routes(catalog: CatalogConfig, routes: list[RouteConfig], where: str) -> None:
@@ -422,7 +445,8 @@ def _with_secrets_and_schemas(catalog: CatalogConfig, path: Path, environ: Mappi
             if version.schema_file is not None:
                 schema = _read_schema(path.parent / version.schema_file, f"{path}: models[{i}].versions[{j}].schema")
             versions.append(version.model_copy(update={"openapi_schema": schema}))
-        models.append(model.model_copy(update={"versions": versions}))
+        readme = model.readme if model.readme_file is None else _read_readme(path, model.readme_file, i)
+        models.append(model.model_copy(update={"versions": versions, "readme": readme}))
     return catalog.model_copy(update={"providers": providers, "models": models})
 
 
@@ -435,6 +459,13 @@ def _with_secrets(provider: ProviderConfig, path: Path, environ: Mapping[str, st
         managed = managed.model_copy(update={"model_dir": (path.parent / managed.model_dir).resolve()})
     secrets = {"tokens": tokens, "token_names": token_names, "webhook_token": SecretStr(webhook_token) if webhook_token else None}
     return provider.model_copy(update={**secrets, "managed": managed})
+
+
+def _read_readme(path: Path, readme_file: str, index: int) -> str:
+    try:
+        return (path.parent / readme_file).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: models[{index}].readme_file: cannot read {readme_file}: {exc}") from None
 
 
 def _read_schema(schema_path: Path, where: str) -> dict[str, Any]:

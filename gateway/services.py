@@ -19,6 +19,7 @@ from gateway.auth import Authenticator
 from gateway.catalog import Catalog
 from gateway.config import Settings
 from gateway.deliveries import DeliveryWorker, Outbox, RetryPolicy, TenantSecrets, Webhooks, WebhookTargets, WorkerLimits
+from gateway.deployments import Deployments
 from gateway.files import FileLimits, Files, InputFiles, LocalStorage, prediction_owners
 from gateway.files.inputs import DownloadUrl
 from gateway.keys import KeyRecord, KeyService
@@ -72,6 +73,7 @@ class Services:
     queue_depths: Callable[[], Awaitable[QueueDepths]]  # a reading of the work waiting in Redis
     breakers: Breakers  # of upstream routes, shared by every process
     credential_pools: CredentialPools  # upstream credentials and their shared cooling
+    deployments: Deployments  # tenants' own deployments beside the catalog's
 
 
 @contextlib.asynccontextmanager
@@ -179,6 +181,7 @@ async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Me
     schemas = Schemas(store.schemas, providers, policy)
     waiters = Waiters(store.prediction_changes)
     breakers = _breakers(settings, store, metrics)
+    deployments = Deployments(catalog, store.deployments, store.audit)
     predictions = Predictions(
         catalog,
         store.predictions,
@@ -188,6 +191,7 @@ async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Me
         requests,
         waiters,
         metrics,
+        resolve=deployments.resolve,
         check_webhook=webhooks.targets.check,
         admit=admit,
         release=metering.release,
@@ -224,6 +228,7 @@ async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Me
         queue_depths=functools.partial(store.depths, _slot_queues(catalog)),
         breakers=breakers,
         credential_pools=pools,
+        deployments=deployments,
     )  # fmt: skip
 
 

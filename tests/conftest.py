@@ -81,12 +81,14 @@ kind = "replicate"
 base_url = "{{replicate}}/v1"
 token_env = ["UPSTREAM_TOKEN"]
 timeout = 3
+hardware = [{{ sku = "gpu-t4", name = "Nvidia T4 GPU" }}]
 
 [providers.aggregator]
 kind = "replicate"
 base_url = "{{aggregator}}/replicate/v1"
 token_env = ["UPSTREAM_TOKEN"]
 timeout = 3
+hardware = [{{ sku = "gpu-t4", name = "T4 (aggregator)" }}, {{ sku = "gpu-a100-large", name = "Nvidia A100 (80GB) GPU" }}]
 
 [[models]]
 name = "{INPAINTING}"
@@ -100,6 +102,10 @@ routes = [{{ provider = "replicate", version = "{INPAINTING_VERSION}" }}]
 
 [[models]]
 name = "acme/echo"
+description = "Echoes its text back"
+tags = ["text", "utility"]
+readme = "# Echo\\n\\nSays what it is told."
+examples = [{{ input = {{ text = "hi", repeat = 2 }}, output = "hihi" }}]
 defaults = {{ repeat = 1 }}
 
 [[models.versions]]
@@ -108,6 +114,8 @@ routes = [{{ provider = "aggregator", model = "upstream-owner/echo" }}]
 
 [[models]]
 name = "{STORY}"
+description = "Tells a story about the prompt, streaming it token by token"
+tags = ["text", "language-model"]
 
 [[models.versions]]
 id = "{STORY_VERSION}"
@@ -122,6 +130,19 @@ routes = [{{ provider = "replicate", version = "{STORY_VERSION}" }}]
 name = "acme/inpaint-prod"
 model = "{INPAINTING}"
 routes = [{{ provider = "replicate", deployment = "stability-ai/inpaint-deploy" }}]
+
+[[collections]]
+slug = "text-models"
+name = "Text models"
+description = "Models that read and write text"
+full_description = "# Text\\nEcho and story."
+models = ["acme/echo", "{STORY}"]
+
+[[collections]]
+slug = "image-editing"
+name = "Image editing"
+description = "Inpainting"
+models = ["{INPAINTING}"]
 
 # Edits only: the fuzz test reaches finished edits; generations stay unserved (404).
 [openai.images]

@@ -15,8 +15,11 @@ from starlette.routing import Mount, Route
 from gateway.api import (
     admin,
     callbacks,
+    catalog_reads,
     dashboard,
+    deployments,
     files,
+    model_pages,
     models,
     openai_images,
     openapi,
@@ -86,7 +89,7 @@ def create_app(settings: Settings, catalog: Catalog, resolve: Resolve = system_r
 
     api_routes = (
         predictions.routes + streams.routes + models.routes + files.routes + webhooks.routes + usage.routes
-        + openai_images.routes
+        + openai_images.routes + catalog_reads.routes + model_pages.routes + deployments.routes
     )  # fmt: skip
     routes = [
         *(Mount(prefix, routes=api_routes) for prefix in API_PREFIXES),

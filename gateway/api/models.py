@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from gateway.api.examples import example_predictions
 from gateway.api.requests import api_root, caller, services
 from gateway.catalog import Resolved
 from gateway.config import ModelConfig
@@ -19,14 +20,12 @@ from gateway.timestamps import timestamp
 
 async def get_model(request: Request) -> Response:
     key = await caller(request, "read")
-    model = _visible_model(key, request)
-    latest = services(request).catalog.resolve_model_version(model.name, model.versions[0].id)
-    return JSONResponse(await _model_json(request, model, latest))
+    return JSONResponse(await model_json(request, visible_model(key, request)))
 
 
 async def list_versions(request: Request) -> Response:
     key = await caller(request, "read")
-    model = _visible_model(key, request)
+    model = visible_model(key, request)
     catalog = services(request).catalog
     versions = [
         await _version_json(request, catalog.resolve_model_version(model.name, v.id))
@@ -38,7 +37,7 @@ async def list_versions(request: Request) -> Response:
 
 async def get_version(request: Request) -> Response:
     key = await caller(request, "read")
-    model = _visible_model(key, request)
+    model = visible_model(key, request)
     version_id = request.path_params["version_id"]
     if not key.allows(model.name, version_id):
         raise NotFound(f"Version {version_id} of model {model.name} not found")
@@ -48,8 +47,7 @@ async def get_version(request: Request) -> Response:
 async def list_models(request: Request) -> Response:
     key = await caller(request, "read")
     catalog = services(request).catalog
-    visible = [m for m in catalog.models() if key.allows(m.name, m.versions[0].id)]
-    results = [await _model_json(request, m, catalog.resolve_model_version(m.name, m.versions[0].id)) for m in visible]
+    results = [await model_json(request, m) for m in catalog.models() if listed(key, m)]
     return JSONResponse({"next": None, "previous": None, "results": results})
 
 
@@ -59,7 +57,13 @@ async def get_account(request: Request) -> Response:
     return JSONResponse({"type": "organization", "username": key.tenant, "name": key.tenant})
 
 
-def _visible_model(key: KeyRecord, request: Request) -> ModelConfig:
+def listed(key: KeyRecord, model: ModelConfig) -> bool:
+    """Whether lists (models, collections, search) show the model to the key: its latest version is allowed."""
+    return key.allows(model.name, model.versions[0].id)
+
+
+def visible_model(key: KeyRecord, request: Request) -> ModelConfig:
+    """The path's `owner/name`, if the key may use any of its versions; NotFound otherwise."""
     name = f"{request.path_params['owner']}/{request.path_params['name']}"
     model = services(request).catalog.model(name)
     if not any(key.allows(name, v.id) for v in model.versions):
@@ -67,7 +71,9 @@ def _visible_model(key: KeyRecord, request: Request) -> ModelConfig:
     return model
 
 
-async def _model_json(request: Request, model: ModelConfig, latest: Resolved) -> dict[str, Any]:
+async def model_json(request: Request, model: ModelConfig) -> dict[str, Any]:
+    """Replicate's model object, with the latest version."""
+    latest = services(request).catalog.resolve_model_version(model.name, model.versions[0].id)
     owner, name = model.name.split("/")
     return {
         "url": f"{api_root(request)}/models/{model.name}",
@@ -80,7 +86,7 @@ async def _model_json(request: Request, model: ModelConfig, latest: Resolved) ->
         "license_url": None,
         "run_count": 0,
         "cover_image_url": None,
-        "default_example": None,
+        "default_example": next(iter(example_predictions(request, model)), None),
         "latest_version": await _version_json(request, latest),
         "is_official": False,
     }

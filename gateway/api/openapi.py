@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.api import openapi_images, openapi_providers, openapi_usage
+from gateway.api import openapi_catalog, openapi_deployments, openapi_images, openapi_providers, openapi_usage
 from gateway.api.openapi_admin import admin_paths, service_paths
 from gateway.api.openapi_parts import (
     BINARY,
@@ -163,7 +163,11 @@ def _tenant_paths() -> Json:
             "models.predictions.create", "Create a prediction on the model's latest version", "PredictionRequest", owner, name
         ),
         "/deployments/{owner}/{name}/predictions": _create(
-            "deployments.predictions.create", "Create a prediction through a deployment", "PredictionRequest", owner, name
+            "deployments.predictions.create",
+            "Create a prediction through a deployment: the tenant's own by that name, else the catalog's",
+            "PredictionRequest",
+            owner,
+            name,
         ),
         "/models": {
             "get": operation(
@@ -295,11 +299,30 @@ def _limited(paths: Json) -> Json:
     return paths
 
 
+def _merged(*parts: Json) -> Json:
+    """Path items joined: the operations of a path declared in several parts all end up under it."""
+    paths: Json = {}
+    for part in parts:
+        for path, item in part.items():
+            paths.setdefault(path, {}).update(item)
+    return paths
+
+
 def build_document(api_prefixes: Sequence[str]) -> Json:
     """The whole document: the tenant API under each prefix (ids after the first prefixed with its name)."""
     paths: Json = {}
     # The images operations document their own OpenAI-shaped limit errors.
-    tenant_paths = {**_limited({**_tenant_paths(), **openapi_usage.tenant_paths()}), **openapi_images.tenant_paths()}
+    tenant_paths = {
+        **_limited(
+            _merged(
+                _tenant_paths(),
+                openapi_usage.tenant_paths(),
+                openapi_catalog.tenant_paths(),
+                openapi_deployments.tenant_paths(),
+            )
+        ),
+        **openapi_images.tenant_paths(),
+    }
     for number, prefix in enumerate(api_prefixes):
         for path, item in tenant_paths.items():
             paths[prefix + path] = item if number == 0 else _renamed(item, prefix.strip("/").split("/")[0])
@@ -318,7 +341,14 @@ def build_document(api_prefixes: Sequence[str]) -> Json:
         "servers": [{"url": "/"}],
         "paths": {**paths, **admin_paths(), **openapi_usage.admin_paths(), **openapi_providers.admin_paths(), **service_paths()},
         "components": {
-            "schemas": {**SCHEMAS, **openapi_usage.SCHEMAS, **openapi_images.SCHEMAS, **openapi_providers.SCHEMAS},
+            "schemas": {
+                **SCHEMAS,
+                **openapi_usage.SCHEMAS,
+                **openapi_images.SCHEMAS,
+                **openapi_providers.SCHEMAS,
+                **openapi_catalog.SCHEMAS,
+                **openapi_deployments.SCHEMAS,
+            },
             "securitySchemes": SECURITY_SCHEMES,
         },
     }

@@ -39,6 +39,15 @@ def ref(name: str) -> Json:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
+def page(item: str) -> Json:
+    """A page of a list: `results` of the named schema, and the absolute URLs of the pages on either side."""
+    uri = {"type": "string", "format": "uri"}
+    return object_schema(
+        ["next", "previous", "results"],
+        {"next": nullable(uri), "previous": nullable(uri), "results": {"type": "array", "items": ref(item)}},
+    )
+
+
 def json_response(status: str, schema: Json, headers: Json | None = None) -> Json:
     response: Json = {"description": status, "content": {"application/json": {"schema": schema}}}
     return {**response, "headers": headers} if headers else response

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-from gateway.api.openapi_parts import Json, nullable, object_schema
+from gateway.api.openapi_parts import Json, nullable, object_schema, page
 
 _STRING: Json = {"type": "string"}
 _URI: Json = {"type": "string", "format": "uri"}
 _TIME: Json = {"type": "string", "format": "date-time"}
 _WEBHOOK_EVENTS: Json = {"type": "array", "items": {"enum": ["start", "output", "logs", "completed"]}}
-
-
-def _page(item: str) -> Json:
-    return object_schema(
-        ["next", "previous", "results"],
-        {
-            "next": nullable(_URI),
-            "previous": nullable(_URI),
-            "results": {"type": "array", "items": {"$ref": f"#/components/schemas/{item}"}},
-        },
-    )
 
 
 _PREDICTION_REQUEST: Json = {
@@ -170,11 +159,11 @@ SCHEMAS: Json = {
     ),
     "PredictionRequest": object_schema(["input"], _PREDICTION_REQUEST, extra=False),
     "Prediction": _PREDICTION,
-    "PredictionPage": _page("Prediction"),
+    "PredictionPage": page("Prediction"),
     "Version": _VERSION,
-    "VersionPage": _page("Version"),
+    "VersionPage": page("Version"),
     "Model": _MODEL,
-    "ModelPage": _page("Model"),
+    "ModelPage": page("Model"),
     "Account": object_schema(
         ["type", "username", "name"],
         {
@@ -187,7 +176,7 @@ SCHEMAS: Json = {
     ),
     "WebhookSecret": object_schema(["key"], {"key": {"type": "string", "pattern": "^whsec_[A-Za-z0-9+/]+={0,2}$"}}),
     "File": _FILE,
-    "FilePage": _page("File"),
+    "FilePage": page("File"),
     "FileCreate": _FILE_CREATE,
     "Key": _KEY,
     "KeyWithToken": object_schema(["key", "token"], {"key": {"$ref": "#/components/schemas/Key"}, "token": _STRING}),

@@ -125,6 +125,20 @@ class Dispatch:
             return record
         return await self._tracker.apply(record, UpstreamPrediction(id="", status=Status.FAILED, error=NEVER_TAKEN))
 
+    async def cancel_strays(self, record: StoredPrediction) -> None:
+        """Cancel what another upstream started for the prediction after its create had moved on (a route whose
+        answer was lost, and which took the create after every lookup had shown nothing)."""
+        for name, provider in self._providers.items():
+            if name == record.provider or provider.capabilities.slots:
+                continue
+            try:
+                stray = await self.find(dataclasses.replace(record, provider=name))
+                if stray is not None and not stray.status.terminal:
+                    await provider.cancel(stray.id)
+                    logger.warning("prediction %s: canceled the duplicate %s started late on %s", record.id, stray.id, name)
+            except UpstreamError as exc:
+                logger.info("prediction %s: %s not searched for a duplicate (%s)", record.id, name, exc.detail)
+
     async def find(self, record: StoredPrediction) -> UpstreamPrediction | None:
         """The upstream's prediction for the record, looked up by the webhook it was given; an UpstreamError when
         the upstream cannot be asked (or has no webhook to go by)."""

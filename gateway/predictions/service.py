@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from redis.asyncio.client import Pipeline
 
-from gateway.catalog import Catalog, Reference
+from gateway.catalog import Catalog, Reference, Resolved
 from gateway.cursors import encode_cursor, window
 from gateway.errors import GatewayError, InvalidVersion, NotFound, OverLimit, UpstreamError, UpstreamUnavailable
 from gateway.keys import KeyRecord
@@ -55,6 +55,13 @@ def _naming(remember: Callable[[Pipeline, str], None], prediction_id: str) -> Ca
     return lambda pipe: remember(pipe, prediction_id)
 
 
+def _names_another(callback: Callback, record: StoredPrediction) -> bool:
+    """Whether a webhook reports on an upstream prediction other than the record's (its payload's `id` is neither
+    the upstream id nor, as a Cog server's is, the gateway's own id)."""
+    reported = callback.payload.get("id") if isinstance(callback.payload, dict) else None
+    return isinstance(reported, str) and reported not in (record.upstream_id, record.id)
+
+
 @dataclass(frozen=True)
 class Page:
     predictions: list[StoredPrediction]
@@ -74,6 +81,7 @@ class Predictions:
         waiters: Waiters,
         metrics: Metrics,
         *,
+        resolve: Callable[[KeyRecord, Reference], Awaitable[Resolved]],
         check_webhook: Callable[[str], Awaitable[None]],
         admit: Callable[[KeyRecord, StoredPrediction], Awaitable[Admission]],
         release: Callable[[StoredPrediction], Awaitable[None]],
@@ -92,6 +100,7 @@ class Predictions:
         self._requests = requests
         self._waiters = waiters
         self._metrics = metrics
+        self._resolve = resolve  # what a key's reference runs (its tenant's own deployments first)
         self._check_webhook = check_webhook  # raises InvalidInput for a webhook URL that may not be called
         self._admit = admit  # a create's limits check and pre-charge, queued with its first write
         self._release = release  # gives back a pre-charge
@@ -113,7 +122,7 @@ class Predictions:
         with the first), and no upstream run without a record and a pre-charge.
 
         `remember(pipe, prediction id)` queues more writes with the record's (an idempotency key naming it)."""
-        resolved = self._catalog.resolve(reference)
+        resolved = await self._resolve(key, reference)
         if not key.allows(resolved.model.name, resolved.version.id):
             raise InvalidVersion()
         check_nesting(options.input)
@@ -230,10 +239,15 @@ class Predictions:
     async def on_upstream_webhook(self, prediction_id: str, callback: Callback) -> None:
         """An upstream reported a change: trust its payload if its adapter can, else re-read it upstream."""
         record = await self._store.get(prediction_id)
-        if record is not None and self.unconfirmed(record):  # the upstream took the create whose answer was lost
+        if record is None:
+            return
+        if self.unconfirmed(record):  # the upstream took the create whose answer was lost
             await self.confirm(record)
             return
-        if record is None or not record.upstream_id:
+        if _names_another(callback, record):  # an upstream the create left took it late: a duplicate
+            await self._dispatch.cancel_strays(record)
+            return
+        if not record.upstream_id:
             return
         provider = self._providers[record.provider]
         reported = provider.parse_webhook(callback, record.upstream_id)

@@ -127,7 +127,8 @@ class ReplicateProvider(Provider):
             path = self._relative(page.get("next"))
             if path is None or not results or _created_before(results[-1], since):
                 return None
-        return None
+        # So many predictions since then that the search stopped short: absence is not proven.
+        raise UpstreamError("The upstream provider has too many recent predictions to search them all")
 
     def _relative(self, url: Any) -> str | None:
         """The path under the base URL of a link the upstream handed out; None for no link or a foreign one."""

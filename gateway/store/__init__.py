@@ -3,7 +3,8 @@ No other module talks to Redis.
 
 Keys that belong together share a Redis Cluster hash tag: `gw:pred:{<id>}` holds one prediction,
 `gw:tenant:{<tenant>}:predictions` indexes a tenant's predictions by creation time; `gw:file:{<id>}` and
-`gw:tenant:{<tenant>}:files` do the same for uploaded files; client webhooks wait in `gw:{deliveries}:stream`.
+`gw:tenant:{<tenant>}:files` do the same for uploaded files; a tenant's deployments and their index are
+`gw:tenant:{<tenant>}:deployment:<name>` and `gw:tenant:{<tenant>}:deployments`; client webhooks wait in `gw:{deliveries}:stream`.
 A provider's credential cooling (`gw:creds:{<provider>}:…`) is shared by every process.
 A tenant's idempotency keys (`gw:idem:{<tenant>}:…`) are in its slot too.
 A route's circuit breaker (`gw:breaker:{<route>}…`) is in the route's slot.
@@ -26,6 +27,7 @@ from gateway.store.audit import AuditFields, AuditFilter, AuditPage, AuditStore
 from gateway.store.breakers import BreakerPolicy, BreakerRecord, BreakerReply, BreakerStore
 from gateway.store.credentials import Cooled, CredentialCounts, CredentialStore
 from gateway.store.deliveries import Delivery, DeliveryStore, Message
+from gateway.store.deployments import DeploymentStore, StoredDeployment
 from gateway.store.depths import DeliveryDepth, QueueDepths, ScheduleDepth, SlotQueueDepth
 from gateway.store.files import FileStore, StoredFile
 from gateway.store.idempotency import Claim, Held, IdempotencyStore
@@ -59,6 +61,7 @@ class Store:
         self.audit = AuditStore(redis, audit_retention_seconds)
         self.keys = KeyStore(redis, self.audit)
         self.files = FileStore(redis)
+        self.deployments = DeploymentStore(redis)
         self.schemas = SchemaStore(redis)
         self.deliveries = DeliveryStore(redis)
         self.limits = LimitStore(redis, self.audit)
@@ -153,6 +156,7 @@ __all__ = [
     "Delivery",
     "DeliveryDepth",
     "DeliveryStore",
+    "DeploymentStore",
     "ErrorObserver",
     "FileStore",
     "Held",
@@ -177,6 +181,7 @@ __all__ = [
     "Settlement",
     "SlotQueueDepth",
     "Store",
+    "StoredDeployment",
     "StoredFile",
     "StoredKey",
     "StoredPrediction",

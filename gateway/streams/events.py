@@ -1,9 +1,10 @@
 """Replicate's server-sent events (`output`, `logs`, `error`, `done`) and their translation from a prediction.
 
 A translated event's id is the stream position after it: outputs sent and characters of logs sent
-(`3-120`). A reconnecting client's `Last-Event-ID` is thus enough to resume on any gateway process from the
-stored record alone. Events relayed from an upstream's own stream carry the upstream's id after the position
-(`3-120-<upstream id>`), so that a resume can continue the upstream stream, or this one if that has gone.
+(`3-120`); logs go one line an event, without the line break, as upstreams stream them. A reconnecting
+client's `Last-Event-ID` is thus enough to resume on any gateway process from the stored record alone. Events
+relayed from an upstream's own stream carry the upstream's id after the position (`3-120-<upstream id>`), so
+that a resume can continue the upstream stream, or this one if that has gone.
 """
 
 from __future__ import annotations
@@ -65,18 +66,28 @@ def progress(doc: dict[str, Any], position: Position) -> tuple[list[Event], Posi
     """The events for what a public prediction document holds beyond `position` (appended logs, new output
     elements, and once it has finished its outcome), and the position after them."""
     events: list[Event] = []
-    logs = doc.get("logs") or ""
-    if len(logs) > position.logs:
-        appended = logs[position.logs :]
-        position = replace(position, logs=len(logs), upstream_id=None)
-        events.append(Event("logs", appended, position.event_id))
     status = Status(doc["status"])
+    for line, sent in _new_log_lines(doc.get("logs") or "", position.logs, status.terminal):
+        position = replace(position, logs=sent, upstream_id=None)
+        events.append(Event("logs", line, position.event_id))
     for element in _new_outputs(doc.get("output"), position.outputs, status.terminal):
         position = replace(position, outputs=position.outputs + 1, upstream_id=None)
         events.append(Event("output", element, position.event_id))
     if status.terminal:
         events += ending(status, doc.get("error"), position)
     return events, position
+
+
+def _new_log_lines(logs: str, sent: int, finished: bool) -> list[tuple[str, int]]:
+    """Each whole line of `logs` after the first `sent` characters, without its line break, with the characters
+    sent once it is: one event a line, as upstreams stream logs, so that a stream resumed from the record reads
+    like the relayed one. A last line without a break waits for it, unless the prediction has finished."""
+    end = len(logs) if finished else max(logs.rfind("\n", sent) + 1, sent)
+    lines = []
+    for line in logs[sent:end].splitlines(keepends=True):
+        sent += len(line)
+        lines.append((line.rstrip("\r\n"), sent))
+    return lines
 
 
 def ending(status: Status, error: Any, position: Position) -> list[Event]:

@@ -192,3 +192,26 @@ def test_a_lost_answer_the_upstream_cannot_explain_keeps_the_prediction_until_it
     assert prediction["status"] == "succeeded"
     assert aggregator_upstream.requests("POST", "/predictions") == []
     assert len(_upstream_predictions_for(replicate_upstream, "/v1", prediction["id"])) == 1
+
+
+def test_a_create_taken_after_the_gateway_moved_on_is_canceled_there(
+    gateway_with_routes: Gateway, replicate_upstream: Upstream, aggregator_upstream: Upstream
+) -> None:
+    """The first route takes the create only after every lookup showed nothing and the second route ran it: its
+    late prediction reports to the gateway's webhook, which finds it a duplicate and cancels it upstream."""
+    replicate_upstream.controls.configure(run_seconds=5)
+    replicate_upstream.controls.inject(Fault("create", delay=UPSTREAM_TIMEOUT + 3))  # after the lookups (~2 s)
+    with gateway_with_routes.client(gateway_with_routes.new_key()[0]) as api:
+        created = api.post("/predictions", json=BODY, timeout=30)
+        assert created.status_code == 201, created.text
+        assert _finished(api, created.json()["id"])["status"] == "succeeded"
+        deadline = time.monotonic() + 15
+        while not (late := _upstream_predictions_for(replicate_upstream, "/v1", created.json()["id"])):
+            assert time.monotonic() < deadline, "the first route never took the create"
+            time.sleep(0.2)
+        while late[0]["status"] != "canceled":
+            assert time.monotonic() < deadline, late
+            time.sleep(0.2)
+            late = _upstream_predictions_for(replicate_upstream, "/v1", created.json()["id"])
+        assert api.get(f"/predictions/{created.json()['id']}").json()["status"] == "succeeded"
+    assert len(aggregator_upstream.requests("POST", "/predictions")) == 1

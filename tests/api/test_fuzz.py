@@ -49,6 +49,7 @@ _KNOWN: dict[str, list[Any]] = {
     "version": [INPAINTING_VERSION, f"{INPAINTING}:{INPAINTING_VERSION}", f"acme/echo:{UPSTREAM_ONLY_VERSION}"],
     "model": [tuple(INPAINTING.split("/")), ("acme", "echo")],
     "deployment": [("acme", "inpaint-prod")],
+    "slug": ["text-models", "image-editing"],
 }
 
 
@@ -61,14 +62,19 @@ def tenant_token(gateway: Gateway) -> str:
 
 @pytest.fixture
 def tenant_objects(gateway: Gateway, tenant_token: str) -> None:
-    """A prediction and a file of the fuzzing tenant join the known values; made for each test, because the
-    emulator forgets its predictions between tests."""
+    """A prediction, a file and a deployment of the fuzzing tenant join the known values; made for each test,
+    because the emulator forgets its predictions between tests (and a case may delete the deployment)."""
     with gateway.client(tenant_token) as api:
         created = api.post("/predictions", json={"version": INPAINTING_VERSION, "input": inpainting_input()})
         uploaded = api.post("/files", files={"content": ("a.txt", b"hello", "text/plain")})
+        owner = api.get("/account").json()["username"]
+        deployment = {"name": "fuzzed", "model": INPAINTING, "version": INPAINTING_VERSION, "hardware": "cpu"}
+        deployed = api.post("/deployments", json={**deployment, "min_instances": 0, "max_instances": 1})
     assert created.status_code == 201 and uploaded.status_code == 201, (created.text, uploaded.text)
+    assert deployed.status_code in (200, 422), deployed.text  # 422: made for an earlier test and still there
     _KNOWN["prediction_id"] = [created.json()["id"]]
     _KNOWN["file_id"] = [uploaded.json()["id"]]
+    _KNOWN["deployment"] = [("acme", "inpaint-prod"), (owner, "fuzzed")]
 
 
 @schema.hook
@@ -86,10 +92,10 @@ def flatmap_path_parameters(context: schemathesis.HookContext, parameters: dict[
     if not parameters:
         return st.just(parameters)
     if {"owner", "name"} <= parameters.keys() and "/outputs/" not in path and "/download/" not in path:
-        names = _KNOWN["deployment"] if path.endswith("/deployments/{owner}/{name}/predictions") else _KNOWN["model"]
+        names = _KNOWN["deployment"] if "/deployments/{owner}/{name}" in path else _KNOWN["model"]
         named = st.sampled_from(names).map(lambda pair: {**parameters, "owner": pair[0], "name": pair[1]})
         return st.one_of(st.just(parameters), named)
-    for name in ("prediction_id", "file_id", "key_id"):
+    for name in ("prediction_id", "file_id", "key_id", "slug"):
         if name in parameters and _KNOWN.get(name):
             known = st.sampled_from(_KNOWN[name]).map(lambda value, name=name: {**parameters, name: value})
             return st.one_of(st.just(parameters), known)

@@ -3,12 +3,23 @@ import re
 import httpx
 from starlette.routing import BaseRoute, Mount, Route
 
-from gateway.api import files, models, openai_images, predictions, streams, usage, webhooks
+from gateway.api import (
+    catalog_reads,
+    deployments,
+    files,
+    model_pages,
+    models,
+    openai_images,
+    predictions,
+    streams,
+    usage,
+    webhooks,
+)
 from gateway.api.app import API_PREFIXES
 from gateway.api.openapi import build_document
 from tests.conftest import Gateway
 
-_HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+_HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace", "query"}
 
 
 def _app_operations(routes: list[BaseRoute], prefix: str = "") -> set[tuple[str, str]]:
@@ -53,7 +64,7 @@ def test_operation_ids_are_unique_and_each_prefix_documents_the_same_operations(
     }
     assert v1 == aggregator and len(v1) == len(
         predictions.routes + streams.routes + models.routes + files.routes + webhooks.routes + usage.routes
-        + openai_images.routes
+        + openai_images.routes + catalog_reads.routes + model_pages.routes + deployments.routes
     )
 
 

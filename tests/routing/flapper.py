@@ -48,10 +48,16 @@ async def request(breakers: Breakers, ticket: Ticket, healthy_at: float) -> None
         await breakers.failed(ticket, "http_503")
 
 
-async def main(url: str, route: str, start: float, healthy_at: float, end: float) -> None:
+async def main(url: str, route: str, healthy_after: float, end_after: float) -> None:
+    """Say `ready` once subscribed, then run from the start time the parent sends on stdin (so that slow imports
+    on a busy machine cannot eat into the failing period)."""
     redis = aioredis.Redis.from_url(url, decode_responses=True)
     breakers = Breakers(BreakerStore(redis), POLICY, lambda _, state: emit(kind="transition", state=state, at=time.time()))
     await breakers.start()
+    await asyncio.sleep(0.5)  # the subscription is up: announcements from the other process reach this one
+    emit(kind="ready")
+    start = float(await asyncio.to_thread(sys.stdin.readline))
+    healthy_at, end = start + healthy_after, start + end_after
     await asyncio.sleep(start - time.time())
     await asyncio.gather(*(work(breakers, route, healthy_at, end) for _ in range(WORKERS)))
     await asyncio.sleep(0.3)
@@ -61,5 +67,5 @@ async def main(url: str, route: str, start: float, healthy_at: float, end: float
 
 
 if __name__ == "__main__":
-    url, route, *times = sys.argv[1:]
-    asyncio.run(main(url, route, *(float(t) for t in times)))
+    url, route, healthy_after, end_after = sys.argv[1:]
+    asyncio.run(main(url, route, float(healthy_after), float(end_after)))

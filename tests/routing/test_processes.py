@@ -26,11 +26,17 @@ ROOT = Path(__file__).parents[2]
 
 
 def _run_flappers(redis_url: str, route: str, count: int) -> list[list[dict[str, Any]]]:
-    """`count` flapper processes on `route`: failing for the first 1.1 s, then healthy, until 2.2 s."""
-    start = time.time() + 2.0  # time to import the gateway
-    times = [str(start), str(start + 1.1), str(start + 2.2)]
-    command = [sys.executable, "-m", "tests.routing.flapper", redis_url, route, *times]
-    running = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE) for _ in range(count)]
+    """`count` flapper processes on `route`: failing for the first 1.1 s, then healthy, until 2.2 s; they start
+    together once all are ready."""
+    command = [sys.executable, "-m", "tests.routing.flapper", redis_url, route, "1.1", "2.2"]
+    running = [subprocess.Popen(command, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE) for _ in range(count)]
+    for process in running:
+        assert process.stdout is not None and json.loads(process.stdout.readline()) == {"kind": "ready"}
+    start = f"{time.time() + 0.2}\n".encode()
+    for process in running:  # all at once: `communicate` returns only when its process has ended
+        assert process.stdin is not None
+        process.stdin.write(start)
+        process.stdin.flush()
     outputs = [process.communicate(timeout=30)[0] for process in running]
     assert [process.returncode for process in running] == [0] * count
     return [[json.loads(line) for line in output.decode().splitlines()] for output in outputs]

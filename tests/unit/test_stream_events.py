@@ -20,8 +20,12 @@ def _doc(status: str = "processing", output: Any = None, logs: str = "", error: 
     ("doc", "position", "events", "after"),
     [
         (_doc(), Position(), [], Position()),
-        (_doc(logs="a\n"), Position(), [("logs", "a\n", "0-2")], Position(0, 2)),
-        (_doc(logs="a\nb\n", output=["x"]), Position(0, 2), [("logs", "b\n", "0-4"), ("output", "x", "1-4")], Position(1, 4)),
+        (_doc(logs="a\n"), Position(), [("logs", "a", "0-2")], Position(0, 2)),
+        (_doc(logs="a\nb\n", output=["x"]), Position(0, 2), [("logs", "b", "0-4"), ("output", "x", "1-4")], Position(1, 4)),
+        # One event a line, without its break; a line still being written waits for its break...
+        (_doc(logs="a\r\nb\npart"), Position(), [("logs", "a", "0-3"), ("logs", "b", "0-5")], Position(0, 5)),
+        # ...unless the prediction has finished.
+        (_doc("succeeded", logs="a\npart"), Position(0, 2), [("logs", "part", "0-6"), ("done", "{}", "0-6")], Position(0, 6)),
         (_doc(output=["x", "y"]), Position(1, 0), [("output", "y", "2-0")], Position(2, 0)),
         (_doc(output="partial"), Position(), [], Position()),  # a single value is sent once it is final
         (_doc("succeeded", output="whole"), Position(), [("output", "whole", "1-0"), ("done", "{}", "1-0")], Position(1, 0)),
