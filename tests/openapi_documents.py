@@ -89,6 +89,9 @@ class Document:
         """What is wrong with `response` to the operation, as the document describes it (no JSON body: none)."""
         where = f"{self.name}: {method} {shape} {response.status_code}"
         described = self._paths[(method, shape)]["responses"].get(str(response.status_code))
+        if described is None and response.status_code >= 400:  # Replicate's document lists few errors: problem+json at least
+            problem = response.headers.get("content-type") == "application/problem+json"
+            return [] if problem else [f"{where}: an error as {response.headers.get('content-type')}"]
         if described is None:
             return [f"{where}: the document has no such status"]
         content = described.get("content", {}).get("application/json")

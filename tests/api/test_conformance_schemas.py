@@ -95,6 +95,40 @@ def _catalog(walk: Walk) -> None:
     walk.call("GET", "/webhooks/default/secret", "/webhooks/default/secret", status=200)
 
 
+def _catalog_reads_and_refusals(walk: Walk) -> None:
+    """Collections, hardware, search, readme, examples; and changes to the operator's catalog, refused (403)."""
+    model = "/models/{model_owner}/{model_name}"
+    walk.call("GET", "/collections", "/collections", status=200)
+    walk.call("GET", "/collections/text-models", "/collections/{collection_slug}", status=200)
+    walk.call("GET", "/hardware", "/hardware", status=200)
+    walk.call("GET", "/search", "/search", status=200, params={"query": "echo"})
+    walk.call("QUERY", "/models", "/models", status=200, content="echo", headers={"Content-Type": "text/plain"})
+    walk.call("GET", "/models/acme/echo/readme", f"{model}/readme", status=200)
+    walk.call("GET", "/models/acme/echo/examples", f"{model}/examples", status=200)
+    change = {"owner": "acme", "name": "new", "visibility": "private", "hardware": "cpu"}
+    walk.call("POST", "/models", "/models", status=403, json=change)
+    walk.call("PATCH", f"/models/{INPAINTING}", model, status=403, json=change)
+    walk.call("DELETE", f"/models/{INPAINTING}", model, status=403)
+    walk.call("DELETE", f"/models/{INPAINTING}/versions/{INPAINTING_VERSION}", f"{model}/versions/{{version_id}}", status=403)
+
+
+def _deployments(walk: Walk, tenant: str) -> None:
+    one = "/deployments/{deployment_owner}/{deployment_name}"
+    body = {
+        "name": "app",
+        "model": INPAINTING,
+        "version": INPAINTING_VERSION,
+        "hardware": "gpu-t4",
+        "min_instances": 0,
+        "max_instances": 3,
+    }
+    walk.call("POST", "/deployments", "/deployments", status=200, json=body)
+    walk.call("GET", "/deployments", "/deployments", status=200)
+    walk.call("GET", f"/deployments/{tenant}/app", one, status=200)
+    walk.call("PATCH", f"/deployments/{tenant}/app", one, status=200, json={"max_instances": 5})
+    walk.call("DELETE", f"/deployments/{tenant}/app", one, status=204)
+
+
 def _files(walk: Walk, gateway: Gateway, tenant: str) -> None:
     one = "/files/{file_id}"
     content = {"content": ("notes.txt", b"hello", "text/plain")}
@@ -124,6 +158,8 @@ def walk(request: pytest.FixtureRequest, gateway: Gateway, replicate_upstream: U
         _predictions(walk, replicate_upstream)
         _catalog(walk)
         _files(walk, gateway, key["tenant"])
+        _catalog_reads_and_refusals(walk)
+        _deployments(walk, key["tenant"])
         yield walk
     finally:
         walk.client.close()
