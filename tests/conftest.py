@@ -7,6 +7,7 @@ import ipaddress
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -359,3 +360,18 @@ def gateway_on_own_redis(tmp_path: Path, catalog_path: Path, **overrides: Any) -
             yield server, gateway
     finally:
         server.stop()
+
+
+NODE_PACKAGES = ROOT / "tests" / "js"
+
+
+@pytest.fixture(scope="session")
+def node_packages() -> Path:
+    """`tests/js`, its pinned packages (the official JS client, Replicate's Stainless client and MCP server)
+    installed from the lock file when CI (`.ci/run`) has not done it already."""
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed")
+    wanted = ("replicate", "replicate-stainless", "replicate-mcp", "@modelcontextprotocol/sdk")
+    if not all((NODE_PACKAGES / "node_modules" / package / "package.json").exists() for package in wanted):
+        subprocess.run(["npm", "ci", "--prefix", str(NODE_PACKAGES), "--no-audit", "--no-fund"], check=True, timeout=300)
+    return NODE_PACKAGES

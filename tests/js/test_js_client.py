@@ -16,11 +16,8 @@ HERE = Path(__file__).parent
 
 
 @pytest.fixture(scope="session")
-def js_client() -> Path:
-    """The pinned client, installed from the lock file when CI (`.ci/run`) has not done it already."""
-    if not (HERE / "node_modules" / "replicate" / "package.json").exists():
-        subprocess.run(["npm", "ci", "--prefix", str(HERE), "--no-audit", "--no-fund"], check=True, timeout=300)
-    return HERE / "stream.mjs"
+def js_client(node_packages: Path) -> Path:
+    return node_packages / "stream.mjs"
 
 
 def test_the_js_client_streams_a_model(gateway: Gateway, tenant_key: str, js_client: Path) -> None:

@@ -4,7 +4,6 @@ the gateway on both API prefixes with only its base URL changed."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -17,13 +16,8 @@ HERE = Path(__file__).parent
 
 
 @pytest.fixture(scope="session")
-def stainless_client() -> Path:
-    """The pinned client, installed from the lock file when CI (`.ci/run`) has not done it already."""
-    if shutil.which("node") is None:
-        pytest.skip("node is not installed")
-    if not (HERE / "node_modules" / "replicate-stainless" / "package.json").exists():
-        subprocess.run(["npm", "ci", "--prefix", str(HERE), "--no-audit", "--no-fund"], check=True, timeout=300)
-    return HERE / "stainless.mjs"
+def stainless_client(node_packages: Path) -> Path:
+    return node_packages / "stainless.mjs"
 
 
 @pytest.mark.parametrize("prefix", API_PREFIXES)
