@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -363,3 +364,68 @@ def test_an_accounts_predictions_are_not_found_with_another_accounts_token() -> 
         assert http.post(f"/predictions/{created['id']}/cancel", headers=theirs).status_code == 404
         assert http.get("/predictions", headers=theirs).json()["results"] == []
         assert [p["id"] for p in http.get("/predictions", headers=AUTH).json()["results"]] == [created["id"]]
+
+
+def test_training_lifecycle_with_the_official_client(client: Client, root: str, emulator: EmulatorControls) -> None:
+    training = client.trainings.create(
+        model=f"{OWNER}/{NAME}", version=VERSION, input={"train_data": "https://x.test/d.zip"}, destination="acme/corgi"
+    )
+    assert PREDICTION_ID.fullmatch(training.id) and training.status == "starting"
+    assert training.urls == {"get": f"{root}/v1/trainings/{training.id}", "cancel": f"{root}/v1/trainings/{training.id}/cancel"}
+    created = emulator.requests()[-1]
+    assert created.path == f"/v1/models/{OWNER}/{NAME}/versions/{VERSION}/trainings"
+    assert created.json == {"destination": "acme/corgi", "input": {"train_data": "https://x.test/d.zip"}}
+    eventually(lambda: client.trainings.get(training.id).status == "succeeded")
+    done = client.trainings.get(training.id)
+    version = hashlib.sha256(f"acme/corgi:{training.id}".encode()).hexdigest()
+    assert done.output == {"version": f"acme/corgi:{version}", "weights": f"{root}/delivery/{training.id}/weights.tar"}
+    assert httpx.get(done.output["weights"], headers=AUTH).status_code == 200
+    assert [t.id for t in client.trainings.list().results] == [training.id]
+    assert client.predictions.list().results == []  # and the trainings list shows no prediction
+
+
+def test_training_document_leaves_out_what_has_no_value(api: httpx.Client, emulator: EmulatorControls) -> None:
+    emulator.configure(start_delay=5)
+    created = api.post(f"/models/{OWNER}/{NAME}/versions/{VERSION}/trainings", json={"destination": "a/b", "input": {}})
+    assert created.status_code == 201
+    assert set(created.json()) == {"id", "model", "version", "input", "logs", "error", "status", "created_at", "source", "urls"}
+    canceled = api.post(f"/trainings/{created.json()['id']}/cancel").json()
+    assert canceled["status"] == "canceled" and "started_at" not in canceled and "output" not in canceled
+    assert set(canceled["metrics"]) == {"predict_time", "total_time"}
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status"),
+    [
+        (f"/models/{OWNER}/{NAME}/versions/{'0' * 64}/trainings", {"destination": "a/b", "input": {}}, 404),
+        (f"/models/{OWNER}/{NAME}/versions/{VERSION}/trainings", {"input": {}}, 422),
+        (f"/models/{OWNER}/{NAME}/versions/{VERSION}/trainings", {"destination": "no-slash", "input": {}}, 422),
+        (f"/models/{OWNER}/{NAME}/versions/{VERSION}/trainings", {"destination": "a/b", "input": {}, "x": 1}, 422),
+    ],
+)
+def test_training_create_refusals(api: httpx.Client, path: str, body: dict[str, Any], status: int) -> None:
+    refused = api.post(path, json=body)
+    assert refused.status_code == status and refused.headers["content-type"] == "application/problem+json"
+
+
+def test_trainings_are_the_creating_accounts_and_send_webhooks() -> None:
+    received: list[dict[str, Any]] = []
+
+    async def hook(request: Request) -> Response:
+        received.append(await request.json())
+        return Response(status_code=204)
+
+    model = EmulatedModel(owner=OWNER, name=NAME, versions={VERSION: SCHEMA})
+    app = create_replicate_emulator(tokens=[TOKEN, "r8_other"], models=[model], accounts={"r8_other": "other"})
+    receiver_app = Starlette(routes=[Route("/hook", hook, methods=["POST"])])
+    with serve_in_thread(app) as root, serve_in_thread(receiver_app) as receiver:
+        body = {"destination": "a/b", "input": {}, "webhook": f"{receiver}/hook", "webhook_events_filter": ["completed"]}
+        path = f"{root}/v1/models/{OWNER}/{NAME}/versions/{VERSION}/trainings"
+        training = httpx.post(path, json=body, headers=AUTH, trust_env=False).json()
+        eventually(lambda: len(received) == 1)
+        other = {"Authorization": "Bearer r8_other"}
+        assert httpx.get(f"{root}/v1/trainings/{training['id']}", headers=other, trust_env=False).status_code == 404
+        assert httpx.post(f"{root}/v1/trainings/{training['id']}/cancel", headers=other, trust_env=False).status_code == 404
+        assert httpx.get(f"{root}/v1/trainings", headers=other, trust_env=False).json()["results"] == []
+    assert received[0]["id"] == training["id"] and received[0]["status"] == "succeeded"
+    assert received[0]["webhook_events_filter"] == ["completed"]

@@ -96,6 +96,7 @@ class EmulatorControls:
         self.models = tuple(models)
         self.prefix = prefix
         self.store = PredictionStore()
+        self.trainings = PredictionStore()  # listed apart: a training is never among the predictions
         self._lock = threading.Lock()
         self._config = EmulatorConfig()
         self._faults: list[tuple[Fault, int]] = []
@@ -180,7 +181,7 @@ class EmulatorControls:
 
     def reset(self) -> None:
         """Forget predictions, requests and faults; restore the default configuration."""
-        for run in self.store.clear():
+        for run in [*self.store.clear(), *self.trainings.clear()]:
             run.stop()
         with self._lock:
             self._config = EmulatorConfig()

@@ -58,6 +58,7 @@ class PredictionRun:
     webhook: str | None = None
     events: frozenset[str] = frozenset(WEBHOOK_EVENTS)
     outputs: tuple[str, ...] = ()  # empty: files on the emulator's delivery host
+    result: dict[str, Any] | None = None  # a training's output, in place of output files
     tokens: tuple[str, ...] = ()  # a streaming model's output, yielded while it runs
     account: str = DEFAULT_ACCOUNT  # the account of the API token that created it
     seq: int = 0
@@ -192,7 +193,7 @@ class PredictionStore:
 
 def _metrics(data: Prediction, completed: datetime) -> dict[str, float]:
     created = _parse_timestamp(data["created_at"])
-    started = _parse_timestamp(data["started_at"]) if data["started_at"] else completed
+    started = _parse_timestamp(data["started_at"]) if data.get("started_at") else completed
     return {
         "predict_time": round((completed - started).total_seconds(), 6),
         "total_time": round((completed - created).total_seconds(), 6),
@@ -247,6 +248,8 @@ async def _lifecycle(store: PredictionStore, run: PredictionRun) -> None:
         finished = store.finish(run, "failed", error=run.failure)
     elif run.tokens:
         finished = store.finish(run, "succeeded")
+    elif run.result is not None:
+        finished = store.finish(run, "succeeded", output=run.result)
     else:
         finished = store.finish(run, "succeeded", output=list(run.outputs) or _outputs(run.data))
         if finished is not None:

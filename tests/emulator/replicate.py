@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import http.client
 import re
@@ -28,7 +26,6 @@ from tests.emulator.controls import (
     parse_json,
 )
 from tests.emulator.predictions import (
-    WEBHOOK_EVENTS,
     WEBHOOK_SECRET,
     Prediction,
     PredictionRun,
@@ -40,7 +37,18 @@ from tests.emulator.predictions import (
     timestamp,
     wait_for,
 )
-from tests.emulator.validation import Issue, body_issues, input_issues, issues_detail
+from tests.emulator.responses import (
+    api_base,
+    event_filter,
+    host_url,
+    json_response,
+    not_found,
+    page,
+    problem,
+    validation_problem,
+)
+from tests.emulator.trainings import cancel_training, create_training, get_training, list_trainings
+from tests.emulator.validation import body_issues, input_issues
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 Handler = Callable[[Request, EmulatorControls, Any], Awaitable[Response]]
@@ -111,6 +119,10 @@ def _api_routes(prefix: str) -> list[Route]:
         ("/models/{owner}/{name}/versions/{version_id}", "GET", "version", _get_version),
         ("/account", "GET", "account", _get_account),
         ("/webhooks/default/secret", "GET", "webhook_secret", _get_webhook_secret),
+        ("/models/{owner}/{name}/versions/{version_id}/trainings", "POST", "create_training", create_training),
+        ("/trainings", "GET", "list_trainings", list_trainings),
+        ("/trainings/{training_id}", "GET", "get_training", get_training),
+        ("/trainings/{training_id}/cancel", "POST", "cancel_training", cancel_training),
     ]
     return [Route(prefix + path, _api(route, handler), methods=[method]) for path, method, route, handler in table]
 
@@ -137,8 +149,8 @@ def _api(route: str, handler: Handler) -> Endpoint:
 
 async def _get_output(request: Request, controls: EmulatorControls, payload: Any) -> Response:
     prediction_id, name = request.path_params["prediction_id"], request.path_params["name"]
-    if not any(p["id"] == prediction_id for p in controls.predictions()):
-        return _not_found()
+    if controls.store.find(prediction_id) is None and controls.trainings.find(prediction_id) is None:
+        return not_found()
     return Response(output_bytes(prediction_id, name), media_type="image/png")
 
 
@@ -153,7 +165,7 @@ async def _stream_endpoint(request: Request) -> Response:
         return response
     run = controls.store.find(request.path_params["prediction_id"])
     if run is None or "stream" not in run.data["urls"]:
-        return _not_found()
+        return not_found()
     after = _stream_index(request.headers.get("last-event-id"), run.data["id"])
     return StreamingResponse(_stream_events(run, after), media_type="text/event-stream")
 
@@ -180,24 +192,6 @@ async def _stream_events(run: PredictionRun, index: int) -> AsyncIterator[bytes]
 def _controls(request: Request) -> EmulatorControls:
     controls: EmulatorControls = request.app.state.emulator
     return controls
-
-
-def problem(status: int, detail: str, title: str, **extra: Any) -> JSONResponse:
-    """An `application/problem+json` error response."""
-    body = {"title": title, "detail": detail, "status": status, **extra}
-    return JSONResponse(body, status_code=status, media_type="application/problem+json")
-
-
-def _not_found() -> JSONResponse:
-    return problem(404, "Not found.", "Not found")
-
-
-def _validation_problem(issues: list[Issue]) -> JSONResponse:
-    return problem(422, issues_detail(issues), "Input validation failed", invalid_fields=issues)
-
-
-def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(data, status_code=status, headers=headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -235,14 +229,6 @@ async def _drop_connection(request: Request) -> None:
         pass
 
 
-def _host_url(request: Request) -> str:
-    return str(request.base_url).rstrip("/")
-
-
-def _api_base(request: Request, controls: EmulatorControls) -> str:
-    return _host_url(request) + controls.prefix
-
-
 async def _create_prediction(request: Request, controls: EmulatorControls, payload: Any) -> Response:
     if (error := _body_error(payload, CREATE_FIELDS, ("version", "input"))) is not None:
         return error
@@ -255,7 +241,7 @@ async def _create_prediction(request: Request, controls: EmulatorControls, paylo
 async def _create_model_prediction(request: Request, controls: EmulatorControls, payload: Any) -> Response:
     model = _find_model(controls, request)
     if model is None:
-        return _not_found()
+        return not_found()
     if (error := _body_error(payload, MODEL_CREATE_FIELDS, ("input",))) is not None:
         return error
     return await _create(request, controls, payload, model, model.latest_version)
@@ -265,7 +251,7 @@ async def _create_deployment_prediction(request: Request, controls: EmulatorCont
     deployment = "{owner}/{name}".format(**request.path_params)
     model = next((model for model in controls.models if deployment in model.deployments), None)
     if model is None:
-        return _not_found()
+        return not_found()
     if (error := _body_error(payload, MODEL_CREATE_FIELDS, ("input",))) is not None:
         return error
     return await _create(request, controls, payload, model, model.latest_version, deployment)
@@ -275,7 +261,7 @@ def _body_error(payload: Any, allowed: frozenset[str], required: tuple[str, ...]
     if not isinstance(payload, dict):
         return problem(400, "The request body must be a JSON object.", "Bad request")
     issues = body_issues(payload, allowed, required)
-    return _validation_problem(issues) if issues else None
+    return validation_problem(issues) if issues else None
 
 
 def _resolve_version(models: Iterable[EmulatedModel], ref: Any) -> tuple[EmulatedModel, str] | None:
@@ -305,11 +291,11 @@ async def _create(
     """Validate the input, start the prediction, and answer 201 (after `Prefer: wait` if asked)."""
     issues = input_issues(model.versions[version_id], payload["input"])
     if issues:
-        return _validation_problem(issues)
+        return validation_problem(issues)
     config = controls.config
     data = new_prediction(
-        host_url=_host_url(request),
-        api_url=_api_base(request, controls),
+        host_url=host_url(request),
+        api_url=api_base(request, controls),
         model=model.full_name,
         version=version_id,
         inputs=payload["input"],
@@ -318,14 +304,14 @@ async def _create(
     )
     if payload.get("webhook"):  # echoed, as Replicate's prediction objects do (its JS and Go clients' types)
         data["webhook"] = payload["webhook"]
-        data["webhook_events_filter"] = sorted(_event_filter(payload.get("webhook_events_filter")))
+        data["webhook_events_filter"] = sorted(event_filter(payload.get("webhook_events_filter")))
     run = PredictionRun(
         data,
         start_delay=config.start_delay,
         run_seconds=config.run_seconds,
         failure=controls.take_failure(),
         webhook=payload.get("webhook") or None,
-        events=_event_filter(payload.get("webhook_events_filter")),
+        events=event_filter(payload.get("webhook_events_filter")),
         outputs=config.outputs,
         tokens=_tokens(data) if "stream" in data["urls"] else (),
         account=controls.account(request.headers.get("authorization")),
@@ -333,9 +319,9 @@ async def _create(
     launch(controls.store, run, controls.webhooks_dropped)
     wait = _prefer_wait(request.headers.get("prefer"))
     if wait is None:
-        return _json(controls.store.snapshot(run), 201)
+        return json_response(controls.store.snapshot(run), 201)
     seconds, applied = wait
-    return _json(await wait_for(controls.store, run, seconds), 201, {"preference-applied": applied})
+    return json_response(await wait_for(controls.store, run, seconds), 201, {"preference-applied": applied})
 
 
 def _streams(schema: dict[str, Any]) -> bool:
@@ -348,12 +334,6 @@ def _tokens(data: Prediction) -> tuple[str, ...]:
     """What a streaming model yields: its prompt, word by word (each after the first with its leading space)."""
     words = str(data["input"].get("prompt", "")).split(" ")
     return tuple(word if index == 0 else f" {word}" for index, word in enumerate(words))
-
-
-def _event_filter(value: Any) -> frozenset[str]:
-    if not isinstance(value, list) or not value:
-        return frozenset(WEBHOOK_EVENTS)
-    return frozenset(event for event in value if event in WEBHOOK_EVENTS)
 
 
 def _prefer_wait(header: str | None) -> tuple[float, str] | None:
@@ -377,58 +357,27 @@ def _find_run(request: Request, controls: EmulatorControls) -> PredictionRun | N
 
 async def _get_prediction(request: Request, controls: EmulatorControls, payload: Any) -> Response:
     run = _find_run(request, controls)
-    return _json(controls.store.snapshot(run)) if run else _not_found()
+    return json_response(controls.store.snapshot(run)) if run else not_found()
 
 
 async def _cancel_prediction(request: Request, controls: EmulatorControls, payload: Any) -> Response:
     run = _find_run(request, controls)
-    return _json(cancel(controls.store, run)) if run else _not_found()
+    return json_response(cancel(controls.store, run)) if run else not_found()
 
 
 async def _list_predictions(request: Request, controls: EmulatorControls, payload: Any) -> Response:
-    cursor = _decode_cursor(request.query_params.get("cursor"))
-    if cursor is None:
-        return problem(404, "Invalid cursor", "Not found")
-    older_than, newer_than = cursor
-    account = controls.account(request.headers.get("authorization"))
-    runs, has_newer, has_older = controls.store.page(older_than, newer_than, controls.config.page_size, account)
-    base = f"{_api_base(request, controls)}/predictions?cursor="
-    return _json(
-        {
-            "next": base + _encode_cursor("p", runs[-1].seq) if has_older else None,
-            "previous": base + _encode_cursor("r", runs[0].seq) if has_newer else None,
-            "results": [_list_item(controls.store.snapshot(run)) for run in runs],
-        }
-    )
+    return page(request, controls, controls.store, "/predictions", _list_item)
 
 
 def _list_item(data: Prediction) -> Prediction:
     return {key: value for key, value in data.items() if key != "logs"}
 
 
-def _encode_cursor(kind: str, seq: int) -> str:
-    return base64.urlsafe_b64encode(f"{kind}={seq}".encode()).decode()
-
-
-def _decode_cursor(cursor: str | None) -> tuple[int | None, int | None] | None:
-    """(older_than, newer_than) from an opaque cursor; None if it is malformed."""
-    if cursor is None:
-        return None, None
-    try:
-        kind, _, seq = base64.urlsafe_b64decode(cursor.encode()).decode().partition("=")
-        position = int(seq)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        return None
-    if kind not in ("p", "r"):
-        return None
-    return (position, None) if kind == "p" else (None, position)
-
-
 async def _get_model(request: Request, controls: EmulatorControls, payload: Any) -> Response:
     model = _find_model(controls, request)
     if model is None:
-        return _not_found()
-    return _json(
+        return not_found()
+    return json_response(
         {
             "url": f"https://replicate.com/{model.full_name}",
             "owner": model.owner,
@@ -451,8 +400,8 @@ async def _get_version(request: Request, controls: EmulatorControls, payload: An
     model = _find_model(controls, request)
     version_id = request.path_params["version_id"]
     if model is None or version_id not in model.versions:
-        return _not_found()
-    return _json(_version_object(model, version_id))
+        return not_found()
+    return json_response(_version_object(model, version_id))
 
 
 def _version_object(model: EmulatedModel, version_id: str) -> dict[str, Any]:
@@ -466,8 +415,8 @@ def _version_object(model: EmulatedModel, version_id: str) -> dict[str, Any]:
 
 
 async def _get_account(request: Request, controls: EmulatorControls, payload: Any) -> Response:
-    return _json(ACCOUNT)
+    return json_response(ACCOUNT)
 
 
 async def _get_webhook_secret(request: Request, controls: EmulatorControls, payload: Any) -> Response:
-    return _json({"key": WEBHOOK_SECRET})
+    return json_response({"key": WEBHOOK_SECRET})
