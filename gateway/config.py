@@ -209,6 +209,8 @@ class ProviderConfig(_Strict):
     token_names: tuple[str, ...] = Field(default=(), exclude=True)  # the variable each of `tokens` came from
     webhook_token: SecretStr | None = Field(default=None, exclude=True)
     hardware: list[HardwareConfig] = []  # what `GET /v1/hardware` lists for it (a cog provider: CPU if none)
+    # replicate: the operator's upstream account that tenants' trainings create versions in (see `trainings`)
+    training_destination_owner: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]*$")
 
     @field_validator("base_url")
     @classmethod
@@ -238,6 +240,8 @@ class ProviderConfig(_Strict):
             raise ValueError("a replicate provider needs base_url")
         if self.kind == "cog" and not (self.servers or self.managed):
             raise ValueError("a cog provider needs servers or managed")
+        if self.kind != "replicate" and self.training_destination_owner is not None:
+            raise ValueError("only a replicate provider runs trainings (training_destination_owner)")
         return self
 
     def server_urls(self) -> list[str]:
@@ -291,6 +295,7 @@ class VersionConfig(_Strict):
     routes: list[RouteConfig] = Field(min_length=1)
     # Whether predictions of this version get a stream URL; unset: when the schema's output is an iterator.
     stream: bool | None = None
+    trainable: bool = False  # tenants may train it: it needs a version route to a provider that runs trainings
 
     @field_validator("id")
     @classmethod
@@ -403,6 +408,9 @@ def _check_references(catalog: CatalogConfig) -> None:
     for i, model in enumerate(catalog.models):
         for j, version in enumerate(model.versions):
             _check_routes(catalog, version.routes, f"models[{i}].versions[{j}].routes")
+            if version.trainable and not any(_trains(catalog, route) for route in version.routes):
+                where = f"models[{i}].versions[{j}].trainable"
+                raise ValueError(f"{where}: no version route to a provider with training_destination_owner")
     for i, deployment in enumerate(catalog.deployments):
         target = models.get(deployment.model)
         if target is None:
@@ -415,6 +423,12 @@ def _check_references(catalog: CatalogConfig) -> None:
         if name is not None and name not in models:
             raise ValueError(f"openai.images.{operation}: unknown model {name!r}")
     _check_collections(catalog.collections, models.keys())
+
+
+def _trains(catalog: CatalogConfig, route: RouteConfig) -> bool:
+    """Whether a tenant's training can run on the route: an upstream version on a provider that runs trainings."""
+    provider = catalog.providers.get(route.provider)
+    return route.version is not None and provider is not None and provider.training_destination_owner is not None
 
 
 def _check_collections(collections: list[CollectionConfig], models: KeysView[str]) -> None:

@@ -28,7 +28,7 @@ from gateway.lifecycle.follow_ups import ABANDONED_AFTER_SECONDS
 from gateway.limits import Admission, LimitsService
 from gateway.metrics import Metrics
 from gateway.openai_images import Images
-from gateway.predictions import IdempotentCreates, Predictions, Tracker, UpstreamRequests
+from gateway.predictions import IdempotentCreates, Predictions, Tracker, Trainings, UpstreamRequests
 from gateway.providers import CredentialPools, Provider, Reporting, build_providers, capabilities_of
 from gateway.providers.http import UpstreamClient
 from gateway.routing import Breakers
@@ -74,6 +74,7 @@ class Services:
     breakers: Breakers  # of upstream routes, shared by every process
     credential_pools: CredentialPools  # upstream credentials and their shared cooling
     deployments: Deployments  # tenants' own deployments beside the catalog's
+    trainings: Trainings  # tenants' trainings, kept as prediction records of their own kind
 
 
 @contextlib.asynccontextmanager
@@ -229,6 +230,10 @@ async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Me
         breakers=breakers,
         credential_pools=pools,
         deployments=deployments,
+        trainings=Trainings(
+            catalog, store.predictions, providers, tracker, admit=admit, abandon=predictions.abandon,
+            check_webhook=webhooks.targets.check, follow_up_after=settings.poll_first_seconds,
+        ),
     )  # fmt: skip
 
 

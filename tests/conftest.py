@@ -83,6 +83,7 @@ base_url = "{{replicate}}/v1"
 token_env = ["UPSTREAM_TOKEN"]
 timeout = 3
 hardware = [{{ sku = "gpu-t4", name = "Nvidia T4 GPU" }}]
+training_destination_owner = "operator-account"
 
 [providers.aggregator]
 kind = "replicate"
@@ -99,6 +100,7 @@ price = {{ per_prediction = "{INPAINTING_PRICE['per_prediction']}", per_second =
 [[models.versions]]
 id = "{INPAINTING_VERSION}"
 schema = "{ROOT}/config/schemas/stable-diffusion-inpainting.json"
+trainable = true
 routes = [{{ provider = "replicate", version = "{INPAINTING_VERSION}" }}]
 
 [[models]]

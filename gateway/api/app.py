@@ -26,6 +26,7 @@ from gateway.api import (
     predictions,
     providers,
     streams,
+    trainings,
     usage,
     webhooks,
 )
@@ -89,7 +90,7 @@ def create_app(settings: Settings, catalog: Catalog, resolve: Resolve = system_r
 
     api_routes = (
         predictions.routes + streams.routes + models.routes + files.routes + webhooks.routes + usage.routes
-        + openai_images.routes + catalog_reads.routes + model_pages.routes + deployments.routes
+        + openai_images.routes + catalog_reads.routes + model_pages.routes + deployments.routes + trainings.routes
     )  # fmt: skip
     routes = [
         *(Mount(prefix, routes=api_routes) for prefix in API_PREFIXES),

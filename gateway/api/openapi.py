@@ -14,7 +14,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.api import openapi_catalog, openapi_deployments, openapi_images, openapi_providers, openapi_usage
+from gateway.api import (
+    openapi_catalog,
+    openapi_deployments,
+    openapi_images,
+    openapi_providers,
+    openapi_trainings,
+    openapi_usage,
+)
 from gateway.api.openapi_admin import admin_paths, service_paths
 from gateway.api.openapi_parts import (
     BINARY,
@@ -319,6 +326,7 @@ def build_document(api_prefixes: Sequence[str]) -> Json:
                 openapi_usage.tenant_paths(),
                 openapi_catalog.tenant_paths(),
                 openapi_deployments.tenant_paths(),
+                openapi_trainings.tenant_paths(),
             )
         ),
         **openapi_images.tenant_paths(),
@@ -348,6 +356,7 @@ def build_document(api_prefixes: Sequence[str]) -> Json:
                 **openapi_providers.SCHEMAS,
                 **openapi_catalog.SCHEMAS,
                 **openapi_deployments.SCHEMAS,
+                **openapi_trainings.SCHEMAS,
             },
             "securitySchemes": SECURITY_SCHEMES,
         },

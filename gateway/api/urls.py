@@ -14,13 +14,18 @@ from gateway.callbacks import Callbacks
 from gateway.config import DEFAULT_OUTPUT_LINK_SECONDS
 from gateway.files.signing import DownloadSignatures, UploadTokens
 from gateway.outputs import OutputSignatures, expand, map_strings
+from gateway.predictions.trainings import public_output
 from gateway.signing import Signer
-from gateway.store import StoredFile, StoredPrediction
+from gateway.store import TRAINING, StoredFile, StoredPrediction
 from gateway.streams import StreamSignatures
 
 # Replicate leaves a prediction's key out until it has a value (`started_at`, `completed_at`, `metrics`, …):
 # its document allows null only for these.
 _NULLABLE_PREDICTION_KEYS = frozenset({"output", "error"})
+_TRAINING_KEYS = (
+    "id", "model", "version", "input", "logs", "error", "status", "created_at", "started_at", "completed_at", "source",
+    "metrics",
+)  # fmt: skip
 _FILE_PATH = re.compile(r"^(?:/replicate)?/v1/files/(?P<id>[A-Za-z0-9_-]{1,200})(?:/download(?:/[^/]+/[^/]+/[^/]+)?)?/?$")
 
 
@@ -85,16 +90,34 @@ class Links:
     def prediction(self, record: StoredPrediction, api_root: str) -> dict[str, Any]:
         """The public prediction object: the stored document plus absolute URLs under `api_root`, without the
         keys that have no value yet (records stored before that rule may hold them as null)."""
+        if record.kind == TRAINING:
+            return self.training(record, api_root)
         url = f"{api_root}/predictions/{record.id}"
-        # Links expire a fixed time after the prediction was created, so every read hands out the same ones.
-        expiry = record.created_ms // 1000 + self.output_link_seconds
-        output = expand(record.doc["output"], lambda index, name: self.output(api_root, record.id, index, name, expiry))
-        output = map_strings(output, lambda value: self._on_root(value, api_root))
+        output = self._output(record, api_root)
         urls = {"get": url, "cancel": f"{url}/cancel", "web": url}
         if record.streams:  # only then: the Python client takes a `stream` key as a promise that it works
             urls["stream"] = self.stream(api_root, record.id)
         known = {key: value for key, value in record.doc.items() if value is not None or key in _NULLABLE_PREDICTION_KEYS}
         return {**known, "output": output, "urls": urls}
+
+    def training(self, record: StoredPrediction, api_root: str) -> dict[str, Any]:
+        """The public training object: the keys of Replicate's training document that have a value (it allows
+        null only for `error`), the new version under the tenant's destination, URLs under `api_root`."""
+        url = f"{api_root}/trainings/{record.id}"
+        doc = record.doc
+        shown = {key: doc[key] for key in _TRAINING_KEYS if doc.get(key) is not None or key == "error"}
+        output = public_output(self._output(record, api_root), doc["upstream_destination"], doc["destination"])
+        if output is not None:
+            shown["output"] = output
+        return {**shown, "urls": {"get": url, "cancel": f"{url}/cancel"}}
+
+    def _output(self, record: StoredPrediction, api_root: str) -> Any:
+        """The record's output with signed links to the files the upstream keeps, and the gateway's own files
+        under `api_root`."""
+        # Links expire a fixed time after the prediction was created, so every read hands out the same ones.
+        expiry = record.created_ms // 1000 + self.output_link_seconds
+        output = expand(record.doc.get("output"), lambda index, name: self.output(api_root, record.id, index, name, expiry))
+        return map_strings(output, lambda value: self._on_root(value, api_root))
 
     def _on_root(self, value: str, api_root: str) -> str:
         """A URL of one of the gateway's own files (a local model's output keeps the URL its server uploaded it

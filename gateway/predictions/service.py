@@ -26,7 +26,7 @@ from gateway.providers import Callback, Provider, UpstreamPrediction, UpstreamSt
 from gateway.routing import Breakers, Router
 from gateway.schemas import Schemas
 from gateway.status import Status
-from gateway.store import IndexEntry, PredictionStore, StoredPrediction
+from gateway.store import PREDICTION, IndexEntry, PredictionStore, StoredPrediction
 from gateway.validation import check_nesting
 from gateway.waiters import Waiters
 
@@ -197,9 +197,9 @@ class Predictions:
         provider = self._providers.get(record.provider)
         return bool(record.upstream_id) and provider is not None and provider.capabilities.get_by_id
 
-    async def get(self, key: KeyRecord, prediction_id: str) -> StoredPrediction:
+    async def get(self, key: KeyRecord, prediction_id: str, kind: str = PREDICTION) -> StoredPrediction:
         """From Redis; a stale, unfinished record is refreshed from the upstream once for all concurrent readers."""
-        record = await self._owned(key, prediction_id)
+        record = await self._owned(key, prediction_id, kind)
         if self._stale(record):
             record = await self.refresh(record, within=_READ_REFRESH_SECONDS)
         return record
@@ -280,17 +280,24 @@ class Predictions:
         except TimeoutError:
             return record
 
-    async def list(self, key: KeyRecord, cursor: str | None, created_after: float | None, created_before: float | None) -> Page:
-        """The tenant's predictions, newest first, a page at a time; the time bounds are exclusive."""
+    async def list(
+        self,
+        key: KeyRecord,
+        cursor: str | None,
+        created_after: float | None,
+        created_before: float | None,
+        kind: str = PREDICTION,
+    ) -> Page:
+        """The tenant's records of `kind`, newest first, a page at a time; the time bounds are exclusive."""
         # Whole milliseconds that keep both bounds exclusive: created_ms < before_ms and created_ms > after_ms.
         before_ms = math.ceil(created_before * 1000) if created_before is not None else None
         after_ms = math.floor(created_after * 1000) if created_after is not None else None
 
         async def older(edge: IndexEntry | None, count: int) -> list[IndexEntry]:
-            return await self._store.older(key.tenant, edge, count, before_ms=before_ms, after_ms=after_ms)
+            return await self._store.older(key.tenant, edge, count, before_ms=before_ms, after_ms=after_ms, kind=kind)
 
         async def newer(edge: IndexEntry, count: int) -> list[IndexEntry]:
-            return await self._store.newer(key.tenant, edge, count, before_ms=before_ms)
+            return await self._store.newer(key.tenant, edge, count, before_ms=before_ms, kind=kind)
 
         page = await window(cursor, PAGE_SIZE, older, newer)
         entries, next_cursor = await self._within_budget(page.entries, page.next_cursor)
@@ -309,8 +316,8 @@ class Predictions:
                 return entries[:kept], encode_cursor("next", entries[kept - 1])
         return entries, next_cursor
 
-    async def cancel(self, key: KeyRecord, prediction_id: str) -> StoredPrediction:
-        return await self.expire(await self._owned(key, prediction_id))
+    async def cancel(self, key: KeyRecord, prediction_id: str, kind: str = PREDICTION) -> StoredPrediction:
+        return await self.expire(await self._owned(key, prediction_id, kind))
 
     async def expire(self, record: StoredPrediction, *, upstream_first: bool = True) -> StoredPrediction:
         """Cancel the prediction (a tenant's cancel, or its deadline passing): upstream first, unless the
@@ -325,10 +332,12 @@ class Predictions:
             upstream = UpstreamPrediction(id=record.upstream_id, status=Status.CANCELED)
         return await self._tracker.apply(record, upstream)
 
-    async def _owned(self, key: KeyRecord, prediction_id: str) -> StoredPrediction:
+    async def _owned(self, key: KeyRecord, prediction_id: str, kind: str) -> StoredPrediction:
+        """The tenant's own record of `kind`: any other (another tenant's, or a training read as a prediction) is
+        not found."""
         record = await self._store.get(prediction_id)
-        if record is None or record.tenant != key.tenant or record.provisional:
-            raise NotFound("The requested prediction does not exist")
+        if record is None or record.tenant != key.tenant or record.provisional or record.kind != kind:
+            raise NotFound(f"The requested {kind} does not exist")
         return record
 
     def _until_stale(self, record: StoredPrediction) -> float:
@@ -338,11 +347,7 @@ class Predictions:
         return max(record.refreshed_at + self._refresh_after - time.time(), _STALE_RECHECK_SECONDS)
 
     def _stale(self, record: StoredPrediction) -> bool:
-        return (
-            not record.status.terminal
-            and self.pollable(record)
-            and time.time() - record.refreshed_at >= self._refresh_after
-        )
+        return not record.status.terminal and self.pollable(record) and time.time() - record.refreshed_at >= self._refresh_after
 
     async def _refresh(self, record: StoredPrediction) -> StoredPrediction:
         if not await self._store.claim_refresh(record.id, _REFRESH_HOLD_MS):  # another gateway process is on it

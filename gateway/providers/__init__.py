@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from gateway.config import ProviderConfig
-from gateway.providers.base import Callback, Capabilities, CreateRequest, Provider, Reporting, UpstreamPrediction
+from gateway.providers.base import (
+    Callback,
+    Capabilities,
+    CreateRequest,
+    Provider,
+    Reporting,
+    TrainingRequest,
+    UpstreamPrediction,
+)
 from gateway.providers.cog import CogProvider
 from gateway.providers.credentials import Credential, CredentialPool, CredentialPools, CredentialState, CredentialStatus
 from gateway.providers.http import CallObserver, UpstreamClient, UpstreamStream
@@ -69,6 +77,7 @@ __all__ = [
     "ProviderFactory",
     "ReplicateProvider",
     "Reporting",
+    "TrainingRequest",
     "UpstreamClient",
     "UpstreamPrediction",
     "UpstreamStream",

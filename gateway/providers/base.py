@@ -38,6 +38,16 @@ class CreateRequest:
 
 
 @dataclass(frozen=True)
+class TrainingRequest:
+    """A training of the upstream `model`'s `version` into the upstream model `destination`."""
+
+    model: str
+    version: str
+    destination: str
+    input: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class UpstreamPrediction:
     """An upstream's view of a prediction, already translated to Replicate's vocabulary."""
 
@@ -99,6 +109,11 @@ class Provider:
 
     async def create(self, request: CreateRequest) -> UpstreamPrediction | None:
         """Start the prediction upstream; None when it was queued instead (it is reported once it starts)."""
+        raise NotImplementedError
+
+    async def create_training(self, request: TrainingRequest) -> UpstreamPrediction:
+        """Start a training upstream (only providers with a `training_destination_owner` are asked); its
+        upstream id is then read and cancelled with `get` and `cancel` like a prediction's."""
         raise NotImplementedError
 
     async def get(self, upstream_id: str) -> UpstreamPrediction:

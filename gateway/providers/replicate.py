@@ -24,6 +24,7 @@ from gateway.providers.base import (
     Capabilities,
     CreateRequest,
     Provider,
+    TrainingRequest,
     UpstreamPrediction,
     identify,
 )
@@ -37,6 +38,7 @@ _SECRET_RETRY_SECONDS = 30.0
 _STREAM_HOSTS = ("replicate.com", "replicate.net")  # streaming.api.replicate.com, streaming-api.svc.….replicate.net
 _FIND_PAGES = 5  # how deep a lookup goes into the account's newest predictions (100 a page at Replicate)
 _RESETS_IN = re.compile(r"(?:in|resets in) ~?(\d+)\s*s")
+_TRAININGS = "trainings/"  # how a training's upstream id is kept: the path of the object upstream
 _OWNERS_REMEMBERED = 10_000  # upstream predictions whose creating credential a process remembers
 _Answer = TypeVar("_Answer", UpstreamResponse, UpstreamStream)
 
@@ -88,13 +90,23 @@ class ReplicateProvider(Provider):
         self._remember(created.id, credential)
         return created
 
+    async def create_training(self, request: TrainingRequest) -> UpstreamPrediction:
+        """Trainings are polled (no upstream webhook): their webhooks would name an id the gateway keeps as
+        `trainings/<id>`. That form sends `get` and `cancel` to `/trainings/<id>`."""
+        path = f"/models/{request.model}/versions/{request.version}/trainings"
+        body = {"destination": request.destination, "input": request.input}
+        response, credential = await self._request("create_training", "POST", path, body)
+        created = _from_upstream(response.json(), _TRAININGS)
+        self._remember(created.id, credential)
+        return created
+
     async def get(self, upstream_id: str) -> UpstreamPrediction:
-        response, _ = await self._request("get", "GET", f"/predictions/{upstream_id}", owned=upstream_id)
-        return _from_upstream(response.json())
+        response, _ = await self._request("get", "GET", _object_path(upstream_id), owned=upstream_id)
+        return _from_upstream(response.json(), _collection(upstream_id))
 
     async def cancel(self, upstream_id: str) -> UpstreamPrediction | None:
-        response, _ = await self._request("cancel", "POST", f"/predictions/{upstream_id}/cancel", owned=upstream_id)
-        return _from_upstream(response.json())
+        response, _ = await self._request("cancel", "POST", f"{_object_path(upstream_id)}/cancel", owned=upstream_id)
+        return _from_upstream(response.json(), _collection(upstream_id))
 
     async def credentials(self) -> list[CredentialState]:
         return await self._pool.states()
@@ -296,10 +308,19 @@ def _create_call(request: CreateRequest) -> tuple[str, dict[str, Any]]:
     return f"/deployments/{target}/predictions", body
 
 
-def _from_upstream(data: Any) -> UpstreamPrediction:
+def _object_path(upstream_id: str) -> str:
+    """A training's id is kept as `trainings/<id>` (its path), a prediction's as the bare id."""
+    return f"/{upstream_id}" if upstream_id.startswith(_TRAININGS) else f"/predictions/{upstream_id}"
+
+
+def _collection(upstream_id: str) -> str:
+    return _TRAININGS if upstream_id.startswith(_TRAININGS) else ""
+
+
+def _from_upstream(data: Any, collection: str = "") -> UpstreamPrediction:
     prediction_id, status = identify(data, "The upstream provider")
     return UpstreamPrediction(
-        id=prediction_id,
+        id=collection + prediction_id,
         status=status,
         output=data.get("output"),
         logs=data.get("logs"),

@@ -33,7 +33,7 @@ from gateway.store.files import FileStore, StoredFile
 from gateway.store.idempotency import Claim, Held, IdempotencyStore
 from gateway.store.keys import KeyChange, KeyStore, StoredKey
 from gateway.store.limits import SPENT_TTL_SECONDS, LimitStore, Periods, Refusal, ScopeLimits, ScopeState
-from gateway.store.predictions import PredictionStore, StoredPrediction
+from gateway.store.predictions import PREDICTION, TRAINING, PredictionStore, StoredPrediction
 from gateway.store.queue import QueueStore
 from gateway.store.redis import ErrorObserver, connect, mapped_errors
 from gateway.store.schedule import Schedule
@@ -141,6 +141,8 @@ def default_retention(
 
 
 __all__ = [
+    "PREDICTION",
+    "TRAINING",
     "AuditFields",
     "AuditFilter",
     "AuditPage",

@@ -17,6 +17,7 @@ from gateway.store.redis import mapped_errors
 from gateway.store.schedule import Schedule
 from gateway.store.timeline import IndexEntry
 
+PREDICTION, TRAINING = "prediction", "training"  # the kinds of record: a training runs like a prediction
 PROVISIONAL_SECONDS = 300  # how long a record lives before its prediction was taken upstream
 
 # KEYS[1] prediction; ARGV: new status, doc, refreshed_at, upstream_id ("" = keep), upstream outputs ("" = keep),
@@ -67,6 +68,7 @@ class StoredPrediction:
     streams: bool = False  # the model streams its output: the prediction has a stream URL
     upstream_stream: str = ""  # the upstream's own event stream of the prediction, when it has one
     route: str = ""  # the label of the route that serves it (`Route.label`)
+    kind: str = PREDICTION  # PREDICTION or TRAINING: each kind has its own tenant index (and list)
 
     @property
     def entry(self) -> IndexEntry:
@@ -86,6 +88,7 @@ class StoredPrediction:
             "streams": "1" if self.streams else "0",
             "upstream_stream": self.upstream_stream,
             "route": self.route,
+            "kind": self.kind,
         }
 
     @classmethod
@@ -105,6 +108,7 @@ class StoredPrediction:
             streams=fields.get("streams") == "1",
             upstream_stream=fields.get("upstream_stream", ""),
             route=fields.get("route", ""),
+            kind=fields.get("kind", PREDICTION),
         )
 
 
@@ -136,7 +140,7 @@ class PredictionStore:
         The record is provisional (`StoredPrediction.provisional`, which readers do not show) and expires within
         minutes unless a change is applied to it or it is `retain`ed: one whose create failed cannot outlive the
         failure, nor be seen as a prediction that never finishes, even when its clean-up failed too."""
-        index = _index_key(prediction.tenant)
+        index = _index_key(prediction.tenant, prediction.kind)
         async with self._redis.pipeline(transaction=False) as pipe:
             if admit is not None:
                 await admit(pipe)
@@ -213,21 +217,31 @@ class PredictionStore:
         """Remove the record of a create that did not go through, with its index entry and schedules."""
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.delete(_key(prediction.id))
-            pipe.zrem(_index_key(prediction.tenant), timeline.member(prediction.entry))
+            pipe.zrem(_index_key(prediction.tenant, prediction.kind), timeline.member(prediction.entry))
             pipe.zrem(self._follow_ups.key, prediction.id)
             pipe.zrem(self._deadlines.key, prediction.id)
             with mapped_errors(self._redis):
                 await pipe.execute()
 
     async def older(
-        self, tenant: str, edge: IndexEntry | None, count: int, *, before_ms: int | None = None, after_ms: int | None = None
+        self,
+        tenant: str,
+        edge: IndexEntry | None,
+        count: int,
+        *,
+        before_ms: int | None = None,
+        after_ms: int | None = None,
+        kind: str = PREDICTION,
     ) -> list[IndexEntry]:
-        """Up to `count` of the tenant's predictions older than `edge`, within the bounds; newest first."""
-        return await timeline.older(self._redis, _index_key(tenant), edge, count, before_ms=before_ms, after_ms=after_ms)
+        """Up to `count` of the tenant's records of `kind` older than `edge`, within the bounds; newest first."""
+        index = _index_key(tenant, kind)
+        return await timeline.older(self._redis, index, edge, count, before_ms=before_ms, after_ms=after_ms)
 
-    async def newer(self, tenant: str, edge: IndexEntry, count: int, *, before_ms: int | None = None) -> list[IndexEntry]:
-        """Up to `count` of the tenant's predictions newer than `edge`, created before `before_ms`; oldest first."""
-        return await timeline.newer(self._redis, _index_key(tenant), edge, count, before_ms=before_ms)
+    async def newer(
+        self, tenant: str, edge: IndexEntry, count: int, *, before_ms: int | None = None, kind: str = PREDICTION
+    ) -> list[IndexEntry]:
+        """Up to `count` of the tenant's records of `kind` newer than `edge`, created before `before_ms`; oldest first."""
+        return await timeline.newer(self._redis, _index_key(tenant, kind), edge, count, before_ms=before_ms)
 
     async def sizes(self, entries: Sequence[IndexEntry]) -> list[int]:
         """The size in bytes of each entry's public document (0 when it has expired)."""
@@ -262,8 +276,8 @@ def _refreshing_key(prediction_id: str) -> str:
     return f"{_key(prediction_id)}:refreshing"
 
 
-def _index_key(tenant: str) -> str:
-    return f"gw:tenant:{{{tenant}}}:predictions"
+def _index_key(tenant: str, kind: str) -> str:
+    return f"gw:tenant:{{{tenant}}}:{kind}s"
 
 
 def _dumps(value: Any) -> str:

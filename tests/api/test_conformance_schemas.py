@@ -129,6 +129,24 @@ def _deployments(walk: Walk, tenant: str) -> None:
     walk.call("DELETE", f"/deployments/{tenant}/app", one, status=204)
 
 
+def _trainings(walk: Walk, upstream: Upstream) -> None:
+    """Created (starting), got once finished, listed, and canceled."""
+    one = "/trainings/{training_id}"
+    create = "/models/{model_owner}/{model_name}/versions/{version_id}/trainings"
+    body = {"destination": "tenant/trained", "input": {"steps": 10}}
+    upstream.controls.configure(start_delay=0.05, run_seconds=0.1)
+    path = f"/models/{INPAINTING}/versions/{INPAINTING_VERSION}/trainings"
+    training = walk.call("POST", path, create, status=201, json=body).json()
+    deadline = time.monotonic() + 10
+    while walk.call("GET", f"/trainings/{training['id']}", one, status=200).json()["status"] != "succeeded":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    walk.call("GET", "/trainings", "/trainings", status=200)
+    upstream.controls.configure(start_delay=60)
+    running = walk.call("POST", path, create, status=201, json=body).json()
+    walk.call("POST", f"/trainings/{running['id']}/cancel", f"{one}/cancel", status=200)
+
+
 def _files(walk: Walk, gateway: Gateway, tenant: str) -> None:
     one = "/files/{file_id}"
     content = {"content": ("notes.txt", b"hello", "text/plain")}
@@ -160,6 +178,7 @@ def walk(request: pytest.FixtureRequest, gateway: Gateway, replicate_upstream: U
         _files(walk, gateway, key["tenant"])
         _catalog_reads_and_refusals(walk)
         _deployments(walk, key["tenant"])
+        _trainings(walk, replicate_upstream)
         yield walk
     finally:
         walk.client.close()

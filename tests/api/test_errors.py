@@ -71,7 +71,7 @@ def test_bodies_over_the_limit_are_413_whether_declared_or_chunked(api: httpx.Cl
 
 def test_unknown_routes_are_404_and_wrong_methods_405(api: httpx.Client, gateway: Gateway) -> None:
     assert _problem(httpx.get(f"{gateway.url}/nope"), 404)["detail"] == "The requested resource does not exist"
-    assert _problem(api.get("/trainings"), 404)
+    assert _problem(api.get("/unknown-resource"), 404)
     assert _problem(api.delete("/predictions"), 405)
 
 

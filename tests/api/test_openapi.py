@@ -12,6 +12,7 @@ from gateway.api import (
     openai_images,
     predictions,
     streams,
+    trainings,
     usage,
     webhooks,
 )
@@ -64,7 +65,7 @@ def test_operation_ids_are_unique_and_each_prefix_documents_the_same_operations(
     }
     assert v1 == aggregator and len(v1) == len(
         predictions.routes + streams.routes + models.routes + files.routes + webhooks.routes + usage.routes
-        + openai_images.routes + catalog_reads.routes + model_pages.routes + deployments.routes
+        + openai_images.routes + catalog_reads.routes + model_pages.routes + deployments.routes + trainings.routes
     )
 
 

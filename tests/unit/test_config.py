@@ -59,6 +59,16 @@ PROVIDER = '[providers.up]\nkind = "replicate"\nbase_url = "https://up.example/v
         (PROVIDER + '[[deployments]]\nname = "a/d"\nmodel = "a/missing"\n', "deployments[0].model: unknown model 'a/missing'"),
         (PROVIDER + '[openai.images]\nedits = "a/missing"\n', "openai.images.edits: unknown model 'a/missing'"),
         (PROVIDER + '[openai.images]\nvariations = "a/b"\n', "openai.images.variations: Extra inputs are not permitted"),
+        (
+            PROVIDER
+            + f'[[models]]\nname = "a/b"\n[[models.versions]]\nid = "{GOOD_VERSION}"\ntrainable = true\nroutes = [{{provider = "up", version = "x"}}]\n',
+            "models[0].versions[0].trainable: no version route to a provider with training_destination_owner",
+        ),
+        (
+            '[providers.up]\nkind = "cog"\nservers = ["http://127.0.0.1:5000"]\ntraining_destination_owner = "op"\n',
+            "only a replicate provider runs trainings (training_destination_owner)",
+        ),
+        (PROVIDER + 'training_destination_owner = "Op Account"\n', "providers.up.training_destination_owner"),
     ],
 )
 def test_bad_catalogs_fail_naming_file_field_and_problem(tmp_path: Path, body: str, message: str) -> None:
