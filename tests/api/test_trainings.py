@@ -27,6 +27,7 @@ from tests.conftest import (
     run_gateway,
 )
 from tests.servers import free_port, serve_in_thread
+from tests.usage.conftest import settled
 
 OPERATOR = "operator-account"
 INPAINTING = "stability-ai/stable-diffusion-inpainting"
@@ -191,3 +192,17 @@ def test_the_official_client_trains_with_only_the_base_url_changed(trainer: Gate
     other = client.trainings.create(model=INPAINTING, version=INPAINTING_VERSION, input={}, destination="tenant-owner/b")
     client.trainings.cancel(other.id)
     assert client.trainings.get(other.id).status == "canceled"
+
+
+def test_each_finished_training_is_metered_once(trainer: Gateway, replicate_upstream: Upstream) -> None:
+    token, key = trainer.new_key()
+    with trainer.client(token) as api:
+        done = api.post(TRAIN_PATH, json=BODY).json()
+        replicate_upstream.controls.configure(start_delay=5)
+        canceled = api.post(TRAIN_PATH, json=BODY).json()
+        api.post(f"/trainings/{canceled['id']}/cancel")
+        eventually(lambda: api.get(f"/trainings/{done['id']}").json(), lambda t: t["status"] == "succeeded")
+    settled(trainer.admin, key["tenant"], 2)
+    time.sleep(1.5)  # the follow-ups settle finished records again: that must not count twice
+    rows = trainer.admin.get("/usage/rows", params={"tenant": key["tenant"]}).json()["results"]
+    assert sorted((row["id"], row["status"]) for row in rows) == sorted([(done["id"], "succeeded"), (canceled["id"], "canceled")])
