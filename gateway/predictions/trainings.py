@@ -22,6 +22,7 @@ from gateway.providers import Provider, TrainingRequest
 from gateway.status import Status
 from gateway.store import TRAINING, PredictionStore, StoredPrediction
 from gateway.timestamps import timestamp
+from gateway.validation import check_nesting
 
 # A destination as Replicate takes it: lowercase owner and name.
 _DESTINATION = re.compile(r"^(?P<owner>[a-z0-9][a-z0-9_.-]*)/(?P<name>[a-z0-9][a-z0-9_.-]*)$")
@@ -82,6 +83,7 @@ class Trainings:
     async def create(self, key: KeyRecord, model: str, version: str, options: TrainingOptions) -> StoredPrediction:
         """Check, record (with the limits check), then start upstream; a failed start leaves no record."""
         route = self._route(key, model, version)
+        check_nesting(options.input)  # the trainer's input is its own to check, but it is stored and serialised here
         owner = self._catalog.providers[route.provider].training_destination_owner
         assert owner is not None  # `_route` picks only providers that run trainings
         upstream = upstream_destination(owner, key.tenant, options.destination)

@@ -3,6 +3,7 @@ the operator's account, kept apart per tenant and from predictions."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from collections.abc import Callable, Iterator
@@ -54,6 +55,7 @@ id = "{FIXED}"
 schema = "{ROOT}/config/schemas/stable-diffusion-inpainting.json"
 routes = [{{ provider = "replicate", version = "{INPAINTING_VERSION}" }}]
 """
+DEEP: list[Any] = functools.reduce(lambda inner, _: [inner], range(40), [])  # deeper than any input may nest
 TRAIN_PATH = f"/models/{INPAINTING}/versions/{INPAINTING_VERSION}/trainings"
 BODY = {"destination": "tenant-owner/corgi", "input": {"train_data": "https://example.com/data.zip"}}
 
@@ -146,6 +148,7 @@ def test_another_tenants_training_is_not_found(trainer: Gateway, api: httpx.Clie
         (f"/models/{INPAINTING}/versions/{'b' * 64}/trainings", BODY, None),
         (TRAIN_PATH, {**BODY, "destination": "Not/Lowercase"}, "- destination: destination must be a lowercase owner/name\n"),
         (TRAIN_PATH, {"input": {}}, "- destination is required\n"),
+        (TRAIN_PATH, {**BODY, "input": {"deep": DEEP}}, "- input.deep: Must not be nested more than 32 levels deep\n"),
     ],
 )
 def test_refused_trainings_are_422_and_reach_no_upstream(
