@@ -13,7 +13,7 @@ from typing import Any
 
 from gateway.catalog import Catalog, Route, TargetKind
 from gateway.deliveries.events import DEFAULT_EVENTS
-from gateway.errors import GatewayError, InvalidInput, InvalidVersion, NotFound
+from gateway.errors import InvalidInput, InvalidVersion, NotFound, OverLimit
 from gateway.keys import KeyRecord
 from gateway.limits import Admission
 from gateway.predictions.records import new_prediction_id
@@ -96,7 +96,7 @@ class Trainings:
         )
         try:
             admission.verdict(reply)
-        except GatewayError:
+        except OverLimit:
             await self._store.delete(record)
             raise
         try:
