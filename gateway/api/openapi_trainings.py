@@ -71,7 +71,7 @@ def tenant_paths() -> Json:
                 "trainings.create",
                 "Train a trainable catalog version; 422 for a version that cannot be trained or that the key may not use",
                 TENANT,
-                {"201": training, **problems(400, 401, 403, 422)},
+                {"201": training, **problems(400, 401, 403, 404, 422)},
                 parameters=[path_param("owner"), path_param("name"), path_param("version_id")],
                 requestBody=json_body(ref("TrainingCreate")),
             ),

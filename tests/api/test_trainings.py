@@ -7,7 +7,6 @@ import functools
 import hashlib
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.store.embedded import EmbeddedRedis
 from tests.conftest import (
     INPAINTING_VERSION,
     ROOT,
@@ -61,14 +61,18 @@ BODY = {"destination": "tenant-owner/corgi", "input": {"train_data": "https://ex
 
 
 @pytest.fixture(scope="module")
-def trainer(redis_url: str, replicate_upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    path: Path = tmp_path_factory.mktemp("trainings") / "catalog.toml"
+def trainer(replicate_upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """A gateway on a Redis of its own: follow-ups and webhook deliveries are shared by every gateway on a Redis,
+    and the suite's others may neither poll this catalog's trainings nor reach its local webhook receivers."""
+    scratch = tmp_path_factory.mktemp("trainings")
+    path = scratch / "catalog.toml"
     path.write_text(CATALOG.replace("{replicate}", replicate_upstream.url))
-    settings = gateway_settings(
-        redis_url, path, free_port(), poll_first_seconds=0.2, poll_longest_seconds=0.5, webhook_allowed_networks="127.0.0.0/8"
-    )
-    with run_gateway(settings) as running:
-        yield running
+    with EmbeddedRedis(scratch / "redis") as server:
+        settings = gateway_settings(
+            server.url, path, free_port(), poll_first_seconds=0.2, poll_longest_seconds=0.5, webhook_allowed_networks="127.0.0.0/8"
+        )
+        with run_gateway(settings) as running:
+            yield running
 
 
 @pytest.fixture
