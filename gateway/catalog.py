@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -183,6 +184,17 @@ class Catalog:
         if resolved is None or resolved[0].name != name:
             raise NotFound(f"Version {version_id} of model {name} not found")
         return Resolved(resolved[0], resolved[1], _routes(resolved[1].routes))
+
+    def resolve_permitted(self, name: str, version_id: str, allows: Callable[[str, str], bool]) -> Resolved:
+        """A version the model lists that `allows(model, version)` (a key's allow-list) admits; Replicate's
+        InvalidVersion (422) otherwise, for a version that does not exist as for one that may not be used."""
+        try:
+            resolved = self.resolve_model_version(name, version_id)
+        except NotFound:
+            raise InvalidVersion() from None
+        if not allows(name, version_id):
+            raise InvalidVersion()
+        return resolved
 
     def _deployment_target(self, deployment: DeploymentConfig) -> Resolved:
         model = self._models[deployment.model]

@@ -16,7 +16,7 @@ from typing import Any
 from gateway.audit import Actor, AuditEvent, Subject
 from gateway.catalog import Catalog, Reference, RefKind, Resolved
 from gateway.cursors import window
-from gateway.errors import Conflict, Forbidden, InvalidInput, InvalidVersion, NotFound
+from gateway.errors import Conflict, Forbidden, InvalidInput, NotFound
 from gateway.keys import KeyRecord
 from gateway.store import AuditStore, DeploymentStore, StoredDeployment
 from gateway.validation import check_nesting
@@ -177,13 +177,7 @@ class Deployments:
 
     def _pin(self, key: KeyRecord, model: str, version: str) -> Resolved:
         """The catalog version a deployment runs, when the key may use it; else Replicate's InvalidVersion."""
-        try:
-            resolved = self._catalog.resolve_model_version(model, version)
-        except NotFound:
-            raise InvalidVersion() from None
-        if not key.allows(model, version):
-            raise InvalidVersion()
-        return resolved
+        return self._catalog.resolve_permitted(model, version, key.allows)
 
 
 def _check_name(name: str) -> None:

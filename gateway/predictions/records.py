@@ -31,6 +31,14 @@ def new_prediction_id() -> str:
     return base64.b32encode(secrets.token_bytes(16)).decode().lower().rstrip("=")
 
 
+def webhook_fields(webhook: str | None, events_filter: list[str] | None) -> dict[str, Any]:
+    """A new record's `webhook` and `webhook_events_filter` (the default events when none are asked for); none
+    without a webhook."""
+    if not webhook:
+        return {}
+    return {"webhook": webhook, "webhook_events_filter": events_filter or [event.value for event in DEFAULT_EVENTS]}
+
+
 def new_record(
     key: KeyRecord,
     resolved: Resolved,
@@ -61,9 +69,7 @@ def new_record(
         doc["deployment"] = resolved.deployment
     if options.cancel_after is not None:
         doc["deadline"] = timestamp((created_ms + options.cancel_after * 1000) / 1000)
-    if options.webhook:
-        doc["webhook"] = options.webhook
-        doc["webhook_events_filter"] = options.webhook_events_filter or [event.value for event in DEFAULT_EVENTS]
+    doc.update(webhook_fields(options.webhook, options.webhook_events_filter))
     return StoredPrediction(
         id=prediction_id,
         tenant=key.tenant,

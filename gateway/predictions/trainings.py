@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.catalog import Catalog, Route, TargetKind
-from gateway.deliveries.events import DEFAULT_EVENTS
-from gateway.errors import InvalidInput, InvalidVersion, NotFound, OverLimit
+from gateway.errors import InvalidInput, InvalidVersion, OverLimit
 from gateway.keys import KeyRecord
 from gateway.limits import Admission
-from gateway.predictions.records import new_prediction_id
+from gateway.predictions.records import new_prediction_id, webhook_fields
 from gateway.predictions.tracking import Tracker
 from gateway.providers import Provider, TrainingRequest
 from gateway.status import Status
@@ -110,12 +109,7 @@ class Trainings:
     def _route(self, key: KeyRecord, model: str, version: str) -> Route:
         """The first of the version's routes that runs trainings; InvalidVersion (422) for a version the key may
         not use or that cannot be trained."""
-        try:
-            resolved = self._catalog.resolve_model_version(model, version)
-        except NotFound:
-            raise InvalidVersion() from None
-        if not key.allows(model, version):
-            raise InvalidVersion()
+        resolved = self._catalog.resolve_permitted(model, version, key.allows)
         if not resolved.version.trainable:
             raise InvalidVersion(f"Version {version} of model {model} cannot be trained")
         providers = self._catalog.providers
@@ -149,9 +143,7 @@ def _new_record(
         "destination": options.destination,  # kept to show the output under; not a key of the public document
         "upstream_destination": upstream,
     }
-    if options.webhook:
-        doc["webhook"] = options.webhook
-        doc["webhook_events_filter"] = options.webhook_events_filter or [event.value for event in DEFAULT_EVENTS]
+    doc.update(webhook_fields(options.webhook, options.webhook_events_filter))
     return StoredPrediction(
         id=training_id,
         tenant=key.tenant,
