@@ -1,7 +1,8 @@
 """The audit log of admin actions: one Redis Stream (`gw:audit`), trimmed by age, read newest first.
 
-Each entry is a flat map of strings; the fields named in `AuditFilter.fields` can be matched exactly. Entries
-are written inside the writer's own transaction (`queue`), so a change and its record land together.
+Each entry is a flat map of strings; the fields named in `AuditFilter.fields` can be matched exactly. An entry
+is appended right after the change it records: the log is one key, in a hash slot of its own, and a transaction
+cannot span slots on a cluster. A process that dies between the two leaves the change without its entry.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import time
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
-from redis.asyncio.client import Pipeline
 
 from gateway.errors import BadRequest
 from gateway.store.redis import mapped_errors
@@ -55,12 +55,8 @@ class AuditStore:
         self._redis = redis
         self._retention_ms = retention_seconds * 1000
 
-    def queue(self, pipe: Pipeline, entry: AuditFields) -> None:
-        """Add `entry` to a pipeline or transaction, trimming entries older than the retention at the same time."""
-        pipe.xadd(STREAM, entry, minid=self._oldest_kept_ms(), approximate=False)  # type: ignore[arg-type]
-
     async def append(self, entry: AuditFields) -> str:
-        """Record `entry` on its own; returns its id. Writers that change state use `queue` in their transaction."""
+        """Record `entry`, trimming entries older than the retention at the same time; returns its id."""
         with mapped_errors(self._redis):
             entry_id = await self._redis.xadd(STREAM, entry, minid=self._oldest_kept_ms(), approximate=False)  # type: ignore[arg-type]
         return str(entry_id)

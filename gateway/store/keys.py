@@ -1,7 +1,9 @@
 """Tenant key records (`gw:key:{<key id>}`), their index, and change notifications over pub/sub.
 
-Every write goes through `change`: one MULTI/EXEC transaction that writes the record, its index entry, the
-audit entry and the notification together, under WATCH so the audit's "before" is exactly what was replaced.
+Every write goes through `change`: a MULTI/EXEC transaction on the record alone, under WATCH so the audit's
+"before" is exactly what was replaced. The index, the audit log and the record are in different hash slots (one
+transaction cannot span slots on a cluster), so the index entry of a new record is written before it (`all`
+skips entries without a record) and a deleted record's after it, then the audit entry and the notification.
 """
 
 from __future__ import annotations
@@ -57,16 +59,18 @@ class KeyStore:
         raw = await pipe.get(_key(key_id))
         before = None if raw is None else json.loads(raw)
         after, entry = change(before)
+        if after is not None:
+            await self._redis.zadd(_INDEX, {key_id: after["created_at"]})
         pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
-        self._audit.queue(pipe, entry)
         if after is None:
             pipe.delete(_key(key_id))
-            pipe.zrem(_INDEX, key_id)
         else:
             pipe.set(_key(key_id), json.dumps(after, separators=(",", ":")))
-            pipe.zadd(_INDEX, {key_id: after["created_at"]})
-        pipe.publish(CHANGES_CHANNEL, key_id)
         await pipe.execute()
+        if after is None:
+            await self._redis.zrem(_INDEX, key_id)
+        await self._audit.append(entry)
+        await self._redis.publish(CHANGES_CHANNEL, key_id)
         return before, after
 
     async def all(self) -> list[StoredKey]:

@@ -225,23 +225,19 @@ class LimitStore:
     async def change(self, tenant: str, scope: str, settings: Mapping[str, Any] | None, audit: AuditFields) -> None:
         """Store a scope's settings (None: drop them) with its audit entry, and tell every process."""
         with mapped_errors(self._redis):
-            async with self._redis.pipeline(transaction=True) as pipe:
-                if settings is None:
-                    pipe.hdel(_base(tenant), scope)
-                else:
-                    pipe.hset(_base(tenant), scope, json.dumps(settings, separators=(",", ":")))
-                self._audit.queue(pipe, audit)
-                pipe.publish(CHANGES_CHANNEL, tenant)
-                await pipe.execute()
+            if settings is None:
+                await self._redis.hdel(_base(tenant), scope)
+            else:
+                await self._redis.hset(_base(tenant), scope, json.dumps(settings, separators=(",", ":")))
+            await self._audit.append(audit)  # after the change: the audit log is in another hash slot
+            await self._redis.publish(CHANGES_CHANNEL, tenant)
 
     async def add_balance(self, tenant: str, key_id: str | None, amount: int, audit: AuditFields) -> int:
         """Add `amount` (negative: take away) to a prepaid balance; the balance after."""
         key = f"{_base(tenant)}:balance" + (f":{key_id}" if key_id else "")
         with mapped_errors(self._redis):
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.incrby(key, amount)
-                self._audit.queue(pipe, audit)
-                balance, *_ = await pipe.execute()
+            balance = await self._redis.incrby(key, amount)
+            await self._audit.append(audit)  # after the change: the audit log is in another hash slot
         return int(balance)
 
     async def state(self, tenant: str, key_ids: Sequence[str | None], periods: Periods, now_ms: int) -> list[ScopeState]:

@@ -1,4 +1,5 @@
-"""The Redis client factory and the mapping of redis-py errors to StoreError.
+"""The Redis client factory (one server, a cluster or a Sentinel-managed primary: see `topology`) and the
+mapping of redis-py errors to StoreError.
 
 Whoever builds the client may give it an `ErrorObserver`, told the kind of every error mapped on the client's
 behalf (the composition root counts them in the metrics); the store itself knows nothing of metrics.
@@ -12,11 +13,16 @@ from typing import cast
 
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.sentinel import Sentinel
 
 from gateway.errors import StoreError
+from gateway.store.topology import Kind, Target, parse
 
-MAX_CONNECTIONS = 256
+MAX_CONNECTIONS = 256  # per server (per node of a cluster)
 POOL_WAIT_SECONDS = 10.0
+_HEALTH_CHECK_SECONDS = 30
+_CONNECT_SECONDS = 5
 
 ErrorObserver = Callable[[str], None]
 """Called with the kind (see `error_kind`) of each redis-py error mapped to StoreError."""
@@ -39,23 +45,78 @@ class ObservedRedis(aioredis.Redis):
     error_observer: ErrorObserver | None = None
 
 
-def connect(url: str, on_error: ErrorObserver | None = None) -> aioredis.Redis:
-    """A pooled asyncio client; replies are decoded as UTF-8 strings.
+class ObservedCluster(RedisCluster):
+    """redis-py's asyncio cluster client, carrying the observer of the errors mapped on its behalf."""
 
-    When every connection is busy (a burst, or the server stalls for a moment) a command waits up to
-    POOL_WAIT_SECONDS for one instead of failing at once, as redis-py's default pool does."""
+    error_observer: ErrorObserver | None = None
+
+
+def connect(url: str, on_error: ErrorObserver | None = None) -> aioredis.Redis:
+    """A pooled asyncio client for what `url` names (see `topology`); replies are decoded as UTF-8 strings.
+
+    The cluster client is typed as the single-server one: it offers every command, pipeline, script and pub/sub
+    call the stores make, with one rule the stores keep (every transaction and script touches one hash slot),
+    and the store tests run against a real cluster to hold that."""
+    target = parse(url)
+    client: ObservedRedis | ObservedCluster
+    if target.kind is Kind.CLUSTER:
+        client = _cluster(target)
+    elif target.kind is Kind.SENTINEL:
+        client = _sentinel_primary(target)
+    else:
+        client = _server(url)
+    client.error_observer = on_error
+    return cast(aioredis.Redis, client)
+
+
+def _server(url: str) -> ObservedRedis:
+    # When every connection is busy (a burst, or the server stalls for a moment) a command waits up to
+    # POOL_WAIT_SECONDS for one instead of failing at once, as redis-py's default pool does.
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
         max_connections=MAX_CONNECTIONS,
         timeout=POOL_WAIT_SECONDS,
         decode_responses=True,
-        health_check_interval=30,
-        socket_connect_timeout=5,
+        health_check_interval=_HEALTH_CHECK_SECONDS,
+        socket_connect_timeout=_CONNECT_SECONDS,
     )
     # from_pool builds `cls(...)` and owns the pool (aclose() closes its connections); its annotation says Redis.
-    client = cast(ObservedRedis, ObservedRedis.from_pool(pool))
-    client.error_observer = on_error
-    return client
+    return cast(ObservedRedis, ObservedRedis.from_pool(pool))
+
+
+def _cluster(target: Target) -> ObservedCluster:
+    # One pool per node, at most MAX_CONNECTIONS each; the client follows MOVED/ASK and refreshes the slot map.
+    return ObservedCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in target.hosts],
+        username=target.username,
+        password=target.password,
+        ssl=target.tls,
+        max_connections=MAX_CONNECTIONS,
+        decode_responses=True,
+        health_check_interval=_HEALTH_CHECK_SECONDS,
+        socket_connect_timeout=_CONNECT_SECONDS,
+    )
+
+
+def _sentinel_primary(target: Target) -> ObservedRedis:
+    # Each new connection asks the sentinels where the primary is now, and a connection to a server that is no
+    # longer the primary is dropped, so after a failover the next command reaches the new one.
+    sentinels = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+        list(target.hosts),
+        sentinel_kwargs={
+            "username": target.sentinel_username,
+            "password": target.sentinel_password,
+            "socket_connect_timeout": _CONNECT_SECONDS,
+        },
+        username=target.username,
+        password=target.password,
+        ssl=target.tls,
+        max_connections=MAX_CONNECTIONS,
+        decode_responses=True,
+        health_check_interval=_HEALTH_CHECK_SECONDS,
+        socket_connect_timeout=_CONNECT_SECONDS,
+    )
+    return cast(ObservedRedis, sentinels.master_for(target.service, redis_class=ObservedRedis))
 
 
 def error_kind(exc: redis_errors.RedisError) -> str:
@@ -69,7 +130,7 @@ def mapped_errors(redis: aioredis.Redis) -> Iterator[None]:
     try:
         yield
     except redis_errors.RedisError as exc:
-        observer = redis.error_observer if isinstance(redis, ObservedRedis) else None
+        observer: ErrorObserver | None = getattr(redis, "error_observer", None)
         if observer is not None:
             observer(error_kind(exc))
         raise StoreError(f"The gateway's state store is unavailable ({type(exc).__name__})") from exc
@@ -80,7 +141,7 @@ async def messages(
 ) -> AsyncIterator[tuple[str, str] | None]:
     """`(channel, data)` of each message published on `channel` or on channels matching `pattern`; None once
     subscribed. Raises StoreError when the subscription drops."""
-    pubsub = redis.pubsub(ignore_subscribe_messages=True)
+    pubsub = await _pubsub(redis)
     try:
         with mapped_errors(redis):
             await (pubsub.psubscribe(pattern) if pattern else pubsub.subscribe(channel or ""))
@@ -92,3 +153,13 @@ async def messages(
                 yield str(message["channel"]), str(message["data"])
     finally:
         await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+
+
+async def _pubsub(redis: aioredis.Redis) -> aioredis.client.PubSub:
+    """A pub/sub connection. On a cluster it goes to one node, chosen by the channel's slot: every node hears
+    every PUBLISH (the cluster bus broadcasts them), so one subscription on one node sees all of them, and when
+    that node fails the subscription drops and the caller subscribes again wherever the slot map now points."""
+    if isinstance(redis, RedisCluster):
+        with mapped_errors(redis):
+            await redis.initialize()  # the slot map the pub/sub connection is routed by
+    return redis.pubsub(ignore_subscribe_messages=True)

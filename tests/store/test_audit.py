@@ -45,16 +45,6 @@ async def test_entries_older_than_the_retention_are_not_read_before_they_are_tri
     ]
 
 
-async def test_a_transaction_carries_the_entry_with_the_change(client: aioredis.Redis) -> None:
-    audit = AuditStore(client, retention_seconds=60)
-    async with client.pipeline(transaction=True) as pipe:
-        pipe.set("audit-test-subject", "changed")
-        audit.queue(pipe, _entry("key.update"))
-        await pipe.execute()
-    assert [f["action"] for _, f in await client.xrange(STREAM)] == ["key.update"]
-    await client.delete("audit-test-subject")
-
-
 async def test_filtered_pages_cover_every_match_once_newest_first(client: aioredis.Redis) -> None:
     audit = AuditStore(client, retention_seconds=60)
     ids = [await audit.append(_entry(f"a{i}", "acme" if i % 3 else "acme other")) for i in range(1200)]
