@@ -30,6 +30,7 @@ from gateway.store.embedded import EmbeddedRedis
 from tests.emulator import EmulatedModel, create_replicate_emulator
 from tests.emulator.controls import EmulatorControls
 from tests.servers import free_port, serve_in_thread
+from tests.topologies import Topology, cluster
 
 ROOT = Path(__file__).parents[1]
 INPAINTING = "stability-ai/stable-diffusion-inpainting"
@@ -222,6 +223,13 @@ def run_gateway(
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with EmbeddedRedis(tmp_path_factory.mktemp("redis")) as server:
         yield server.url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
+    """A real 3-primary Valkey Cluster, shared by the tests that run on a cluster."""
+    with cluster(tmp_path_factory.mktemp("cluster")) as running:
+        yield running
 
 
 def _emulator(prefix: str) -> Iterator[Upstream]:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import cast
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.sentinel import Sentinel
+from redis.commands.core import AsyncScript
+from redis.typing import EncodableT, ScriptTextT
 
 from gateway.errors import StoreError
 from gateway.store.topology import Kind, Target, parse
@@ -46,9 +48,36 @@ class ObservedRedis(aioredis.Redis):
 
 
 class ObservedCluster(RedisCluster):
-    """redis-py's asyncio cluster client, carrying the observer of the errors mapped on its behalf."""
+    """redis-py's asyncio cluster client, carrying the observer of the errors mapped on its behalf, whose
+    pipelines also run the scripts registered on it."""
 
     error_observer: ErrorObserver | None = None
+    _bodies: dict[str, str]
+
+    def register_script(self, script: ScriptTextT) -> AsyncScript:  # type: ignore[override]  # annotated as the sync Script
+        registered = super().register_script(script)
+        self.__dict__.setdefault("_bodies", {})[registered.sha] = registered.script
+        return registered
+
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> ClusterPipeline:
+        if shard_hint:
+            raise redis_errors.RedisClusterException("shard_hint is deprecated in cluster mode")
+        # redis-py's own pipeline() builds a ClusterPipeline the same way; its stubs call the class abstract
+        return _ScriptingPipeline(self, transaction, self.__dict__.get("_bodies", {}))  # type: ignore[abstract]
+
+
+class _ScriptingPipeline(ClusterPipeline):
+    """redis-py refuses EVALSHA in a cluster pipeline, since it cannot load a script a node lacks midway.
+    The stores queue their scripts with creates and settlements, so here a registered script goes as EVAL with
+    its body: any node runs it, and caches it by the same digest."""
+
+    def __init__(self, client: RedisCluster, transaction: Any | None, bodies: dict[str, str]) -> None:
+        super().__init__(client, transaction)
+        self._bodies = bodies
+
+    async def evalsha(self, sha: str, numkeys: int, *keys_and_args: EncodableT) -> ClusterPipeline:
+        # A coroutine, as the script object awaits what this returns: awaiting the pipeline itself would reset it.
+        return self.execute_command("EVAL", self._bodies[sha], numkeys, *keys_and_args)
 
 
 def connect(url: str, on_error: ErrorObserver | None = None) -> aioredis.Redis:

@@ -13,7 +13,8 @@ from gateway.store.audit import STREAM
 
 @pytest.fixture
 async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    redis = connect(redis_url.rsplit("/", 1)[0] + "/7")  # a database of its own: these tests empty the stream
+    # A database of its own, since these tests empty the stream (a cluster has one database, used by no gateway here)
+    redis = connect(redis_url if redis_url.startswith("redis+cluster") else redis_url.rsplit("/", 1)[0] + "/7")
     await redis.delete(STREAM)
     yield redis
     await redis.delete(STREAM)
