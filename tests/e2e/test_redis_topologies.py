@@ -95,9 +95,13 @@ def test_a_gateway_behind_sentinel_keeps_serving_after_its_primary_fails_over(
             watcher = redis.Redis(port=sentinel_topology.nodes[2].port)
             watcher.execute_command("SENTINEL", "FAILOVER", SERVICE)
             _until(lambda: primary_port(sentinel_topology) != old_primary, FAILOVER_SECONDS, "no failover")
+            demoted = sentinel_topology.client(old_primary)
+            _until(lambda: demoted.info("replication")["role"] == "slave", FAILOVER_SECONDS, "the old primary still leads")
             deadline = time.monotonic() + FAILOVER_SECONDS
             while (response := api.post("/predictions", json=create_body("after"))).status_code != 201:
                 assert time.monotonic() < deadline, response.text  # a command may meet the demoted primary once
                 time.sleep(0.2)
-            assert finished(api, response.json()["id"])["status"] == "succeeded"
+            after = response.json()["id"]
+            assert finished(api, after)["status"] == "succeeded"
+            assert sentinel_topology.client(primary_port(sentinel_topology)).exists(f"gw:pred:{{{after}}}")  # on the new one
             assert api.get(f"/predictions/{before}").json()["status"] == "succeeded"  # the replica had it all
