@@ -314,11 +314,11 @@ def inpainting_input(**extra: Any) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def gateway_process(
-    redis_url: str, catalog_path: Path, data_dir: Path, **settings: str
+    redis_url: str, catalog_path: Path, data_dir: Path, ready_seconds: float = 20, **settings: str
 ) -> Iterator[tuple[str, list[str], subprocess.Popen[bytes]]]:
     """`gateway serve` as a process of its own on the suite's Redis and catalog, with `GATEWAY_<NAME>` settings
-    (`public_base_url="self"` names its own address); yields its URL, its output lines once it has stopped
-    (empty until then), and the process (a test may kill it)."""
+    (`public_base_url="self"` names its own address), answering within `ready_seconds`; yields its URL, its output
+    lines once it has stopped (empty until then), and the process (a test may kill it)."""
     port = free_port()
     if settings.get("public_base_url") == "self":
         settings["public_base_url"] = f"http://127.0.0.1:{port}"
@@ -339,7 +339,7 @@ def gateway_process(
     with log.open("wb") as sink:
         process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
     url, output = f"http://127.0.0.1:{port}", []
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + ready_seconds
     try:
         while not _answers(f"{url}/health"):
             assert process.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")
