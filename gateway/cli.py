@@ -50,8 +50,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _without_credentials(url: str) -> str:
+    """`url` without its user name and password; every node of a cluster or sentinel URL stays."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}{parts.path}"
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
 
 
 def serve(settings: Settings, args: argparse.Namespace | None = None) -> None:

@@ -30,7 +30,8 @@ ErrorObserver = Callable[[str], None]
 """Called with the kind (see `error_kind`) of each redis-py error mapped to StoreError."""
 
 # Most specific first: loading and pool exhaustion are connection errors, a read-only replica's refusal a response.
-_KINDS: tuple[tuple[type[redis_errors.RedisError], str], ...] = (
+# redis-py's cluster client raises RedisClusterException (not a RedisError) when no node of the URL answers.
+_KINDS: tuple[tuple[type[Exception], str], ...] = (
     (redis_errors.TimeoutError, "timeout"),
     (redis_errors.BusyLoadingError, "loading"),
     (redis_errors.MaxConnectionsError, "pool_exhausted"),
@@ -38,7 +39,9 @@ _KINDS: tuple[tuple[type[redis_errors.RedisError], str], ...] = (
     (redis_errors.ReadOnlyError, "read_only"),
     (redis_errors.NoScriptError, "no_script"),
     (redis_errors.ResponseError, "response"),
+    (redis_errors.RedisClusterException, "cluster"),
 )
+_MAPPED = (redis_errors.RedisError, redis_errors.RedisClusterException)
 
 
 class ObservedRedis(aioredis.Redis):
@@ -148,7 +151,7 @@ def _sentinel_primary(target: Target) -> ObservedRedis:
     return cast(ObservedRedis, sentinels.master_for(target.service, redis_class=ObservedRedis))
 
 
-def error_kind(exc: redis_errors.RedisError) -> str:
+def error_kind(exc: Exception) -> str:
     return next((kind for error, kind in _KINDS if isinstance(exc, error)), "other")
 
 
@@ -158,7 +161,7 @@ def mapped_errors(redis: aioredis.Redis) -> Iterator[None]:
     or credentials; the client's error observer, if any, is told the error's kind first."""
     try:
         yield
-    except redis_errors.RedisError as exc:
+    except _MAPPED as exc:
         observer: ErrorObserver | None = getattr(redis, "error_observer", None)
         if observer is not None:
             observer(error_kind(exc))

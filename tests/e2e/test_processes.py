@@ -206,13 +206,21 @@ def test_two_processes_polling_a_stale_prediction_ask_the_upstream_once_between_
     assert min(first_took, second_took) < upstream_delay <= max(first_took, second_took)
 
 
-def test_an_unreachable_redis_is_named_without_its_password() -> None:
-    env = {**os.environ, "GATEWAY_REDIS_URL": "redis://:s3cret@127.0.0.1:1/0"}
+@pytest.mark.parametrize(
+    ("url", "named"),
+    [
+        ("redis://:s3cret@127.0.0.1:1/0", "redis://127.0.0.1:1/0"),
+        ("redis+cluster://:s3cret@127.0.0.1:1,127.0.0.1:2", "redis+cluster://127.0.0.1:1,127.0.0.1:2"),
+        ("redis+sentinel://:s3cret@127.0.0.1:1/primary", "redis+sentinel://127.0.0.1:1/primary"),
+    ],
+)
+def test_an_unreachable_redis_is_named_without_its_password(url: str, named: str) -> None:
+    env = {**os.environ, "GATEWAY_REDIS_URL": url}
     result = subprocess.run(
         [sys.executable, "-m", "gateway", "keys", "list"], capture_output=True, text=True, env=env, timeout=30
     )
-    assert result.returncode == 1
-    assert "is Redis running at redis://127.0.0.1:1/0?" in result.stderr and "s3cret" not in result.stderr
+    assert result.returncode == 1, result.stderr
+    assert f"is Redis running at {named}?" in result.stderr and "s3cret" not in result.stderr
 
 
 def test_the_cli_gives_a_listed_cog_server_its_upload_url(gateway: Gateway, redis_url: str) -> None:

@@ -20,7 +20,7 @@ from gateway.status import Status, parse_status
 from gateway.store.redis import connect, mapped_errors
 
 ERROR_STATUSES = range(400, 600)
-REDIS_ERROR_KINDS = {"timeout", "loading", "pool_exhausted", "connection", "read_only", "no_script", "response", "other"}
+REDIS_ERROR_KINDS = {"timeout", "loading", "pool_exhausted", "connection", "read_only", "no_script", "response", "cluster", "other"}
 # What a tenant may see when an upstream fails: its own input problem, or the gateway's 502/503/504.
 TENANT_STATUSES = {422, 502, 503, 504}
 SECRET_HOST = "secret-upstream.internal"
@@ -99,7 +99,11 @@ async def test_every_transport_failure_becomes_an_upstream_error_chained_to_its_
     assert raised.value.status in TENANT_STATUSES
 
 
-@pytest.mark.parametrize("kind", _subclasses(redis.exceptions.RedisError), ids=lambda c: c.__name__)
+@pytest.mark.parametrize(
+    "kind",
+    [*_subclasses(redis.exceptions.RedisError), *_subclasses(redis.exceptions.RedisClusterException)],
+    ids=lambda c: c.__name__,
+)
 async def test_every_redis_failure_becomes_a_store_error_without_the_servers_address_and_is_observed(
     kind: type[BaseException],
 ) -> None:
