@@ -10,7 +10,7 @@ one atomic step, and drops it once the upstream has accepted it. Consumers renew
 the ids claimed by a consumer whose lease ran out are put back at the head of their tenant's list by
 `recover`, so a queued prediction is never lost, and never taken from a consumer that is still alive. An id
 that failed to dispatch for an unforeseen reason goes to the back, and `retry_later` counts its attempts.
-All keys of one queue share a hash tag; the scripts build tenant list keys from it.
+All keys of one queue share a hash tag, and each script is given every key it touches.
 """
 
 from __future__ import annotations
@@ -24,20 +24,21 @@ from gateway.store.redis import mapped_errors
 
 LEASE_MS = 10_000
 
-# KEYS: ring, owners, attempts, claimed list (or the ring again when pushing anew); ARGV: tenant list prefix,
-# tenant ("" = its recorded owner), id, "front" | "back", the most attempts ("" = do not count). Moves the id out
-# of the claimed list and into its tenant's list in one step and returns 1; when counting this attempt reaches
-# the most, leaves the id claimed and returns 0.
-# Invariant: a tenant is in the ring exactly while its list is not empty.
+# Scripts touch only the keys they are given (a cluster requires it): the caller names the tenant's list, having
+# read the tenant from the ring or the owners first. Invariant: a tenant is in the ring exactly while its list is
+# not empty.
+
+# KEYS: ring, owners, attempts, claimed list (or the ring again when pushing anew), the tenant's list; ARGV:
+# tenant, id, "front" | "back", the most attempts ("" = do not count). Moves the id out of the claimed list and
+# into its tenant's list in one step and returns 1; when counting this attempt reaches the most, leaves the id
+# claimed and returns 0.
 _PUSH = """
-local id = ARGV[3]
-if ARGV[5] ~= '' and redis.call('HINCRBY', KEYS[3], id, 1) >= tonumber(ARGV[5]) then return 0 end
+local tenant, id = ARGV[1], ARGV[2]
+if ARGV[4] ~= '' and redis.call('HINCRBY', KEYS[3], id, 1) >= tonumber(ARGV[4]) then return 0 end
 if KEYS[4] ~= KEYS[1] then redis.call('LREM', KEYS[4], 1, id) end
-local tenant = ARGV[2]
-if tenant == '' then tenant = redis.call('HGET', KEYS[2], id) or '' else redis.call('HSET', KEYS[2], id, tenant) end
-local front = ARGV[4] == 'front'
-local list = ARGV[1] .. tenant
-local length = front and redis.call('LPUSH', list, id) or redis.call('RPUSH', list, id)
+redis.call('HSET', KEYS[2], id, tenant)
+local front = ARGV[3] == 'front'
+local length = front and redis.call('LPUSH', KEYS[5], id) or redis.call('RPUSH', KEYS[5], id)
 if front then
   redis.call('LREM', KEYS[1], 0, tenant)  -- an id given back first in line gets its tenant's turn back too
   redis.call('LPUSH', KEYS[1], tenant)
@@ -47,44 +48,27 @@ end
 return 1
 """
 
-# KEYS: ring, claimed list; ARGV: tenant list prefix. Returns the claimed id, or false when nothing waits.
+# KEYS: ring, claimed list, the list of the tenant the caller saw first in the ring; ARGV: that tenant. Returns
+# the claimed id, or false when that tenant is no longer first in turn (the caller looks again).
 _CLAIM = """
-local tenant = redis.call('LPOP', KEYS[1])
-while tenant do
-  local list = ARGV[1] .. tenant
-  local id = redis.call('LPOP', list)
-  if id then
-    if redis.call('LLEN', list) > 0 then redis.call('RPUSH', KEYS[1], tenant) end
-    redis.call('RPUSH', KEYS[2], id)
-    return id
-  end
-  tenant = redis.call('LPOP', KEYS[1])
-end
-return false
+if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[1] then return false end
+redis.call('LPOP', KEYS[1])
+local id = redis.call('LPOP', KEYS[3])
+if not id then return false end
+if redis.call('LLEN', KEYS[3]) > 0 then redis.call('RPUSH', KEYS[1], ARGV[1]) end
+redis.call('RPUSH', KEYS[2], id)
+return id
 """
 
-# KEYS: ring, owners, a stopped consumer's claimed list; ARGV: tenant list prefix. Returns how many moved back.
+# KEYS: ring, a stopped consumer's claimed list, the id's tenant's list; ARGV: id, tenant. Moves the id back to
+# the head of its tenant's list (and the tenant into the ring); 0 if it was no longer claimed.
 _RECOVER = """
-local moved = 0
-local id = redis.call('RPOP', KEYS[3])
-while id do
-  local tenant = redis.call('HGET', KEYS[2], id) or ''
-  if redis.call('LPUSH', ARGV[1] .. tenant, id) == 1 then redis.call('LPUSH', KEYS[1], tenant) end
-  moved = moved + 1
-  id = redis.call('RPOP', KEYS[3])
-end
-return moved
+if redis.call('LREM', KEYS[2], -1, ARGV[1]) == 0 then return 0 end
+if redis.call('LPUSH', KEYS[3], ARGV[1]) == 1 then redis.call('LPUSH', KEYS[1], ARGV[2]) end
+return 1
 """
 
-# KEYS: ring, owners, running; ARGV: tenant list prefix. Returns {waiting, claimed, running}: every id is owned
-# from its push until it is accepted or done, so the owned ids not in a tenant's list are claimed.
-_DEPTH = """
-local waiting = 0
-for _, tenant in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
-  waiting = waiting + redis.call('LLEN', ARGV[1] .. tenant)
-end
-return {waiting, math.max(redis.call('HLEN', KEYS[2]) - waiting, 0), redis.call('ZCARD', KEYS[3])}
-"""
+_CLAIM_LOOKS = 100  # a claim gives up (None) after this many races with other consumers for the ring's head
 
 
 class QueueStore:
@@ -97,22 +81,26 @@ class QueueStore:
         self._push = redis.register_script(_PUSH)
         self._claim = redis.register_script(_CLAIM)
         self._recover = redis.register_script(_RECOVER)
-        self._depth = redis.register_script(_DEPTH)
 
     async def push(self, tenant: str, prediction_id: str) -> None:
         """Queue `prediction_id` behind the tenant's other waiting predictions."""
-        keys = [self._ring, self._owners, self._attempts, self._ring]
+        keys = [self._ring, self._owners, self._attempts, self._ring, self._list(tenant)]
         with mapped_errors(self._redis):
-            await self._push(keys=keys, args=[self._lists, tenant, prediction_id, "back", ""])
+            await self._push(keys=keys, args=[tenant, prediction_id, "back", ""])
 
     async def claim(self) -> str | None:
         """The next id in turn, now claimed by this consumer (whose lease this renews), or None."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            self._renew(pipe)
-            await self._claim(keys=[self._ring, self._claimed(self.consumer)], args=[self._lists], client=pipe)
-            with mapped_errors(self._redis):
-                claimed = (await pipe.execute())[-1]
-        return None if claimed is None else str(claimed)
+        await self.renew()
+        with mapped_errors(self._redis):
+            for _ in range(_CLAIM_LOOKS):
+                tenant = await self._redis.lindex(self._ring, 0)
+                if tenant is None:
+                    return None
+                keys = [self._ring, self._claimed(self.consumer), self._list(str(tenant))]
+                claimed = await self._claim(keys=keys, args=[str(tenant)])
+                if claimed is not None:
+                    return str(claimed)
+        return None
 
     async def push_front(self, prediction_id: str) -> None:
         """Give a claimed id back, first in its tenant's line and its tenant first in turn (the upstream was busy)."""
@@ -155,10 +143,19 @@ class QueueStore:
             return [str(member) for member in await self._redis.zrange(self._running, 0, -1)]
 
     async def depth(self) -> SlotQueueDepth:
-        """How many ids wait in the tenants' lines, are claimed by a dispatcher, and run, over all processes."""
+        """How many ids wait in the tenants' lines, are claimed by a dispatcher, and run, over all processes (read
+        in two steps: a gauge, not a snapshot). Every id is owned from its push until it is accepted or done, so
+        the owned ids not in a tenant's list are claimed."""
         with mapped_errors(self._redis):
-            waiting, claimed, running = await self._depth(keys=[self._ring, self._owners, self._running], args=[self._lists])
-        return SlotQueueDepth(int(waiting), int(claimed), int(running))
+            tenants = await self._redis.lrange(self._ring, 0, -1)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for tenant in tenants:
+                    pipe.llen(self._list(str(tenant)))
+                pipe.hlen(self._owners)
+                pipe.zcard(self._running)
+                *lengths, owned, running = await pipe.execute()
+        waiting = sum(int(length) for length in lengths)
+        return SlotQueueDepth(waiting, max(int(owned) - waiting, 0), int(running))
 
     async def renew(self) -> None:
         """Keep this consumer's claims its own for another lease."""
@@ -174,15 +171,19 @@ class QueueStore:
             for consumer in map(str, await self._redis.smembers(self._consumers)):
                 if consumer == self.consumer or await self._redis.exists(self._alive(consumer)):
                     continue
-                keys = [self._ring, self._owners, self._claimed(consumer)]
-                moved += int(await self._recover(keys=keys, args=[self._lists]))
+                claimed = self._claimed(consumer)
+                for prediction_id in reversed(await self._redis.lrange(claimed, 0, -1)):
+                    tenant = str(await self._redis.hget(self._owners, prediction_id) or "")
+                    keys = [self._ring, claimed, self._list(tenant)]
+                    moved += int(await self._recover(keys=keys, args=[prediction_id, tenant]))
                 await self._redis.srem(self._consumers, consumer)
         return moved
 
     async def _give_back(self, prediction_id: str, end: str, max_attempts: int | None) -> bool:
-        keys = [self._ring, self._owners, self._attempts, self._claimed(self.consumer)]
-        args = [self._lists, "", prediction_id, end, "" if max_attempts is None else max_attempts]
         with mapped_errors(self._redis):
+            tenant = str(await self._redis.hget(self._owners, prediction_id) or "")
+            keys = [self._ring, self._owners, self._attempts, self._claimed(self.consumer), self._list(tenant)]
+            args = [tenant, prediction_id, end, "" if max_attempts is None else max_attempts]
             return int(await self._push(keys=keys, args=args)) == 1
 
     def _forget(self, pipe: aioredis.client.Pipeline, prediction_id: str) -> None:
@@ -201,10 +202,8 @@ class QueueStore:
     def _ring(self) -> str:
         return f"{self._base}:ring"
 
-    @property
-    def _lists(self) -> str:
-        """The prefix of the tenants' lists: `<prefix><tenant>`."""
-        return f"{self._base}:tenant:"
+    def _list(self, tenant: str) -> str:
+        return f"{self._base}:tenant:{tenant}"
 
     @property
     def _owners(self) -> str:
