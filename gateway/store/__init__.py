@@ -9,7 +9,13 @@ A provider's credential cooling (`gw:creds:{<provider>}:…`) is shared by every
 A tenant's idempotency keys (`gw:idem:{<tenant>}:…`) are in its slot too.
 A route's circuit breaker (`gw:breaker:{<route>}…`) is in the route's slot.
 A tenant's limits (`gw:limits:{<tenant>}…`) and usage (`gw:usage:{<tenant>}…`) share its slot, so that one
-script checks or settles them together.
+script checks or settles them together. A slot queue's keys share `gw:queue:{<name>}`.
+
+The URL may name one server, a cluster or a Sentinel-managed primary (`redis.connect`). What a cluster asks of
+every store: a transaction or a script touches one hash slot, and a script only the keys passed in KEYS
+(`tests/store/test_script_keys.py` watches that); nothing SCANs or lists keys by pattern; PUBLISH goes on its
+own, not inside a pipeline. Writes that span slots (a record and the audit log, the keys index) are ordered so
+that a crash between them leaves nothing a reader trusts wrongly.
 """
 
 from __future__ import annotations
