@@ -14,8 +14,8 @@ script checks or settles them together. A slot queue's keys share `gw:queue:{<na
 The URL may name one server, a cluster or a Sentinel-managed primary (`redis.connect`). What a cluster asks of
 every store: a transaction or a script touches one hash slot, and a script only the keys passed in KEYS
 (`tests/store/test_script_keys.py` watches that); nothing SCANs or lists keys by pattern; PUBLISH goes on its
-own, not inside a pipeline. Writes that span slots (a record and the audit log, the keys index) are ordered so
-that a crash between them leaves nothing a reader trusts wrongly.
+own, not inside a pipeline. Writes that span slots go in order: a key's index entry before its record (readers
+skip entries without one), an audit entry after the change it records (a crash between leaves it unrecorded).
 """
 
 from __future__ import annotations
