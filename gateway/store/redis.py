@@ -14,7 +14,7 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.commands.core import AsyncScript
 from redis.typing import EncodableT, ScriptTextT
 
@@ -148,7 +148,15 @@ def _sentinel_primary(target: Target) -> ObservedRedis:
         health_check_interval=_HEALTH_CHECK_SECONDS,
         socket_connect_timeout=_CONNECT_SECONDS,
     )
-    return cast(ObservedRedis, sentinels.master_for(target.service, redis_class=ObservedRedis))
+    primary = sentinels.master_for(
+        target.service, redis_class=ObservedRedis, connection_pool_class=_BlockingSentinelPool, timeout=POOL_WAIT_SECONDS
+    )
+    return cast(ObservedRedis, primary)
+
+
+class _BlockingSentinelPool(SentinelConnectionPool, aioredis.BlockingConnectionPool):
+    """Sentinel's pool (connections to wherever the primary is now) that, like the single server's, waits up to
+    POOL_WAIT_SECONDS for a free connection instead of failing at once."""
 
 
 def error_kind(exc: Exception) -> str:
