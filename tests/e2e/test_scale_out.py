@@ -32,7 +32,9 @@ from tests.usage.conftest import PIXEL, cost_of, settled
 THREADS = 6
 CREATES_PER_THREAD = 25  # 150 predictions
 RATE_LIMIT = 10
-REVOKED_WITHIN = 5.0
+# Within 5 s is what every process promises; with keys cached for 5 s, sooner than this shows the revocation
+# came over pub/sub rather than by the cache running out.
+REVOKED_WITHIN = 2.5
 SETTLED_WITHIN = 60.0
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 _SETTINGS = {
