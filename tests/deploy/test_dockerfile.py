@@ -18,7 +18,17 @@ from tests.deploy.dockerfile import DOCKERFILE, ROOT, Stage, global_args, stages
 
 DOCKERIGNORE = ROOT / ".dockerignore"
 # What must never reach the build context: local state, secrets, caches and bulky trees.
-NEVER_IN_CONTEXT = [".git", ".venv", "data", "tests/js/node_modules", ".mypy_cache", "gateway/__pycache__", "artifacts", ".env", "deploy/compose/.env"]
+NEVER_IN_CONTEXT = [
+    ".git",
+    ".venv",
+    "data",
+    "tests/js/node_modules",
+    ".mypy_cache",
+    "gateway/__pycache__",
+    "artifacts",
+    ".env",
+    "deploy/compose/.env",
+]
 
 
 def _hadolint() -> str:
