@@ -51,6 +51,7 @@ class Copy:
     sources: list[str]
     destination: str  # absolute
     from_stage: str | None
+    into_directory: bool  # the sources go into the destination (several of them, or a destination ending in /)
 
     @classmethod
     def parse(cls, arguments: str, workdir: str) -> Copy:
@@ -58,11 +59,12 @@ class Copy:
         flags = [w for w in words if w.startswith("--")]
         paths = [w for w in words if not w.startswith("--")]
         from_stage = next((f.split("=", 1)[1] for f in flags if f.startswith("--from=")), None)
-        return cls(paths[:-1], posixpath.normpath(posixpath.join(workdir, paths[-1])), from_stage)
+        destination = posixpath.normpath(posixpath.join(workdir, paths[-1]))
+        return cls(paths[:-1], destination, from_stage, len(paths) > 2 or paths[-1].endswith("/"))
 
     def origin(self, image_path: str) -> Path | None:
         """The file of the build context that `image_path` was copied from, if this COPY put it there."""
-        if self.from_stage is not None or len(self.sources) != 1:
+        if self.from_stage is not None or self.into_directory:
             return None
         if image_path == self.destination:
             return ROOT / self.sources[0]
