@@ -66,7 +66,8 @@ def built() -> dict[str, Stage]:
 
 def test_hadolint_reports_nothing() -> None:
     result = subprocess.run([_hadolint(), "--format", "json", str(DOCKERFILE)], capture_output=True, text=True, timeout=60)
-    assert json.loads(result.stdout or "[]") == [], result.stdout
+    assert json.loads(result.stdout or "null") == [], result.stdout + result.stderr
+    assert result.returncode == 0, result.stderr
 
 
 def test_every_copied_file_is_in_the_build_context(built: dict[str, Stage]) -> None:
