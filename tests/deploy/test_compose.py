@@ -1,9 +1,12 @@
-"""deploy/compose, checked without a container runtime: the file parses, every file, port and variable it uses
-exists, no secret has a default, and nginx, Prometheus and Grafana name services and ports of the stack."""
+"""deploy/compose, checked without a container runtime: it follows the Compose Specification, every file, port
+and variable it uses exists, no secret has a default, and nginx, Prometheus and Grafana name services and ports
+of the stack."""
 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -64,6 +67,13 @@ def _mounted_text(compose: dict[str, Any], service: str, suffix: str) -> tuple[s
     """(source, text) of the one file the service mounts whose source ends with `suffix`."""
     [source] = [s for s in _bind_sources(compose["services"][service]) if s.endswith(suffix)]
     return source, (COMPOSE_DIR / source).read_text()
+
+
+def test_it_follows_the_compose_specification() -> None:
+    """The Compose Specification's own JSON schema (as check-jsonschema ships it, so no network is needed)."""
+    command = [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec", str(COMPOSE)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_every_file_it_mounts_builds_or_reads_exists(compose: dict[str, Any]) -> None:
