@@ -62,11 +62,15 @@ class Rendered:
             self._patch(_documents(directory / patch["path"])[0])
 
     def _patch(self, patch: dict[str, Any]) -> None:
-        """A strategic-merge patch that adds env entries to named containers (the only kind the overlays use)."""
+        """A strategic-merge patch of containers' env, merged by name as Kubernetes does (the only kind the overlays
+        use: any other field fails here rather than being skipped)."""
         [target] = self.named(patch["kind"], patch["metadata"]["name"])
         containers = {c["name"]: c for c in target["spec"]["template"]["spec"]["containers"]}
         for container in patch["spec"]["template"]["spec"]["containers"]:
-            containers[container["name"]].setdefault("env", []).extend(container.get("env", []))
+            assert container.keys() <= {"name", "env"}, f"a patch this reader does not apply: {container}"
+            env = containers[container["name"]].setdefault("env", [])
+            for entry in container["env"]:
+                env[:] = [e for e in env if e["name"] != entry["name"]] + [entry]
 
     def all(self, kind: str) -> list[dict[str, Any]]:
         return [o for o in self.objects if o["kind"] == kind]
