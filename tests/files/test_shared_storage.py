@@ -178,7 +178,7 @@ def test_a_gateway_refuses_to_start_without_its_bucket(redis_url: str, catalog_p
             "GATEWAY_FILE_STORAGE": "s3://missing-bucket/files",
             "GATEWAY_S3_ENDPOINT_URL": s3.url,
         }
-        ended = subprocess.run([sys.executable, "-m", "gateway", "serve"], env=env, capture_output=True, timeout=60, check=False)
+        ended = subprocess.run([sys.executable, "-m", "gateway", "serve"], env=env, capture_output=True, timeout=30, check=False)
     output = (ended.stdout + ended.stderr).decode(errors="replace")
     assert ended.returncode != 0
     assert f"The file storage bucket s3://missing-bucket/files is not reachable at {s3.url} (404)" in output
