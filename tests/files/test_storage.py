@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import tempfile
+import tracemalloc
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -147,6 +149,24 @@ async def test_s3_keeps_blobs_under_the_prefix_and_uploads_large_ones_in_parts(s
     assert etags[f"{prefix}/{large}"].endswith("-3")  # a multipart upload of three parts
     assert "-" not in etags[f"{prefix}/{small}"]
     assert s3.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+async def test_s3_holds_about_one_part_in_memory_whatever_the_blobs_size(s3: ObjectStore, bucket: str) -> None:
+    storage = S3Storage(S3Location(bucket, "memory"), _access(s3.url), part_bytes=MIN_PART_BYTES)
+    await storage.start()
+    with tempfile.TemporaryFile() as source:
+        for _ in range(8):
+            source.write(os.urandom(MIN_PART_BYTES))
+        source.seek(0)
+        tracemalloc.start()
+        try:
+            await storage.put(_key(), source)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+            await storage.aclose()
+    # A part, its copy in the request and the next one being read: far below the 40 MiB blob.
+    assert peak < 4 * MIN_PART_BYTES, f"{peak / 2**20:.1f} MiB"
 
 
 async def test_s3_start_refuses_a_missing_bucket_by_name_without_credentials(s3: ObjectStore) -> None:
