@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 
 PART_BYTES = 8 * 1024 * 1024  # multipart uploads: S3 wants parts of at least 5 MiB (but the last)
 MIN_PART_BYTES = 5 * 1024 * 1024
+# A download holds its connection for as long as its client takes to read: botocore's default pool of 10 would
+# let ten slow readers stall every other file operation of the process.
+CONNECTIONS = 128
 _MISSING = frozenset({"NoSuchKey", "NotFound", "404"})
 _FAILURES = (ClientError, BotoCoreError, aiohttp.ClientError, TimeoutError)
 
@@ -64,6 +67,7 @@ class S3Access:
 
 def _client_config(access: S3Access) -> AioConfig:
     return AioConfig(
+        max_pool_connections=CONNECTIONS,
         connect_timeout=5,
         read_timeout=30,
         retries={"max_attempts": 2, "mode": "standard"},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import os
@@ -167,6 +168,24 @@ async def test_s3_holds_about_one_part_in_memory_whatever_the_blobs_size(s3: Obj
             await storage.aclose()
     # A part, its copy in the request and the next one being read: far below the 40 MiB blob.
     assert peak < 4 * MIN_PART_BYTES, f"{peak / 2**20:.1f} MiB"
+
+
+async def test_s3_downloads_being_read_slowly_leave_connections_for_other_operations(s3: ObjectStore, bucket: str) -> None:
+    storage = S3Storage(S3Location(bucket, "slow"), _access(s3.url))
+    await storage.start()
+    key = _key()
+    await storage.put(key, os.urandom(3 * 1024 * 1024))
+    readers: list[AsyncIterator[bytes]] = []
+    try:
+        async with asyncio.timeout(10):  # with too small a pool, the eleventh open waits for good
+            for _ in range(16):
+                readers.append(await storage.open(key))
+                assert await anext(readers[-1])  # a first chunk read; the rest waits on its connection
+            assert await storage.exists(key) is True
+    finally:
+        for reader in readers:
+            await reader.aclose()  # type: ignore[attr-defined]
+        await storage.aclose()
 
 
 async def test_s3_start_refuses_a_missing_bucket_by_name_without_credentials(s3: ObjectStore) -> None:
