@@ -13,6 +13,7 @@ import io
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 from aiobotocore.config import AioConfig
@@ -107,7 +108,7 @@ class S3Storage:
         try:
             await self._s3.head_bucket(Bucket=self._location.bucket)
         except _FAILURES as exc:
-            where = f" at {access.endpoint_url}" if access.endpoint_url else ""
+            where = f" at {_without_userinfo(access.endpoint_url)}" if access.endpoint_url else ""
             raise StoreError(f"The file storage bucket {self._location} is not reachable{where} ({_reason(exc)})") from None
 
     async def aclose(self) -> None:
@@ -116,7 +117,7 @@ class S3Storage:
 
     async def put(self, key: str, source: IO[bytes] | bytes) -> None:
         stream = io.BytesIO(source) if isinstance(source, bytes) else source
-        name = self._location.key(checked_key(key))
+        name = self._name(key)
         first = await asyncio.to_thread(stream.read, self._part_bytes)
         with _mapped_errors():
             if len(first) < self._part_bytes:
@@ -196,6 +197,12 @@ def _mapped_errors() -> Iterator[None]:
         if reason in _MISSING:
             raise NotFound("File not found") from None
         raise StoreError(f"The gateway's file storage is failing ({reason})") from exc
+
+
+def _without_userinfo(url: str) -> str:
+    """The endpoint as it may be shown: a `user:password@` written into it is left out."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def _reason(exc: BaseException) -> str:
