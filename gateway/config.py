@@ -107,9 +107,9 @@ class Settings(BaseSettings):
     # every process; the object store's address (MinIO etc.) and the standard AWS credentials and region.
     file_storage: str = "local"
     s3_endpoint_url: str | None = None
-    aws_access_key_id: SecretStr | None = Field(default=None, validation_alias="AWS_ACCESS_KEY_ID")
-    aws_secret_access_key: SecretStr | None = Field(default=None, validation_alias="AWS_SECRET_ACCESS_KEY")
-    aws_session_token: SecretStr | None = Field(default=None, validation_alias="AWS_SESSION_TOKEN")
+    aws_access_key_id: SecretStr | None = Field(default=None, validation_alias=AliasChoices("AWS_ACCESS_KEY_ID"))
+    aws_secret_access_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("AWS_SECRET_ACCESS_KEY"))
+    aws_session_token: SecretStr | None = Field(default=None, validation_alias=AliasChoices("AWS_SESSION_TOKEN"))
     aws_region: str | None = Field(default=None, validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"))
     output_link_seconds: int = Field(default=DEFAULT_OUTPUT_LINK_SECONDS, gt=0)
     list_page_bytes: int = Field(default=DEFAULT_LIST_PAGE_BYTES, gt=0)
