@@ -62,6 +62,7 @@ DEFAULT_USAGE_ROW_RETENTION_SECONDS = 90 * 24 * 3600  # per-prediction usage row
 DEFAULT_USAGE_RETENTION_SECONDS = 400 * 24 * 3600  # hourly aggregates: a year and a month to compare with
 
 _VERSION_ID = re.compile(r"^[0-9a-f]{64}$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -102,6 +103,14 @@ class Settings(BaseSettings):
     file_expiry_seconds: int = Field(default=DEFAULT_FILE_EXPIRY_SECONDS, gt=0)
     file_sweep_seconds: float = Field(default=DEFAULT_FILE_SWEEP_SECONDS, gt=0)
     file_page_size: int = Field(default=DEFAULT_FILE_PAGE_SIZE, gt=0, le=1000)
+    # Where file blobs live: `local` (`files_directory()`, one per process) or `s3://<bucket>[/<prefix>]`, shared by
+    # every process; the object store's address (MinIO etc.) and the standard AWS credentials and region.
+    file_storage: str = "local"
+    s3_endpoint_url: str | None = None
+    aws_access_key_id: SecretStr | None = Field(default=None, validation_alias=AliasChoices("AWS_ACCESS_KEY_ID"))
+    aws_secret_access_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("AWS_SECRET_ACCESS_KEY"))
+    aws_session_token: SecretStr | None = Field(default=None, validation_alias=AliasChoices("AWS_SESSION_TOKEN"))
+    aws_region: str | None = Field(default=None, validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"))
     output_link_seconds: int = Field(default=DEFAULT_OUTPUT_LINK_SECONDS, gt=0)
     list_page_bytes: int = Field(default=DEFAULT_LIST_PAGE_BYTES, gt=0)
     header_timeout_seconds: float = Field(default=DEFAULT_HEADER_TIMEOUT_SECONDS, gt=0)
@@ -155,6 +164,17 @@ class Settings(BaseSettings):
             raise ValueError(str(exc)) from None
         return value
 
+    @field_validator("file_storage")
+    @classmethod
+    def _file_storage(cls, value: str) -> str:
+        if value != "local":
+            _bucket_and_prefix(value)
+        return value
+
+    def object_store(self) -> tuple[str, str] | None:
+        """The bucket and key prefix of `s3://` file storage; None for local storage."""
+        return None if self.file_storage == "local" else _bucket_and_prefix(self.file_storage)
+
     def address_policy(self) -> AddressPolicy:
         """Which addresses URLs from tenants and upstream outputs may reach."""
         return AddressPolicy.from_setting(self.allowed_private_cidrs, allow_all=self.allow_private_input_urls)
@@ -171,6 +191,16 @@ class Settings(BaseSettings):
     def files_directory(self) -> Path:
         """Where uploaded and output files are kept: `files_dir`, or `files` under the data directory."""
         return self.files_dir or self.data_dir / "files"
+
+
+def _bucket_and_prefix(url: str) -> tuple[str, str]:
+    """ValueError naming the problem unless `url` is `s3://<bucket>[/<prefix>]` with a valid bucket name."""
+    if not url.startswith("s3://"):
+        raise ValueError(f"{url!r} is neither 'local' nor s3://<bucket>[/<prefix>]")
+    bucket, _, prefix = url.removeprefix("s3://").partition("/")
+    if not _BUCKET.match(bucket):
+        raise ValueError(f"{bucket!r} is not an S3 bucket name (3-63 lowercase letters, digits, dots, hyphens)")
+    return bucket, prefix.strip("/")
 
 
 # --- catalog file ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from pydantic import SecretStr
 
 from gateway.api.urls import Links, file_id_in
 from gateway.audit import AuditLog
@@ -20,8 +21,9 @@ from gateway.catalog import Catalog
 from gateway.config import Settings
 from gateway.deliveries import DeliveryWorker, Outbox, RetryPolicy, TenantSecrets, Webhooks, WebhookTargets, WorkerLimits
 from gateway.deployments import Deployments
-from gateway.files import FileLimits, Files, InputFiles, LocalStorage, prediction_owners
+from gateway.files import FileLimits, Files, FileStorage, InputFiles, LocalStorage, prediction_owners
 from gateway.files.inputs import DownloadUrl
+from gateway.files.s3 import S3Access, S3Location, S3Storage
 from gateway.keys import KeyRecord, KeyService
 from gateway.lifecycle import Deadlines, FollowUpPolicy, FollowUps
 from gateway.lifecycle.follow_ups import ABANDONED_AFTER_SECONDS
@@ -95,11 +97,13 @@ async def open_services(
         ),
         on_error=metrics.redis_error,  # counted here: the store knows nothing of metrics
     )
+    storage = _file_storage(settings)
     providers: dict[str, Provider] = {}
     tasks: list[asyncio.Task[None]] = []
     breakers: Breakers | None = None
     try:
-        services = await _build(settings, catalog, store, metrics, resolve)
+        await storage.start()
+        services = await _build(settings, catalog, store, storage, metrics, resolve)
         providers = services.providers
         breakers = services.breakers
         await breakers.start()
@@ -113,6 +117,7 @@ async def open_services(
             await breakers.aclose()
         for provider in providers.values():
             await provider.aclose()
+        await storage.aclose()
         await store.aclose()
 
 
@@ -141,7 +146,28 @@ def _background(services: Services, settings: Settings) -> list[Coroutine[Any, A
     ]
 
 
-async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Metrics, resolve: Resolve) -> Services:
+def _file_storage(settings: Settings) -> FileStorage:
+    """Local files per process, or one S3-compatible bucket that every process shares."""
+    bucket = settings.object_store()
+    if bucket is None:
+        return LocalStorage(settings.files_directory())
+    access = S3Access(
+        settings.s3_endpoint_url,
+        settings.aws_region,
+        _revealed(settings.aws_access_key_id),
+        _revealed(settings.aws_secret_access_key),
+        _revealed(settings.aws_session_token),
+    )
+    return S3Storage(S3Location(*bucket), access)
+
+
+def _revealed(secret: SecretStr | None) -> str | None:
+    return None if secret is None else secret.get_secret_value()
+
+
+async def _build(
+    settings: Settings, catalog: Catalog, store: Store, storage: FileStorage, metrics: Metrics, resolve: Resolve
+) -> Services:
     links = Links(
         Signer(await store.shared_secret(SECRET_NAME)),
         settings.public_base_url,
@@ -150,7 +176,7 @@ async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Me
     )
     files = Files(
         store.files,
-        LocalStorage(settings.files_directory()),
+        storage,
         links.downloads,
         links.uploads,
         prediction_owners(store.predictions),

@@ -11,7 +11,7 @@ from gateway.config import Settings
 
 # Settings that land with the parallel work on processes and shared file storage (issue 21, parts 5 and 6): the
 # deployments already set them. Delete this list once they are fields of Settings.
-PENDING = frozenset({"GATEWAY_WORKERS", "GATEWAY_FILE_STORAGE", "GATEWAY_S3_ENDPOINT_URL"})
+PENDING = frozenset({"GATEWAY_WORKERS"})
 
 # The S3 client's own standard variables (credentials and region of the shared file storage).
 S3_CLIENT = frozenset({"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"})
