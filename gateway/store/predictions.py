@@ -12,7 +12,7 @@ from redis.asyncio.client import Pipeline
 from redis.typing import EncodableT, FieldT
 
 from gateway.status import Status, allowed_sources
-from gateway.store import events, timeline
+from gateway.store import events, scripts, timeline
 from gateway.store.redis import mapped_errors
 from gateway.store.schedule import Schedule
 from gateway.store.timeline import IndexEntry
@@ -154,7 +154,7 @@ class PredictionStore:
             if remember is not None:
                 remember(pipe)
             with mapped_errors(self._redis):
-                replies = await pipe.execute()
+                replies = await scripts.execute(pipe)
         return replies[0] if admit is not None else None
 
     async def reroute(self, prediction_id: str, provider: str, route: str) -> bool:
