@@ -9,12 +9,13 @@ from urllib.parse import urlencode
 
 from starlette.background import BackgroundTask
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from gateway import request_context
 from gateway.api.idempotency import REPLAYED_HEADER, idempotency_key
 from gateway.api.requests import api_root, caller, json_object, services
+from gateway.api.responses import JSONResponse
 from gateway.catalog import Reference, RefKind
 from gateway.errors import BadRequest, Forbidden, InvalidInput, NotFound
 from gateway.predictions import CreateOptions

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 from redis.typing import EncodableT, FieldT
@@ -100,10 +101,10 @@ class StoredPrediction:
             provider=fields["provider"],
             upstream_id=fields.get("upstream_id", ""),
             status=Status(fields["status"]),
-            doc=json.loads(fields["doc"]),
+            doc=_loads(fields["doc"]),
             created_ms=int(fields["created_ms"]),
             refreshed_at=float(fields["refreshed_at"]),
-            upstream_outputs=tuple(json.loads(fields.get("upstream_outputs", "[]"))),
+            upstream_outputs=tuple(_loads(fields.get("upstream_outputs", "[]"))),
             provisional=fields.get("provisional") == "1",
             streams=fields.get("streams") == "1",
             upstream_stream=fields.get("upstream_stream", ""),
@@ -281,7 +282,17 @@ def _index_key(tenant: str, kind: str) -> str:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits, which an upstream's JSON may hold
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _loads(text: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:  # NaN or Infinity, which the standard library writes (older records)
+        return json.loads(text)
 
 
 def _strings(fields: Mapping[Any, Any]) -> dict[str, str]:
