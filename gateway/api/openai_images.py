@@ -44,14 +44,14 @@ async def create_edit(request: Request) -> Response:
 
 
 async def _generation(request: Request) -> Response:
-    key = await caller(request, "predict", creating=True)
+    key = await caller(request, "predict", counted=False)
     body = await json_object(request)
     image_request, response_format = _parsed(Operation.GENERATIONS, body, {})
     return await _run(request, key, image_request, response_format)
 
 
 async def _edit(request: Request) -> Response:
-    key = await caller(request, "predict", creating=True)
+    key = await caller(request, "predict", counted=False)
     async with request.form(max_files=4, max_fields=16) as form:
         fields, files = _form_parts(form)
         image_request, response_format = _parsed(Operation.EDITS, fields, files)

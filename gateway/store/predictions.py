@@ -177,6 +177,18 @@ class PredictionStore:
             fields = await self._redis.hgetall(_key(prediction_id))
         return StoredPrediction.from_fields(prediction_id, _strings(fields)) if fields else None
 
+    async def get_counted(
+        self, prediction_id: str, count: Callable[[Pipeline], Awaitable[None]]
+    ) -> tuple[Any, StoredPrediction | None]:
+        """`get` in the same round trip as a count queued before it (a read rate's): the count's reply and the
+        record."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            await count(pipe)
+            pipe.hgetall(_key(prediction_id))
+            with mapped_errors(self._redis):
+                reply, fields = await scripts.execute(pipe)
+        return reply, StoredPrediction.from_fields(prediction_id, _strings(fields)) if fields else None
+
     async def apply(
         self,
         prediction_id: str,
