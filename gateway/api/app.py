@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 from gateway.api import (
@@ -35,6 +35,7 @@ from gateway.api.body_limit import BodyLimitMiddleware
 from gateway.api.body_timeout import BodyTimeoutMiddleware
 from gateway.api.problems import EXCEPTION_HANDLERS
 from gateway.api.request_id import RequestIdMiddleware
+from gateway.api.responses import JSONResponse
 from gateway.api.timing import TimingMiddleware
 from gateway.catalog import Catalog
 from gateway.config import Settings

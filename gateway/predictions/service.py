@@ -16,7 +16,7 @@ from gateway.catalog import Catalog, Reference, Resolved
 from gateway.cursors import encode_cursor, window
 from gateway.errors import GatewayError, InvalidVersion, NotFound, OverLimit, UpstreamError, UpstreamUnavailable
 from gateway.keys import KeyRecord
-from gateway.limits import Admission
+from gateway.limits import Admission, ReadCount
 from gateway.metrics import Metrics
 from gateway.predictions.dispatch import Dispatch
 from gateway.predictions.records import CreateOptions, new_record
@@ -197,9 +197,12 @@ class Predictions:
         provider = self._providers.get(record.provider)
         return bool(record.upstream_id) and provider is not None and provider.capabilities.get_by_id
 
-    async def get(self, key: KeyRecord, prediction_id: str, kind: str = PREDICTION) -> StoredPrediction:
-        """From Redis; a stale, unfinished record is refreshed from the upstream once for all concurrent readers."""
-        record = await self._owned(key, prediction_id, kind)
+    async def get(
+        self, key: KeyRecord, prediction_id: str, kind: str = PREDICTION, count: ReadCount | None = None
+    ) -> StoredPrediction:
+        """From Redis (with the read's `count` against the read rates, in the same round trip); a stale, unfinished
+        record is refreshed from the upstream once for all concurrent readers."""
+        record = await self._owned(key, prediction_id, kind, count)
         if self._stale(record):
             record = await self.refresh(record, within=_READ_REFRESH_SECONDS)
         return record
@@ -332,10 +335,14 @@ class Predictions:
             upstream = UpstreamPrediction(id=record.upstream_id, status=Status.CANCELED)
         return await self._tracker.apply(record, upstream)
 
-    async def _owned(self, key: KeyRecord, prediction_id: str, kind: str) -> StoredPrediction:
+    async def _owned(self, key: KeyRecord, prediction_id: str, kind: str, count: ReadCount | None = None) -> StoredPrediction:
         """The tenant's own record of `kind`: any other (another tenant's, or a training read as a prediction) is
-        not found."""
-        record = await self._store.get(prediction_id)
+        not found. A refused `count` raises first."""
+        if count is None:
+            record = await self._store.get(prediction_id)
+        else:
+            reply, record = await self._store.get_counted(prediction_id, count.queue)
+            count.verdict(reply)
         if record is None or record.tenant != key.tenant or record.provisional or record.kind != kind:
             raise NotFound(f"The requested {kind} does not exist")
         return record

@@ -19,6 +19,7 @@ import uuid
 
 import redis.asyncio as aioredis
 
+from gateway.store import scripts
 from gateway.store.depths import SlotQueueDepth
 from gateway.store.redis import mapped_errors
 
@@ -111,7 +112,7 @@ class QueueStore:
             self._renew(pipe)
             await self._claim(keys=[self._ring, self._claimed(self.consumer)], args=[self._lists], client=pipe)
             with mapped_errors(self._redis):
-                claimed = (await pipe.execute())[-1]
+                claimed = (await scripts.execute(pipe))[-1]
         return None if claimed is None else str(claimed)
 
     async def push_front(self, prediction_id: str) -> None:
