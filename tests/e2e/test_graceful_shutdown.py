@@ -30,7 +30,7 @@ from tests.sse import Event
 
 SHUTDOWN_SECONDS = 8
 ACCEPT_SECONDS = 2  # the process keeps accepting this long after SIGTERM, with readiness failing
-PROMPTLY = 1.5  # a waiting request or a stream ends this soon after SIGTERM (long before ACCEPT_SECONDS end)
+PROMPTLY = 1.0  # a waiting request or a stream ends this soon after SIGTERM (long before ACCEPT_SECONDS end)
 FOLLOW_UP_LEASE_SECONDS = 60
 STORY_BODY = {"version": f"{STORY}:{STORY_VERSION}", "input": {"prompt": "a slow one"}}  # no input URL to resolve
 

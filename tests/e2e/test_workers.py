@@ -205,6 +205,7 @@ def test_workers_whose_supervisor_was_killed_stop_on_their_own(redis_url: str, c
     command = [sys.executable, "-m", "gateway", "serve", "--port", str(port), "--workers", "2"]
     with (tmp_path / "serve.log").open("wb") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    orphans: list[int] = []
     try:
         _until_ready(process, f"http://127.0.0.1:{port}", tmp_path / "serve.log")
         orphans = [pid for pids in _children(process.pid).values() for pid in pids]
@@ -219,5 +220,8 @@ def test_workers_whose_supervisor_was_killed_stop_on_their_own(redis_url: str, c
         if process.poll() is None:
             process.kill()
             process.wait(10)
+        for pid in orphans:  # a failed test leaves nothing behind
+            if not _gone(pid):
+                os.kill(pid, signal.SIGKILL)
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{port}/health")
