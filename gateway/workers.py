@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import socket
 import threading
@@ -22,7 +23,9 @@ import time
 from collections.abc import Iterator
 from multiprocessing import get_context
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 
+from prometheus_client.multiprocess import mark_process_dead
 from uvicorn.config import STARTUP_FAILURE
 
 from gateway import logs
@@ -30,6 +33,7 @@ from gateway.api.app import create_app
 from gateway.catalog import Catalog
 from gateway.config import CatalogConfig, Settings
 from gateway.errors import GatewayError
+from gateway.metrics import Metrics
 from gateway.services import open_model_servers
 from gateway.serving import DrainingServer, gateway_server
 
@@ -39,11 +43,13 @@ _WATCH_SECONDS = 0.2  # how often the supervisor looks for dead workers
 _RESTART_PAUSE_SECONDS = 1.0  # the least time between two starts of one worker slot: no crash loop at full speed
 _ORPHAN_CHECK_SECONDS = 0.5  # how often a worker looks whether its supervisor still lives
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def supervise(settings: Settings, catalog: CatalogConfig) -> None:
     """Serve with `settings.workers` processes until SIGTERM or SIGINT, which is raised again once all stopped
     (for the caller's own clean-up); GatewayError if a worker cannot start at all."""
+    _shared_metrics(settings.data_dir / "metrics")
     with _listening_socket(settings.host, settings.port) as sock:
         stopped_by = asyncio.run(_supervise(settings, catalog, sock))
     if stopped_by is not None:
@@ -97,6 +103,8 @@ class _Workers:
             if process.is_alive() or time.monotonic() - self._started_at[slot] < _RESTART_PAUSE_SECONDS:
                 continue
             process.join()
+            if process.pid is not None:
+                mark_process_dead(process.pid)  # type: ignore[no-untyped-call]  # its live gauges leave the sums; its counters stay
             if process.exitcode == STARTUP_FAILURE:
                 self.failed_start = True
                 return False
@@ -126,6 +134,14 @@ class _Workers:
         return process
 
 
+def _shared_metrics(directory: Path) -> None:
+    """A fresh directory for the workers' metric files (counts of an earlier run would be added in), named to
+    prometheus_client in the environment the workers inherit, which is how it is configured."""
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(mode=0o700, parents=True)
+    os.environ[MULTIPROC_ENV] = str(directory)
+
+
 @contextlib.contextmanager
 def _listening_socket(host: str, port: int) -> Iterator[socket.socket]:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -142,7 +158,7 @@ def _listening_socket(host: str, port: int) -> Iterator[socket.socket]:
 def serve_worker(settings: Settings, catalog: CatalogConfig, sock: socket.socket, supervisor: int) -> None:
     """A worker process: the app on the supervisor's socket, until SIGTERM or the supervisor's death."""
     logs.configure(settings.log_level, settings.log_format)
-    app = create_app(settings, Catalog(catalog), runs_model_servers=False)
+    app = create_app(settings, Catalog(catalog), runs_model_servers=False, recorder=Metrics(shared=True))
     server = gateway_server(app, settings)
     threading.Thread(target=_drain_when_orphaned, args=(server, supervisor), daemon=True).start()
     server.run(sockets=[sock])

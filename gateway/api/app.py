@@ -78,14 +78,19 @@ async def usage_metrics(request: Request) -> Response:
 
 
 def create_app(
-    settings: Settings, catalog: Catalog, resolve: Resolve = system_resolve, *, runs_model_servers: bool = True
+    settings: Settings,
+    catalog: Catalog,
+    resolve: Resolve = system_resolve,
+    *,
+    runs_model_servers: bool = True,
+    recorder: Metrics | None = None,
 ) -> Starlette:
     """The gateway as an ASGI app; Redis and upstream pools open in its lifespan. `resolve` names the hosts of
     input URLs (the system resolver; tests pass one that needs no DNS). `app.state.draining` is to be started
     by the server when its shutdown begins; without `runs_model_servers` a supervisor runs the managed Cog
-    servers."""
+    servers, and `recorder` may hold a worker's shared metrics."""
 
-    recorder = Metrics()
+    recorder = recorder or Metrics()
     draining = Draining()
 
     @contextlib.asynccontextmanager

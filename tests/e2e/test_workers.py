@@ -17,12 +17,14 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import ADMIN_TOKEN, UPSTREAM_TOKEN
 from tests.e2e.test_serve import TYPEWRITER, _shipped_config
 from tests.servers import free_port
 
 SHUTDOWN_SECONDS = 10
+ASKED = 40
 
 
 def _kind(process: psutil.Process) -> str:
@@ -53,6 +55,13 @@ def _workers(parent: int) -> set[int]:
     return {child.pid for child in psutil.Process(parent).children() if _kind(child) == "worker"}
 
 
+def _refused_reads(url: str) -> float:
+    """`gateway_http_requests_total` of unauthenticated reads of the account, as one scrape of `url` shows it."""
+    families = text_string_to_metric_families(httpx.get(f"{url}/metrics").text)
+    requests = next(family for family in families if family.name == "gateway_http_requests")
+    return sum(s.value for s in requests.samples if s.labels["status"] == "401" and s.labels["route"].endswith("/account"))
+
+
 def _gone(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
@@ -60,7 +69,19 @@ def _gone(pid: int) -> bool:
         return True
 
 
-def _serving_pids(port: int, workers: set[int], connections: int = 40) -> set[int]:
+def _serving_pids(port: int, workers: set[int], rounds: int = 10) -> set[int]:
+    """Which workers took new connections, over rounds of 40 until every one of `workers` took some: which
+    process a connection goes to is up to the kernel and to which worker wakes first."""
+    seen: set[int] = set()
+    for _ in range(rounds):
+        seen |= _serving_round(port, workers)
+        if seen == workers:
+            break
+        time.sleep(0.05)
+    return seen
+
+
+def _serving_round(port: int, workers: set[int], connections: int = 40) -> set[int]:
     """Which workers took `connections` new connections, each held open until all are counted."""
     clients, local_ports = [], set()
     try:
@@ -137,6 +158,10 @@ def test_two_workers_share_the_port_and_one_set_of_shared_parts(
     workers = _workers(process.pid)
     assert _serving_pids(port, workers) == workers  # the kernel spreads connections over both
 
+    for _ in range(ASKED):  # each on a connection of its own: both workers answer some
+        assert httpx.get(f"{url}/v1/account").status_code == 401
+    assert {_refused_reads(url) for _ in range(6)} == {ASKED}  # whichever worker is scraped serves the sum
+
     key = (tmp_path / "data" / "demo_key").read_text().strip()
     for _ in range(4):  # on either worker, the shared model servers run it
         created = httpx.post(
@@ -169,12 +194,13 @@ def test_two_workers_share_the_port_and_one_set_of_shared_parts(
     while len(replaced := _workers(process.pid)) != 2 or killed in replaced:
         assert time.monotonic() < deadline, _workers(process.pid)
         time.sleep(0.1)
-    while _serving_pids(port, replaced) != replaced:  # the new one serves once its app has started
+    while _serving_pids(port, replaced, rounds=1) != replaced:  # the new one serves once its app has started
         assert time.monotonic() < deadline, log.read_text()
         time.sleep(0.2)
     stop.set()
     asker.join()
     assert failures == []  # the other worker answered meanwhile
+    assert _refused_reads(url) == ASKED  # the killed worker's counts stay in the sums
     after = _children(process.pid)
     assert (after["valkey"], after["model server"]) == (children["valkey"], children["model server"])  # not restarted
 
