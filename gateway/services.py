@@ -126,10 +126,11 @@ async def open_model_servers(settings: Settings, catalog: Catalog) -> AsyncItera
     """The managed Cog servers alone, for a supervisor whose serving processes open their services with
     `runs_model_servers=False`: started (waiting until ready) on entry, stopped on exit. Runs recorded on
     servers a killed gateway left behind are failed, through the same path every change takes."""
-    store = _connect(settings, Metrics())
+    metrics = Metrics()  # nothing serves them: the workers count the model servers' work
+    store = _connect(settings, metrics)
     providers: dict[str, Provider] = {}
     try:
-        providers = (await _build(settings, catalog, store, Metrics(), system_resolve, Draining(), True)).providers
+        providers = (await _build(settings, catalog, store, metrics, system_resolve, Draining(), True)).providers
         for provider in providers.values():
             await provider.start_servers()
         yield

@@ -76,12 +76,13 @@ async def _supervise(settings: Settings, catalog: CatalogConfig, sock: socket.so
                         await asyncio.wait_for(stop.wait(), _WATCH_SECONDS)
             finally:
                 await workers.stop(settings.shutdown_seconds)
+            if workers.failed_start:
+                raise GatewayError("a serving process failed to start (its error is above)")
     finally:
         for sig, handler in previous.items():
             loop.remove_signal_handler(sig)
-            signal.signal(sig, handler)
-    if workers.failed_start:
-        raise GatewayError("a serving process failed to start (its error is above)")
+            if handler is not None:
+                signal.signal(sig, handler)
     return caught[0] if caught else None
 
 
