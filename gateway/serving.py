@@ -61,15 +61,19 @@ def gateway_server(app: Starlette, settings: Settings) -> DrainingServer:
         log_config=None,
         access_log=False,  # the gateway's own (`api/timing`) has the duration and the request's fields
         timeout_keep_alive=settings.keep_alive_seconds,
-        http=http_protocol(settings.header_timeout_seconds),
+        http=http_protocol(settings.header_timeout_seconds, app.state.draining),
     )
     return DrainingServer(config, app.state.draining, settings.shutdown_seconds, settings.shutdown_accept_seconds)
 
 
 class HeaderDeadlineProtocol(HttpToolsProtocol):
-    def __init__(self, *args: Any, header_timeout: float, **kwargs: Any) -> None:
+    """Also, once draining has started, every response closes its connection (`Connection: close`): a client
+    sends its next request on a new connection, never on one the server is about to close under it."""
+
+    def __init__(self, *args: Any, header_timeout: float, draining: Draining, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._header_timeout = header_timeout
+        self._draining = draining
         self._deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -83,6 +87,8 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._disarm()
         super().on_headers_complete()
+        if self._draining.started and self.cycle is not None:
+            self.cycle.keep_alive = False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -102,7 +108,7 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
-def http_protocol(header_timeout: float) -> type[HeaderDeadlineProtocol]:
-    """The protocol class to hand uvicorn (`http=`), with the deadline bound in."""
-    bound = functools.partialmethod(HeaderDeadlineProtocol.__init__, header_timeout=header_timeout)
+def http_protocol(header_timeout: float, draining: Draining) -> type[HeaderDeadlineProtocol]:
+    """The protocol class to hand uvicorn (`http=`), with the deadline and the app's draining bound in."""
+    bound = functools.partialmethod(HeaderDeadlineProtocol.__init__, header_timeout=header_timeout, draining=draining)
     return type("HeaderDeadlineHttpProtocol", (HeaderDeadlineProtocol,), {"__init__": bound})

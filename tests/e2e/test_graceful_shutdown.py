@@ -87,13 +87,15 @@ def test_sigterm_answers_waits_ends_streams_fails_readiness_and_exits_in_time(
             waiter = _in_thread(lambda: api.post("/predictions", json=STORY_BODY, headers={"Prefer": "wait=50"}))
             assert all(event.wait(10) for event in opened)
             time.sleep(1)  # the create has reached its wait
-            assert httpx.get(f"{url}/health/ready").status_code == 200
+            before = httpx.get(f"{url}/health/ready")
+            assert before.status_code == 200 and "connection" not in before.headers
             process.send_signal(signal.SIGTERM)
             stopping = time.monotonic()
             ready = httpx.get(f"{url}/health/ready")
             assert (ready.status_code, ready.headers["content-type"]) == (503, "application/problem+json")
             assert ready.json() == {"title": "Service unavailable", "detail": "The gateway is shutting down", "status": 503}
-            assert httpx.get(f"{url}/health").status_code == 200  # alive, and still accepting meanwhile
+            alive = httpx.get(f"{url}/health")  # and still accepting meanwhile
+            assert alive.status_code == 200 and alive.headers["connection"] == "close"  # the next request goes elsewhere
             for thread, _ in [waiter, *readers]:
                 thread.join(10)
         waited = waiter[1]
