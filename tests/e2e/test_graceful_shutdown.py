@@ -162,3 +162,25 @@ def _until(check: Callable[[], Any], seconds: float) -> None:
     while not check():
         assert time.monotonic() < deadline, "not within the time allowed"
         time.sleep(0.05)
+
+
+def test_a_request_that_outlasts_the_bound_does_not_hold_the_process_up(
+    replicate_upstream: Upstream, own_redis: EmbeddedRedis, tmp_path: Path
+) -> None:
+    catalog = tmp_path / "catalog.toml"  # the upstream may take 30 s to answer a create
+    text = TEST_CATALOG.replace("{replicate}", replicate_upstream.url).replace("{aggregator}", replicate_upstream.url)
+    catalog.write_text(text.replace("timeout = 3", "timeout = 30"))
+    bound = 4
+    with gateway_process(own_redis.url, catalog, tmp_path / "gw", shutdown_seconds=str(bound)) as (url, _, process):
+        admin = httpx.Client(base_url=f"{url}/admin/v1", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        token = admin.post("/keys", json={"tenant": "stuck"}).json()["token"]
+        replicate_upstream.controls.inject(Fault(route="create", delay=12))
+        headers = {"Authorization": f"Bearer {token}"}
+        creating, _ = _in_thread(lambda: httpx.post(f"{url}/v1/predictions", json=STORY_BODY, headers=headers, timeout=30))
+        _until(lambda: replicate_upstream.requests("POST", "/predictions"), 10)  # the create hangs upstream
+        process.send_signal(signal.SIGTERM)
+        stopping = time.monotonic()
+        process.wait(bound + 10)
+        took = time.monotonic() - stopping
+        creating.join(15)
+    assert took < bound + 1  # not when the upstream answers, 12 s on
