@@ -70,9 +70,11 @@ class Streams:
                 yield chunk
 
     def _relayable(self, record: StoredPrediction, position: Position) -> bool:
-        """Relay the upstream's stream while the prediction runs, unless the client resumes a translated one."""
+        """Relay the upstream's stream while the prediction runs, unless the client resumes a translated one (or
+        the process shuts down: the record's events so far are sent, and the stream ends)."""
         resumes_translated = position != Position() and position.upstream_id is None
-        return bool(record.upstream_stream) and not record.status.terminal and not resumes_translated
+        running = not record.status.terminal and not self._predictions.shutting_down
+        return bool(record.upstream_stream) and running and not resumes_translated
 
     async def _relayed(self, record: StoredPrediction, position: Position) -> AsyncIterator[Event]:
         """The upstream's events as the gateway's, until one carries an upstream file URL (the translated

@@ -96,6 +96,9 @@ def test_sigterm_answers_waits_ends_streams_fails_readiness_and_exits_in_time(
             assert ready.json() == {"title": "Service unavailable", "detail": "The gateway is shutting down", "status": 503}
             alive = httpx.get(f"{url}/health")  # and still accepting meanwhile
             assert alive.status_code == 200 and alive.headers["connection"] == "close"  # the next request goes elsewhere
+            opening = time.monotonic()
+            late = _stream_until_it_ends(relayed["urls"]["stream"], threading.Event())  # opened while draining
+            assert late and time.monotonic() - opening < PROMPTLY  # what there is so far, then a clean end
             for thread, _ in [waiter, *readers]:
                 thread.join(10)
         waited = waiter[1]
