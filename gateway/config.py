@@ -58,6 +58,7 @@ DEFAULT_WEBHOOK_RETRY_SECONDS = 60.0
 DEFAULT_WEBHOOK_FIRST_RETRY_SECONDS = 1.0
 DEFAULT_WEBHOOK_LEASE_SECONDS = 10.0
 DEFAULT_WEBHOOK_CONCURRENCY = 64
+DEFAULT_SHUTDOWN_SECONDS = 25.0
 DEFAULT_USAGE_ROW_RETENTION_SECONDS = 90 * 24 * 3600  # per-prediction usage rows, for audit
 DEFAULT_USAGE_RETENTION_SECONDS = 400 * 24 * 3600  # hourly aggregates: a year and a month to compare with
 
@@ -98,6 +99,11 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"  # json: one object per line, with the request's fields
     keep_alive_seconds: int = Field(default=DEFAULT_KEEP_ALIVE_SECONDS, gt=0)
     model_servers: int | None = Field(default=None, ge=1, le=64, description="servers per managed Cog provider")
+    workers: int = Field(default=1, ge=1, le=64, description="serving processes sharing the port")
+    # SIGTERM: how long the whole drain may take (below Kubernetes' 30 s grace), and how much of it the process
+    # keeps accepting new connections while readiness fails, so a load balancer takes it out of rotation first.
+    shutdown_seconds: float = Field(default=DEFAULT_SHUTDOWN_SECONDS, gt=0)
+    shutdown_accept_seconds: float = Field(default=0.0, ge=0)
     files_dir: Path | None = None  # None: <data_dir>/files
     file_max_bytes: int = Field(default=DEFAULT_FILE_MAX_BYTES, gt=0)
     file_expiry_seconds: int = Field(default=DEFAULT_FILE_EXPIRY_SECONDS, gt=0)
@@ -154,6 +160,12 @@ class Settings(BaseSettings):
                 "leave it unset to have one generated into the data directory"
             )
         return value
+
+    @model_validator(mode="after")
+    def _accepting_within_shutdown(self) -> Settings:
+        if self.shutdown_accept_seconds >= self.shutdown_seconds:
+            raise ValueError("GATEWAY_SHUTDOWN_ACCEPT_SECONDS must be less than GATEWAY_SHUTDOWN_SECONDS")
+        return self
 
     @field_validator("allowed_private_cidrs", "webhook_allowed_networks")
     @classmethod

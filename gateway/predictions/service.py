@@ -207,6 +207,11 @@ class Predictions:
             record = await self.refresh(record, within=_READ_REFRESH_SECONDS)
         return record
 
+    @property
+    def shutting_down(self) -> bool:
+        """Whether the process is shutting down: waits and streams end with what there is."""
+        return self._waiters.closed
+
     async def wait(self, record: StoredPrediction, seconds: float, gone: Callable[[], Awaitable[bool]]) -> StoredPrediction:
         """The prediction once finished, or as it stands after `seconds` (or when the client `gone`)."""
         latest = record
@@ -221,13 +226,13 @@ class Predictions:
         seconds: float = math.inf,
     ) -> AsyncIterator[StoredPrediction]:
         """The record each time it may have changed (and at least every few seconds), until it is finished,
-        `seconds` have passed or the client is `gone`.
+        `seconds` have passed, the client is `gone` or the process shuts down (the waiters are closed).
 
         Woken by change events from any gateway process; between them, a record that falls stale is refreshed
         upstream."""
         deadline = time.monotonic() + seconds
         with self._waiters.watching(record.id) as changed:
-            while not record.status.terminal and not await gone():
+            while not record.status.terminal and not self._waiters.closed and not await gone():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -235,7 +240,7 @@ class Predictions:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(changed.wait(), min(remaining, _WAIT_TICK_SECONDS, self._until_stale(record)))
                 record = await self._store.get(record.id) or record
-                if self._stale(record):
+                if self._stale(record) and not self._waiters.closed:
                     record = await self.refresh(record, within=max(deadline - time.monotonic(), 0))
                 yield record
 

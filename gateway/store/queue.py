@@ -180,6 +180,18 @@ class QueueStore:
                 await self._redis.srem(self._consumers, consumer)
         return moved
 
+    async def release(self) -> int:
+        """Stop consuming: put what this consumer claimed back at the head of its tenants' lines at once, rather
+        than when its lease runs out. Returns how many went back."""
+        keys = [self._ring, self._owners, self._claimed(self.consumer)]
+        with mapped_errors(self._redis):
+            moved = int(await self._recover(keys=keys, args=[self._lists]))
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.delete(self._alive(self.consumer))
+                pipe.srem(self._consumers, self.consumer)
+                await pipe.execute()
+        return moved
+
     async def _give_back(self, prediction_id: str, end: str, max_attempts: int | None) -> bool:
         keys = [self._ring, self._owners, self._attempts, self._claimed(self.consumer)]
         args = [self._lists, "", prediction_id, end, "" if max_attempts is None else max_attempts]

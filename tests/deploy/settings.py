@@ -9,13 +9,6 @@ from pydantic import AliasChoices
 
 from gateway.config import Settings
 
-# Settings that land with the parallel work on processes and shared file storage (issue 21, parts 5 and 6): the
-# deployments already set them. Delete this list once they are fields of Settings.
-PENDING = frozenset({"GATEWAY_WORKERS"})
-
-# The S3 client's own standard variables (credentials and region of the shared file storage).
-S3_CLIENT = frozenset({"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"})
-
 
 def setting_names() -> set[str]:
     """Every variable Settings reads: GATEWAY_<field>, and the aliases a field accepts (REDIS_URL)."""
@@ -35,5 +28,5 @@ def catalog_secrets(catalog: Path) -> set[str]:
 
 
 def unknown_variables(names: set[str], catalog: Path) -> set[str]:
-    """The names that neither the gateway, its catalog, nor its S3 client would read."""
-    return names - setting_names() - PENDING - catalog_secrets(catalog) - S3_CLIENT
+    """The names that neither the gateway nor its catalog would read (the S3 credentials are settings too)."""
+    return names - setting_names() - catalog_secrets(catalog)
