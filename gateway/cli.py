@@ -16,7 +16,6 @@ from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
-import uvicorn
 from pydantic import SecretStr, ValidationError
 
 from gateway import cli_usage, logs
@@ -27,12 +26,13 @@ from gateway.catalog import Catalog
 from gateway.config import Settings, load_catalog, with_model_servers
 from gateway.errors import BadRequest, ConfigError, GatewayError, StoreError
 from gateway.keys import KeyRecord, KeyService, KeySpec, NewKeySpec, Token
-from gateway.serving import http_protocol
+from gateway.serving import gateway_server
 from gateway.signing import SECRET_NAME, Signer
 from gateway.store import Store
 from gateway.store.embedded import EmbeddedRedis, running_url
 from gateway.timestamps import parse_timestamp
 from gateway.welcome import DEMO_TENANT, demo_token, snippet
+from gateway.workers import supervise
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -59,23 +59,16 @@ def serve(settings: Settings, args: argparse.Namespace | None = None) -> None:
     """Run the gateway until interrupted, with an embedded Redis when no URL is configured."""
     logs.configure(settings.log_level, settings.log_format)
     say = logs.announcer(settings.log_format)
-    catalog = Catalog(with_model_servers(load_catalog(settings.catalog), settings.model_servers))
+    catalog_config = with_model_servers(load_catalog(settings.catalog), settings.model_servers)
+    catalog = Catalog(catalog_config)
     _private_directory(settings.data_dir, say)
     settings = _with_admin_token(settings, say)
     with _stop_signals(say), _redis(settings, say) as settings:
-        app = create_app(settings, catalog)
         _welcome(settings, catalog, say)
-        uvicorn.run(
-            app,
-            host=settings.host,
-            port=settings.port,
-            log_level=settings.log_level,
-            log_config=None,
-            access_log=False,  # the gateway's own (`api/timing`) has the duration and the request's fields
-            timeout_keep_alive=settings.keep_alive_seconds,
-            timeout_graceful_shutdown=30,
-            http=http_protocol(settings.header_timeout_seconds),
-        )
+        if settings.workers > 1:
+            supervise(settings, catalog_config)
+        else:
+            gateway_server(create_app(settings, catalog), settings).run()
 
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -89,8 +82,9 @@ class _Stopped(BaseException):
 def _stop_signals(say: logs.Announce) -> Iterator[None]:
     """Turn SIGINT and SIGTERM into a clean stop, whenever they arrive.
 
-    While uvicorn runs it takes the signals over, shuts the app down (stopping the model servers) and then
-    raises the signal again, which lands here: without this, SIGTERM's default action would end the process
+    While uvicorn (or the supervisor of several workers) runs it takes the signals over, shuts the app down
+    (stopping the model servers) and then raises the signal again, which lands here: without this, SIGTERM's
+    default action would end the process
     before the embedded Redis is stopped. Further signals are ignored while the clean-up runs, so each child is
     stopped once.
     """
@@ -127,7 +121,7 @@ def _welcome(settings: Settings, catalog: Catalog, say: logs.Announce) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    names = ("host", "port", "catalog", "redis_url", "data_dir", "model_servers")
+    names = ("host", "port", "catalog", "redis_url", "data_dir", "model_servers", "workers")
     overrides = {name: getattr(args, name) for name in names if getattr(args, name, None)}
     return Settings(**overrides)
 
@@ -308,6 +302,9 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--port", type=int, help="port (env GATEWAY_PORT, default 8000)")
     serve_cmd.add_argument(
         "--model-servers", type=int, help="Cog servers per managed provider, overriding the catalog (env GATEWAY_MODEL_SERVERS)"
+    )
+    serve_cmd.add_argument(
+        "--workers", type=int, help="serving processes sharing the port, with one set of model servers (env GATEWAY_WORKERS)"
     )
     serve_cmd.set_defaults(run=serve)
 

@@ -58,10 +58,12 @@ DEFAULT_WEBHOOK_RETRY_SECONDS = 60.0
 DEFAULT_WEBHOOK_FIRST_RETRY_SECONDS = 1.0
 DEFAULT_WEBHOOK_LEASE_SECONDS = 10.0
 DEFAULT_WEBHOOK_CONCURRENCY = 64
+DEFAULT_SHUTDOWN_SECONDS = 25.0
 DEFAULT_USAGE_ROW_RETENTION_SECONDS = 90 * 24 * 3600  # per-prediction usage rows, for audit
 DEFAULT_USAGE_RETENTION_SECONDS = 400 * 24 * 3600  # hourly aggregates: a year and a month to compare with
 
 _VERSION_ID = re.compile(r"^[0-9a-f]{64}$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -97,11 +99,24 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"  # json: one object per line, with the request's fields
     keep_alive_seconds: int = Field(default=DEFAULT_KEEP_ALIVE_SECONDS, gt=0)
     model_servers: int | None = Field(default=None, ge=1, le=64, description="servers per managed Cog provider")
+    workers: int = Field(default=1, ge=1, le=64, description="serving processes sharing the port")
+    # SIGTERM: how long the whole drain may take (below Kubernetes' 30 s grace), and how much of it the process
+    # keeps accepting new connections while readiness fails, so a load balancer takes it out of rotation first.
+    shutdown_seconds: float = Field(default=DEFAULT_SHUTDOWN_SECONDS, gt=0)
+    shutdown_accept_seconds: float = Field(default=0.0, ge=0)
     files_dir: Path | None = None  # None: <data_dir>/files
     file_max_bytes: int = Field(default=DEFAULT_FILE_MAX_BYTES, gt=0)
     file_expiry_seconds: int = Field(default=DEFAULT_FILE_EXPIRY_SECONDS, gt=0)
     file_sweep_seconds: float = Field(default=DEFAULT_FILE_SWEEP_SECONDS, gt=0)
     file_page_size: int = Field(default=DEFAULT_FILE_PAGE_SIZE, gt=0, le=1000)
+    # Where file blobs live: `local` (`files_directory()`, one per process) or `s3://<bucket>[/<prefix>]`, shared by
+    # every process; the object store's address (MinIO etc.) and the standard AWS credentials and region.
+    file_storage: str = "local"
+    s3_endpoint_url: str | None = None
+    aws_access_key_id: SecretStr | None = Field(default=None, validation_alias=AliasChoices("AWS_ACCESS_KEY_ID"))
+    aws_secret_access_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("AWS_SECRET_ACCESS_KEY"))
+    aws_session_token: SecretStr | None = Field(default=None, validation_alias=AliasChoices("AWS_SESSION_TOKEN"))
+    aws_region: str | None = Field(default=None, validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"))
     output_link_seconds: int = Field(default=DEFAULT_OUTPUT_LINK_SECONDS, gt=0)
     list_page_bytes: int = Field(default=DEFAULT_LIST_PAGE_BYTES, gt=0)
     header_timeout_seconds: float = Field(default=DEFAULT_HEADER_TIMEOUT_SECONDS, gt=0)
@@ -146,6 +161,12 @@ class Settings(BaseSettings):
             )
         return value
 
+    @model_validator(mode="after")
+    def _accepting_within_shutdown(self) -> Settings:
+        if self.shutdown_accept_seconds >= self.shutdown_seconds:
+            raise ValueError("GATEWAY_SHUTDOWN_ACCEPT_SECONDS must be less than GATEWAY_SHUTDOWN_SECONDS")
+        return self
+
     @field_validator("allowed_private_cidrs", "webhook_allowed_networks")
     @classmethod
     def _cidrs(cls, value: str, info: ValidationInfo) -> str:
@@ -154,6 +175,17 @@ class Settings(BaseSettings):
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
         return value
+
+    @field_validator("file_storage")
+    @classmethod
+    def _file_storage(cls, value: str) -> str:
+        if value != "local":
+            _bucket_and_prefix(value)
+        return value
+
+    def object_store(self) -> tuple[str, str] | None:
+        """The bucket and key prefix of `s3://` file storage; None for local storage."""
+        return None if self.file_storage == "local" else _bucket_and_prefix(self.file_storage)
 
     def address_policy(self) -> AddressPolicy:
         """Which addresses URLs from tenants and upstream outputs may reach."""
@@ -171,6 +203,16 @@ class Settings(BaseSettings):
     def files_directory(self) -> Path:
         """Where uploaded and output files are kept: `files_dir`, or `files` under the data directory."""
         return self.files_dir or self.data_dir / "files"
+
+
+def _bucket_and_prefix(url: str) -> tuple[str, str]:
+    """ValueError naming the problem unless `url` is `s3://<bucket>[/<prefix>]` with a valid bucket name."""
+    if not url.startswith("s3://"):
+        raise ValueError(f"{url!r} is neither 'local' nor s3://<bucket>[/<prefix>]")
+    bucket, _, prefix = url.removeprefix("s3://").partition("/")
+    if not _BUCKET.match(bucket):
+        raise ValueError(f"{bucket!r} is not an S3 bucket name (3-63 lowercase letters, digits, dots, hyphens)")
+    return bucket, prefix.strip("/")
 
 
 # --- catalog file ---------------------------------------------------------------------------

@@ -17,7 +17,8 @@ GatewayError (status, title, detail)
  ├── UpstreamError             502 (+ delivery: how far the request got)
  │    ├── UpstreamUnavailable  503 (+ retry_after)
  │    └── UpstreamTimeout      504
- └── StoreError                503 (Redis unreachable or failing)
+ ├── StoreError                503 (Redis unreachable or failing)
+ └── ShuttingDown              503 (the process is draining: readiness only)
 ConfigError                    raised at start-up only, never over HTTP
 """
 
@@ -189,6 +190,11 @@ class UpstreamTimeout(UpstreamError):
 
 
 class StoreError(GatewayError):
+    status = 503
+    title = "Service unavailable"
+
+
+class ShuttingDown(GatewayError):
     status = 503
     title = "Service unavailable"
 

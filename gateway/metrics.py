@@ -1,13 +1,19 @@
 """Prometheus metrics of one gateway process, in a registry of its own (served at /metrics).
 
 Labels never carry keys, tenants, URLs or tokens: routes are path templates, providers their catalog names,
-upstream credentials their fingerprints."""
+upstream credentials their fingerprints.
+
+The workers of `gateway serve --workers N` share one port, so a scrape reaches any one of them: their values
+are kept in prometheus_client's multiprocess files (PROMETHEUS_MULTIPROC_DIR, set by the supervisor) and each
+worker's /metrics serves the sums over all of them, as for gunicorn. Counters of a worker that died stay in the
+sums (they never go back); gauges count live workers only."""
 
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from gateway.cooling import CoolingCollector
 from gateway.depths import DepthCollector
@@ -18,8 +24,11 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
 
 
 class Metrics:
-    def __init__(self) -> None:
+    """`shared`: this process is one of several workers (their sums are served; see above)."""
+
+    def __init__(self, *, shared: bool = False) -> None:
         self.registry = CollectorRegistry()
+        self._shared = shared
         self.requests = Counter(
             "gateway_http_requests",
             "HTTP requests answered, by route template (`unmatched` for any unknown path), method and status code",
@@ -67,7 +76,11 @@ class Metrics:
             registry=self.registry,
         )
         self.open_streams = Gauge(
-            "gateway_open_streams", "Event streams this process is serving now", ["source"], registry=self.registry
+            "gateway_open_streams",
+            "Event streams this process (or its live fellow workers) serve now",
+            ["source"],
+            registry=self.registry,
+            multiprocess_mode="livesum",
         )
         self.upstream_reads = Counter(
             "gateway_upstream_reads",
@@ -151,4 +164,10 @@ class Metrics:
         self.breaker_transitions.labels(route, state).inc()
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        if not self._shared:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        for scraped in (self.depths, self.breakers, self.credential_cooling):  # read from Redis: the same everywhere
+            registry.register(scraped)
+        return generate_latest(registry)

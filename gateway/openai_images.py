@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.catalog import Catalog, Reference, RefKind
-from gateway.errors import InvalidVersion, NotFound, UpstreamError, UpstreamTimeout
+from gateway.errors import InvalidVersion, NotFound, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from gateway.files import Files, Upload
 from gateway.files.inputs import FileIdIn
 from gateway.keys import KeyRecord
@@ -61,13 +61,16 @@ class Images:
         self, key: KeyRecord, request: ImageRequest, file_url: FileUrl, gone: Callable[[], Awaitable[bool]]
     ) -> StoredPrediction:
         """The succeeded prediction behind `request`; NotFound when no model serves the operation, UpstreamError
-        when the prediction fails, UpstreamTimeout (after cancelling it) when it runs past WAIT_SECONDS."""
+        when the prediction fails, UpstreamTimeout (after cancelling it) when it runs past WAIT_SECONDS, and
+        UpstreamUnavailable (after cancelling it) when the process starts to shut down meanwhile."""
         model = self._model_for(request.operation, request.model)
         model_input = await self._input(key.tenant, request, file_url)
         record = await self._predictions.create(key, Reference(RefKind.MODEL, model), CreateOptions(input=model_input))
         record = await self._predictions.wait(record, WAIT_SECONDS, gone)
         if not record.status.terminal:
             await self._predictions.expire(record)
+            if self._predictions.shutting_down:  # the wait ended early: the client may retry on another process
+                raise UpstreamUnavailable("The gateway is shutting down; retry the request", retry_after=1)
             raise UpstreamTimeout(f"The image model did not finish within {WAIT_SECONDS} seconds")
         if record.status is not Status.SUCCEEDED:
             raise UpstreamError(f"The image model's prediction {record.id} {record.status}: {record.doc.get('error')}")

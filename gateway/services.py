@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from pydantic import SecretStr
 
 from gateway.api.urls import Links, file_id_in
 from gateway.audit import AuditLog
@@ -20,8 +21,11 @@ from gateway.catalog import Catalog
 from gateway.config import Settings
 from gateway.deliveries import DeliveryWorker, Outbox, RetryPolicy, TenantSecrets, Webhooks, WebhookTargets, WorkerLimits
 from gateway.deployments import Deployments
-from gateway.files import FileLimits, Files, InputFiles, LocalStorage, prediction_owners
+from gateway.draining import Draining
+from gateway.errors import ShuttingDown
+from gateway.files import FileLimits, Files, FileStorage, InputFiles, LocalStorage, prediction_owners
 from gateway.files.inputs import DownloadUrl
+from gateway.files.s3 import S3Access, S3Location, S3Storage
 from gateway.keys import KeyRecord, KeyService
 from gateway.lifecycle import Deadlines, FollowUpPolicy, FollowUps
 from gateway.lifecycle.follow_ups import ABANDONED_AFTER_SECONDS
@@ -69,7 +73,7 @@ class Services:
     metering: Metering
     usage: UsageReports
     images: Images
-    ready: Callable[[], Awaitable[None]]  # returns once the store answers, else raises StoreError
+    ready: Callable[[], Awaitable[None]]  # returns once the store answers, else StoreError (ShuttingDown: draining)
     queue_depths: Callable[[], Awaitable[QueueDepths]]  # a reading of the work waiting in Redis
     breakers: Breakers  # of upstream routes, shared by every process
     credential_pools: CredentialPools  # upstream credentials and their shared cooling
@@ -79,14 +83,75 @@ class Services:
 
 @contextlib.asynccontextmanager
 async def open_services(
-    settings: Settings, catalog: Catalog, metrics: Metrics | None = None, resolve: Resolve = system_resolve
+    settings: Settings,
+    catalog: Catalog,
+    metrics: Metrics | None = None,
+    resolve: Resolve = system_resolve,
+    *,
+    draining: Draining | None = None,
+    runs_model_servers: bool = True,
 ) -> AsyncIterator[Services]:
     """Build every service, start the providers and background tasks, and close it all on exit.
 
-    `resolve` names hosts of URLs in prediction inputs (tests give one that needs no DNS)."""
-    assert settings.redis_url, "the Redis URL is resolved (or an embedded server started) before services open"
+    `resolve` names hosts of URLs in prediction inputs (tests give one that needs no DNS). When `draining`
+    starts, readiness fails, waits and streams end, and background work is handed back to Redis. Without
+    `runs_model_servers` the managed Cog servers are taken to be run by a supervising process."""
     metrics = metrics or Metrics()
-    store = Store.connect(
+    draining = draining or Draining()
+    store = _connect(settings, metrics)
+    storage = _file_storage(settings)
+    providers: dict[str, Provider] = {}
+    tasks: list[asyncio.Task[None]] = []
+    breakers: Breakers | None = None
+    try:
+        await storage.start()
+        services = await _build(settings, catalog, store, storage, metrics, resolve, draining, runs_model_servers)
+        providers = services.providers
+        breakers = services.breakers
+        await breakers.start()
+        for provider in providers.values():
+            await provider.start()
+        tasks = _started(_watchers(services))
+        work = _started(_work(services, settings))
+        tasks += work
+        _drain_on(draining, services, work)
+        yield services
+    finally:
+        await _stop(tasks)
+        if breakers is not None:
+            await breakers.aclose()
+        for provider in providers.values():
+            await provider.aclose()
+        await storage.aclose()
+        await store.aclose()
+
+
+@contextlib.asynccontextmanager
+async def open_model_servers(settings: Settings, catalog: Catalog) -> AsyncIterator[None]:
+    """The managed Cog servers alone, for a supervisor whose serving processes open their services with
+    `runs_model_servers=False`: started (waiting until ready) on entry, stopped on exit. Runs recorded on
+    servers a killed gateway left behind are failed, through the same path every change takes."""
+    metrics = Metrics()  # nothing serves them: the workers count the model servers' work
+    store = _connect(settings, metrics)
+    storage = _file_storage(settings)
+    providers: dict[str, Provider] = {}
+    try:
+        await storage.start()
+        services = await _build(settings, catalog, store, storage, metrics, system_resolve, Draining(), True)
+        providers = services.providers
+        for provider in providers.values():
+            await provider.start_servers()
+        yield
+    finally:
+        for provider in providers.values():
+            await provider.aclose()
+        await storage.aclose()
+        await store.aclose()
+
+
+def _connect(settings: Settings, metrics: Metrics) -> Store:
+    assert settings.redis_url, "the Redis URL is resolved (or an embedded server started) before services open"
+    return Store.connect(
         settings.redis_url,
         prediction_retention_seconds=settings.prediction_retention_seconds,
         audit_retention_seconds=settings.audit_retention_seconds,
@@ -95,32 +160,31 @@ async def open_services(
         ),
         on_error=metrics.redis_error,  # counted here: the store knows nothing of metrics
     )
-    providers: dict[str, Provider] = {}
-    tasks: list[asyncio.Task[None]] = []
-    breakers: Breakers | None = None
-    try:
-        services = await _build(settings, catalog, store, metrics, resolve)
-        providers = services.providers
-        breakers = services.breakers
-        await breakers.start()
-        for provider in providers.values():
-            await provider.start()
-        tasks = [asyncio.create_task(work, name=getattr(work, "__qualname__", None)) for work in _background(services, settings)]
-        yield services
-    finally:
-        await _stop(tasks)
-        if breakers is not None:
-            await breakers.aclose()
-        for provider in providers.values():
-            await provider.aclose()
-        await store.aclose()
+
+
+def _started(work: list[Coroutine[Any, Any, None]]) -> list[asyncio.Task[None]]:
+    return [asyncio.create_task(job, name=getattr(job, "__qualname__", None)) for job in work]
+
+
+def _drain_on(draining: Draining, services: Services, work: list[asyncio.Task[None]]) -> None:
+    """At the start of a shutdown: answer waits, end streams, and hand background work back (each loop gives
+    back what it holds as it stops). The watchers keep running: requests are still served meanwhile."""
+    draining.on_start(services.waiters.close)
+    draining.on_start(services.streams.end_relays)
+    draining.on_start(lambda: _cancel(work))
+    for provider in services.providers.values():
+        draining.on_start(provider.drain)
+
+
+def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
 
 
 async def _stop(tasks: list[asyncio.Task[None]]) -> None:
     """Cancel the background tasks together and wait for them, but not forever: a shutdown must end even if one
     of them is stuck (it is named in the log)."""
-    for task in tasks:
-        task.cancel()
+    _cancel(tasks)
     if not tasks:
         return
     _, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_SECONDS)
@@ -128,20 +192,50 @@ async def _stop(tasks: list[asyncio.Task[None]]) -> None:
         logger.warning("background task %s did not stop within %s s", task.get_name(), STOP_TIMEOUT_SECONDS)
 
 
-def _background(services: Services, settings: Settings) -> list[Coroutine[Any, Any, None]]:
+def _watchers(services: Services) -> list[Coroutine[Any, Any, None]]:
+    """Subscriptions that keep this process's copies current while it serves."""
+    return [services.auth.watch(), services.waiters.run(), services.limits.watch(), services.credential_pools.watch()]
+
+
+def _work(services: Services, settings: Settings) -> list[Coroutine[Any, Any, None]]:
+    """Work shared with every other process through Redis, handed back when this one starts to shut down."""
     return [
-        services.auth.watch(),
-        services.waiters.run(),
         services.files.sweep_forever(settings.file_sweep_seconds),
         services.follow_ups.run(),
         services.deadlines.run(),
         services.webhooks.worker.run(),
-        services.limits.watch(),
-        services.credential_pools.watch(),
     ]
 
 
-async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Metrics, resolve: Resolve) -> Services:
+def _file_storage(settings: Settings) -> FileStorage:
+    """Local files per process, or one S3-compatible bucket that every process shares."""
+    bucket = settings.object_store()
+    if bucket is None:
+        return LocalStorage(settings.files_directory())
+    access = S3Access(
+        settings.s3_endpoint_url,
+        settings.aws_region,
+        _revealed(settings.aws_access_key_id),
+        _revealed(settings.aws_secret_access_key),
+        _revealed(settings.aws_session_token),
+    )
+    return S3Storage(S3Location(*bucket), access)
+
+
+def _revealed(secret: SecretStr | None) -> str | None:
+    return None if secret is None else secret.get_secret_value()
+
+
+async def _build(
+    settings: Settings,
+    catalog: Catalog,
+    store: Store,
+    storage: FileStorage,
+    metrics: Metrics,
+    resolve: Resolve,
+    draining: Draining,
+    runs_model_servers: bool,
+) -> Services:
     links = Links(
         Signer(await store.shared_secret(SECRET_NAME)),
         settings.public_base_url,
@@ -150,7 +244,7 @@ async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Me
     )
     files = Files(
         store.files,
-        LocalStorage(settings.files_directory()),
+        storage,
         links.downloads,
         links.uploads,
         prediction_owners(store.predictions),
@@ -173,7 +267,9 @@ async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Me
     requests = UpstreamRequests(InputFiles(files, file_id_in), links.upstream_webhook, _download_urls(links))
     pools = CredentialPools(store.credentials, metrics.upstream_rate_limited)
     metrics.credential_cooling.read_from(pools.cooling)
-    reporting = Reporting(tracker.report, requests.for_server, store.queue, links.callbacks.server_token, links.upload, pools)
+    reporting = Reporting(
+        tracker.report, requests.for_server, store.queue, links.callbacks.server_token, links.upload, pools, runs_model_servers
+    )
     addresses = settings.address_policy()
     providers = build_providers(
         catalog.providers, reporting, addresses, lambda name: functools.partial(metrics.upstream_call, name)
@@ -225,7 +321,7 @@ async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Me
         follow_ups, Deadlines(store.deadlines, predictions), webhooks, limits, metering,
         UsageReports(store.usage, settings.currency),
         Images(catalog, predictions, files, file_id_in, auth.active),
-        ready=functools.partial(store.ping, READY_TIMEOUT_SECONDS),
+        ready=functools.partial(_ready, draining, store),
         queue_depths=functools.partial(store.depths, _slot_queues(catalog)),
         breakers=breakers,
         credential_pools=pools,
@@ -235,6 +331,12 @@ async def _build(settings: Settings, catalog: Catalog, store: Store, metrics: Me
             check_webhook=webhooks.targets.check, follow_up_after=settings.poll_first_seconds,
         ),
     )  # fmt: skip
+
+
+async def _ready(draining: Draining, store: Store) -> None:
+    if draining.started:
+        raise ShuttingDown("The gateway is shutting down")
+    await store.ping(READY_TIMEOUT_SECONDS)
 
 
 def _webhooks(settings: Settings, store: Store, links: Links, metrics: Metrics, resolve: Resolve) -> Webhooks:

@@ -15,6 +15,12 @@ class Waiters:
     def __init__(self, changes: Callable[[], AsyncIterator[str]]) -> None:
         self._changes = changes
         self._waiters: dict[str, set[asyncio.Event]] = {}
+        self.closed = False  # the process is shutting down: waits end with what there is
+
+    def close(self) -> None:
+        """End every wait now and from now on (waiters see `closed` when woken)."""
+        self.closed = True
+        self._wake_all()
 
     async def run(self) -> None:
         """Listen for changes until cancelled."""

@@ -8,11 +8,12 @@ from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.api.problems import invalid_body
 from gateway.api.requests import json_object, origin, services
+from gateway.api.responses import JSONResponse
 from gateway.audit import MAX_PAGE_SIZE, Actor, AuditQuery, Subject, new_request_id
 from gateway.errors import BadRequest, Unauthenticated
 from gateway.keys import KeyRecord, KeySpec, NewKeySpec, Token

@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 from gateway.api import (
@@ -35,9 +35,11 @@ from gateway.api.body_limit import BodyLimitMiddleware
 from gateway.api.body_timeout import BodyTimeoutMiddleware
 from gateway.api.problems import EXCEPTION_HANDLERS
 from gateway.api.request_id import RequestIdMiddleware
+from gateway.api.responses import JSONResponse
 from gateway.api.timing import TimingMiddleware
 from gateway.catalog import Catalog
 from gateway.config import Settings
+from gateway.draining import Draining
 from gateway.metrics import Metrics
 from gateway.services import open_services
 from gateway.ssrf import Resolve, system_resolve
@@ -76,15 +78,28 @@ async def usage_metrics(request: Request) -> Response:
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
-def create_app(settings: Settings, catalog: Catalog, resolve: Resolve = system_resolve) -> Starlette:
+def create_app(
+    settings: Settings,
+    catalog: Catalog,
+    resolve: Resolve = system_resolve,
+    *,
+    runs_model_servers: bool = True,
+    recorder: Metrics | None = None,
+) -> Starlette:
     """The gateway as an ASGI app; Redis and upstream pools open in its lifespan. `resolve` names the hosts of
-    input URLs (the system resolver; tests pass one that needs no DNS)."""
+    input URLs (the system resolver; tests pass one that needs no DNS). `app.state.draining` is to be started
+    by the server when its shutdown begins; without `runs_model_servers` a supervisor runs the managed Cog
+    servers, and `recorder` may hold a worker's shared metrics."""
 
-    recorder = Metrics()
+    recorder = recorder or Metrics()
+    draining = Draining()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, object]]:
-        async with open_services(settings, catalog, recorder, resolve) as services:
+        services_opened = open_services(
+            settings, catalog, recorder, resolve, draining=draining, runs_model_servers=runs_model_servers
+        )
+        async with services_opened as services:
             app.state.services = services  # for code embedding the app (and tests); endpoints use request.state
             yield {"services": services}
 
@@ -105,7 +120,7 @@ def create_app(settings: Settings, catalog: Catalog, resolve: Resolve = system_r
         *openapi.routes(API_PREFIXES),
         *dashboard.routes(),
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=[
             Middleware(RequestIdMiddleware),
@@ -123,3 +138,5 @@ def create_app(settings: Settings, catalog: Catalog, resolve: Resolve = system_r
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
+    app.state.draining = draining
+    return app

@@ -7,11 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.api.models import listed, model_json
 from gateway.api.requests import caller, services
+from gateway.api.responses import JSONResponse
 from gateway.config import ModelConfig
 from gateway.config_listing import CollectionConfig
 from gateway.errors import BadRequest

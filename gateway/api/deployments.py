@@ -7,10 +7,11 @@ from typing import Any
 from urllib.parse import urlencode
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.api.requests import api_root, caller, json_object, services
+from gateway.api.responses import JSONResponse
 from gateway.audit import Actor, new_request_id
 from gateway.deployments import Deployment, Release
 from gateway.errors import InvalidInput

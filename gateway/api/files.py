@@ -11,12 +11,13 @@ from urllib.parse import quote, urlencode
 import orjson
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from gateway.api.body_limit import PathLimit
 from gateway.api.brackets import BracketError, bracketed
 from gateway.api.requests import api_root, caller, origin, parse_json, services
+from gateway.api.responses import JSONResponse
 from gateway.errors import BadRequest, InvalidInput
 from gateway.files import DEFAULT_CONTENT_TYPE, Upload, too_large_detail
 from gateway.store import StoredFile

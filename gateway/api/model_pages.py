@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from gateway.api.examples import example_predictions
 from gateway.api.models import visible_model
 from gateway.api.requests import caller
+from gateway.api.responses import JSONResponse
 from gateway.errors import Forbidden, NotFound
 
 MANAGED = (

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.api.examples import example_predictions
 from gateway.api.requests import api_root, caller, services
+from gateway.api.responses import JSONResponse
 from gateway.catalog import Resolved
 from gateway.config import ModelConfig
 from gateway.errors import NotFound

@@ -12,8 +12,9 @@ from collections.abc import Awaitable, Callable
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
+from gateway.api.responses import JSONResponse
 from gateway.errors import GatewayError, InvalidInput, InvalidVersion
 
 logger = logging.getLogger(__name__)

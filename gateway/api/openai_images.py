@@ -13,7 +13,7 @@ from typing import Any
 
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.api.body_limit import PathLimit
@@ -21,6 +21,7 @@ from gateway.api.files import MULTIPART_ALLOWANCE
 from gateway.api.openai_errors import OpenAIError, answered
 from gateway.api.predictions import prediction_json
 from gateway.api.requests import api_root, caller, json_object, services
+from gateway.api.responses import JSONResponse
 from gateway.files import DEFAULT_CONTENT_TYPE, Upload, too_large_detail
 from gateway.keys import KeyRecord
 from gateway.openai_images import ImageRequest, Operation, outputs_of
@@ -43,14 +44,14 @@ async def create_edit(request: Request) -> Response:
 
 
 async def _generation(request: Request) -> Response:
-    key = await caller(request, "predict", creating=True)
+    key = await caller(request, "predict", counted=False)
     body = await json_object(request)
     image_request, response_format = _parsed(Operation.GENERATIONS, body, {})
     return await _run(request, key, image_request, response_format)
 
 
 async def _edit(request: Request) -> Response:
-    key = await caller(request, "predict", creating=True)
+    key = await caller(request, "predict", counted=False)
     async with request.form(max_files=4, max_fields=16) as form:
         fields, files = _form_parts(form)
         image_request, response_format = _parsed(Operation.EDITS, fields, files)

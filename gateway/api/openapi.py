@@ -11,7 +11,7 @@ import copy
 from collections.abc import Sequence
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.api import (
@@ -39,6 +39,7 @@ from gateway.api.openapi_parts import (
     ref,
 )
 from gateway.api.openapi_schemas import SCHEMAS, SECURITY_SCHEMES
+from gateway.api.responses import JSONResponse
 
 _PREFER = {
     "name": "Prefer",

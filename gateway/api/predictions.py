@@ -9,12 +9,13 @@ from urllib.parse import urlencode
 
 from starlette.background import BackgroundTask
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from gateway import request_context
 from gateway.api.idempotency import REPLAYED_HEADER, idempotency_key
-from gateway.api.requests import api_root, caller, json_object, services
+from gateway.api.requests import api_root, caller, json_object, reader, services
+from gateway.api.responses import JSONResponse
 from gateway.catalog import Reference, RefKind
 from gateway.errors import BadRequest, Forbidden, InvalidInput, NotFound
 from gateway.predictions import CreateOptions
@@ -68,8 +69,8 @@ async def create_deployment_prediction(request: Request) -> Response:
 
 
 async def get_prediction(request: Request) -> Response:
-    key = await caller(request, "read")
-    record = _logged(await services(request).predictions.get(key, request.path_params["prediction_id"]))
+    key, count = await reader(request)
+    record = _logged(await services(request).predictions.get(key, request.path_params["prediction_id"], count=count))
     return JSONResponse(prediction_json(record, request))
 
 
@@ -95,7 +96,7 @@ async def list_predictions(request: Request) -> Response:
 
 
 async def _create(request: Request, kind: RefKind) -> Response:
-    key = await caller(request, "predict", creating=True)
+    key = await caller(request, "predict", counted=False)
     body = await json_object(request)
     idempotency = idempotency_key(request, body)
     options = _create_options(body, _cancel_after(request.headers.get("cancel-after")), kind is RefKind.VERSION)

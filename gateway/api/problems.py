@@ -8,8 +8,9 @@ from typing import Any
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
+from gateway.api.responses import JSONResponse
 from gateway.errors import GatewayError, InvalidInput
 
 logger = logging.getLogger(__name__)

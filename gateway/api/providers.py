@@ -7,11 +7,12 @@ import dataclasses
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.api.admin import authorize
 from gateway.api.requests import services
+from gateway.api.responses import JSONResponse
 from gateway.routing import BreakerState, CircuitState
 
 

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from gateway import request_context
 from gateway.errors import BadRequest
 from gateway.keys import KeyRecord, Scope
+from gateway.limits import ReadCount
 from gateway.services import Services
 
 
@@ -17,16 +18,23 @@ def services(request: Request) -> Services:
     return request.state.services  # type: ignore[no-any-return]
 
 
-async def caller(request: Request, scope: Scope, *, creating: bool = False) -> KeyRecord:
+async def caller(request: Request, scope: Scope, *, counted: bool = True) -> KeyRecord:
     """The key the request authenticates with, holding `scope` (its id and tenant go on the request's log lines);
-    any request but a create counts as a read against the read rate limits (a create is checked, with everything
-    else about it, when it is made)."""
+    the request counts as a read against the read rate limits here unless not `counted` (a create is checked, with
+    everything else about it, when it is made; a `reader` counts with the read's own round trip)."""
     found = services(request)
     key = await found.auth.authenticate(request.headers.get("authorization"), scope)
     request_context.tag(key_id=key.key_id, tenant=key.tenant)
-    if not creating:
+    if counted:
         await found.limits.check_read(key)
     return key
+
+
+async def reader(request: Request) -> tuple[KeyRecord, ReadCount | None]:
+    """The key of a read (scope `read`) and the read's count against the read rates, to send with the read's own
+    store round trip (None when no read rate applies)."""
+    key = await caller(request, "read", counted=False)
+    return key, await services(request).limits.read_count(key)
 
 
 async def json_object(request: Request, *, required: bool = True) -> dict[str, Any]:

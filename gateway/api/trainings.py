@@ -6,10 +6,11 @@ from typing import Any
 from urllib.parse import urlencode
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.api.requests import api_root, caller, json_object, services
+from gateway.api.requests import api_root, caller, json_object, reader, services
+from gateway.api.responses import JSONResponse
 from gateway.errors import InvalidInput
 from gateway.predictions import TrainingOptions
 from gateway.providers.base import WEBHOOK_EVENTS
@@ -26,7 +27,7 @@ _REQUIRED = ("destination", "input")
 
 
 async def create_training(request: Request) -> Response:
-    key = await caller(request, "predict", creating=True)
+    key = await caller(request, "predict", counted=False)
     options = _options(await json_object(request))
     params = request.path_params
     model = f"{params['owner']}/{params['name']}"
@@ -36,8 +37,8 @@ async def create_training(request: Request) -> Response:
 
 
 async def get_training(request: Request) -> Response:
-    key = await caller(request, "read")
-    record = await services(request).predictions.get(key, request.path_params["training_id"], TRAINING)
+    key, count = await reader(request)
+    record = await services(request).predictions.get(key, request.path_params["training_id"], TRAINING, count)
     return JSONResponse(services(request).links.training(record, api_root(request)))
 
 

@@ -9,11 +9,12 @@ from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.api.admin import actor_of, authorize, instant, parse_body
 from gateway.api.requests import caller, services
+from gateway.api.responses import JSONResponse
 from gateway.errors import BadRequest
 from gateway.keys import KeyRecord
 from gateway.limits import Limits

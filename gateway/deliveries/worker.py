@@ -85,15 +85,27 @@ class DeliveryWorker:
         self._reclaim_from = "0-0"  # scans go round the pending entries, so none is left behind a long list
 
     async def run(self) -> None:
-        """Read, renew and reclaim until cancelled; what is in flight then stays pending for another worker."""
+        """Read, renew and reclaim until cancelled; what is in flight then is given up, for another worker to
+        take over at its next look rather than a lease later."""
         try:
             await self._guarded(self._store.ensure_group())
             await asyncio.gather(self._read_forever(), self._maintain_forever())
         finally:
-            for task in self._held.values():
+            held = dict(self._held)
+            for task in held.values():
                 task.cancel()
-            await asyncio.gather(*self._held.values(), return_exceptions=True)
+            await asyncio.gather(*held.values(), return_exceptions=True)
+            await self._give_up(set(held))
             await self._client.aclose()
+
+    async def _give_up(self, message_ids: set[str]) -> None:
+        try:
+            released = await self._store.release(self._consumer, message_ids)
+        except GatewayError as exc:  # they are taken over when their lease ends instead
+            logger.warning("webhooks could not be handed back: %s", exc.detail)
+            return
+        if released:
+            logger.info("%d webhooks handed back for another process to send", len(released))
 
     async def _read_forever(self) -> None:
         while True:

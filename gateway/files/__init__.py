@@ -1,6 +1,7 @@
 """Files: the service, download and upload signatures, input resolution and blob storage."""
 
 from gateway.files.inputs import InputFiles
+from gateway.files.s3 import S3Access, S3Location, S3Storage
 from gateway.files.service import DEFAULT_CONTENT_TYPE, FileLimits, FilePage, Files, Upload, prediction_owners, too_large_detail
 from gateway.files.signing import DownloadSignatures, UploadTokens
 from gateway.files.storage import FileStorage, LocalStorage
@@ -14,6 +15,9 @@ __all__ = [
     "Files",
     "InputFiles",
     "LocalStorage",
+    "S3Access",
+    "S3Location",
+    "S3Storage",
     "Upload",
     "UploadTokens",
     "prediction_owners",

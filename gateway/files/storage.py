@@ -22,8 +22,13 @@ _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,199}$")
 class FileStorage(Protocol):
     """Where file bytes live, addressed by an opaque key. Missing blobs raise NotFound; failures StoreError.
 
-    An object store (S3, GCS) implements the same five methods.
+    `start` (before first use: opens clients, checks the backend is reachable) and `aclose` bracket its life;
+    `LocalStorage` (one directory per process) and `S3Storage` (one bucket shared by every process) implement it.
     """
+
+    async def start(self) -> None: ...
+
+    async def aclose(self) -> None: ...
 
     async def put(self, key: str, source: IO[bytes] | bytes) -> None:
         """Store all of `source` (read from its current position) under `key`, replacing any old blob."""
@@ -46,6 +51,12 @@ class LocalStorage:
     def __init__(self, directory: Path) -> None:
         self._directory = directory
 
+    async def start(self) -> None:
+        """Nothing to open: the directory is made with the first blob."""
+
+    async def aclose(self) -> None:
+        """Nothing to close."""
+
     async def put(self, key: str, source: IO[bytes] | bytes) -> None:
         stream = io.BytesIO(source) if isinstance(source, bytes) else source
         await asyncio.to_thread(self._write, self._path(key), stream)
@@ -64,9 +75,7 @@ class LocalStorage:
         return await asyncio.to_thread(self._path(key).is_file)
 
     def _path(self, key: str) -> Path:
-        if not _KEY.match(key):
-            raise ValueError(f"{key!r} is not a storage key")
-        return self._directory / key[:2] / key
+        return self._directory / key[:2] / checked_key(key)
 
     @staticmethod
     def _write(path: Path, source: IO[bytes]) -> None:
@@ -102,6 +111,13 @@ class LocalStorage:
             except FileNotFoundError:
                 return False
         return True
+
+
+def checked_key(key: str) -> str:
+    """`key`, unless it could name anything but one blob (a path, an empty name): then ValueError."""
+    if not _KEY.match(key):
+        raise ValueError(f"{key!r} is not a storage key")
+    return key
 
 
 async def _chunks(handle: IO[bytes]) -> AsyncIterator[bytes]:

@@ -22,7 +22,7 @@ from gateway.audit import Actor, AuditEvent, Subject
 from gateway.errors import GatewayError, PaymentRequired, TooManyRequests
 from gateway.keys import KeyRecord
 from gateway.limits.rules import NO_LIMITS, Limits
-from gateway.store import LimitStore, Refusal, StoredPrediction, follow
+from gateway.store import LimitStore, Read, Refusal, StoredPrediction, follow
 from gateway.store.limits import refusal
 from gateway.usage.money import amount_text, period_end, periods_of, to_nanos
 
@@ -47,6 +47,21 @@ class Admission:
         if refused is not None:
             self.refused(refused.kind)
             raise over_limit(refused, self.estimate)
+
+
+@dataclass(frozen=True)
+class ReadCount:
+    """A read's count against the read rates, queued with the read's own store round trip; `verdict` raises
+    when it was refused."""
+
+    queue: Callable[[Pipeline], Awaitable[None]]
+    refused: Callable[[str], None]  # counts a refusal by reason
+
+    def verdict(self, reply: Sequence[Any]) -> None:
+        refused = refusal(reply)
+        if refused is not None:
+            self.refused(refused.kind)
+            raise over_limit(refused, 0, reads=True)
 
 
 class LimitsService:
@@ -74,22 +89,30 @@ class LimitsService:
         return Admission(queue, estimate, self._refused)
 
     async def check_read(self, key: KeyRecord) -> None:
-        """Count a read against the read rates, if any apply (no round trip when none does)."""
+        """Count a read against the read rates, if any apply, in a round trip of its own (none when none does)."""
+        count = await self.read_count(key)
+        if count is not None:
+            count.verdict(await self._store.alone(count.queue))
+
+    async def read_count(self, key: KeyRecord) -> ReadCount | None:
+        """The count of a read against the read rates, to queue with the read itself; None when none applies."""
         settings = await self._settings(key.tenant)
         tenant_limit = settings.get(_TENANT_SCOPE, NO_LIMITS).reads_per_minute
         key_limit = settings.get(key_scope(key.key_id), NO_LIMITS).reads_per_minute
         if tenant_limit is None and key_limit is None:
-            return
-        refused = await self._store.admit_read(
+            return None
+        read = Read(
             key.tenant,
             key.key_id,
             secrets.token_hex(8),
             -1 if tenant_limit is None else tenant_limit,
             -1 if key_limit is None else key_limit,
         )
-        if refused is not None:
-            self._refused(refused.kind)
-            raise over_limit(refused, 0, reads=True)
+
+        async def queue(pipe: Pipeline) -> None:
+            await self._store.admit_read_on(pipe, read)
+
+        return ReadCount(queue, self._refused)
 
     async def watch(self) -> None:
         """Drop cached settings as changes are announced; runs until cancelled."""

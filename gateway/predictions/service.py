@@ -16,7 +16,7 @@ from gateway.catalog import Catalog, Reference, Resolved
 from gateway.cursors import encode_cursor, window
 from gateway.errors import GatewayError, InvalidVersion, NotFound, OverLimit, UpstreamError, UpstreamUnavailable
 from gateway.keys import KeyRecord
-from gateway.limits import Admission
+from gateway.limits import Admission, ReadCount
 from gateway.metrics import Metrics
 from gateway.predictions.dispatch import Dispatch
 from gateway.predictions.records import CreateOptions, new_record
@@ -197,12 +197,20 @@ class Predictions:
         provider = self._providers.get(record.provider)
         return bool(record.upstream_id) and provider is not None and provider.capabilities.get_by_id
 
-    async def get(self, key: KeyRecord, prediction_id: str, kind: str = PREDICTION) -> StoredPrediction:
-        """From Redis; a stale, unfinished record is refreshed from the upstream once for all concurrent readers."""
-        record = await self._owned(key, prediction_id, kind)
+    async def get(
+        self, key: KeyRecord, prediction_id: str, kind: str = PREDICTION, count: ReadCount | None = None
+    ) -> StoredPrediction:
+        """From Redis (with the read's `count` against the read rates, in the same round trip); a stale, unfinished
+        record is refreshed from the upstream once for all concurrent readers."""
+        record = await self._owned(key, prediction_id, kind, count)
         if self._stale(record):
             record = await self.refresh(record, within=_READ_REFRESH_SECONDS)
         return record
+
+    @property
+    def shutting_down(self) -> bool:
+        """Whether the process is shutting down: waits and streams end with what there is."""
+        return self._waiters.closed
 
     async def wait(self, record: StoredPrediction, seconds: float, gone: Callable[[], Awaitable[bool]]) -> StoredPrediction:
         """The prediction once finished, or as it stands after `seconds` (or when the client `gone`)."""
@@ -218,13 +226,13 @@ class Predictions:
         seconds: float = math.inf,
     ) -> AsyncIterator[StoredPrediction]:
         """The record each time it may have changed (and at least every few seconds), until it is finished,
-        `seconds` have passed or the client is `gone`.
+        `seconds` have passed, the client is `gone` or the process shuts down (the waiters are closed).
 
         Woken by change events from any gateway process; between them, a record that falls stale is refreshed
         upstream."""
         deadline = time.monotonic() + seconds
         with self._waiters.watching(record.id) as changed:
-            while not record.status.terminal and not await gone():
+            while not record.status.terminal and not self._waiters.closed and not await gone():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -232,7 +240,7 @@ class Predictions:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(changed.wait(), min(remaining, _WAIT_TICK_SECONDS, self._until_stale(record)))
                 record = await self._store.get(record.id) or record
-                if self._stale(record):
+                if self._stale(record) and not self._waiters.closed:
                     record = await self.refresh(record, within=max(deadline - time.monotonic(), 0))
                 yield record
 
@@ -332,10 +340,14 @@ class Predictions:
             upstream = UpstreamPrediction(id=record.upstream_id, status=Status.CANCELED)
         return await self._tracker.apply(record, upstream)
 
-    async def _owned(self, key: KeyRecord, prediction_id: str, kind: str) -> StoredPrediction:
+    async def _owned(self, key: KeyRecord, prediction_id: str, kind: str, count: ReadCount | None = None) -> StoredPrediction:
         """The tenant's own record of `kind`: any other (another tenant's, or a training read as a prediction) is
-        not found."""
-        record = await self._store.get(prediction_id)
+        not found. A refused `count` raises first."""
+        if count is None:
+            record = await self._store.get(prediction_id)
+        else:
+            reply, record = await self._store.get_counted(prediction_id, count.queue)
+            count.verdict(reply)
         if record is None or record.tenant != key.tenant or record.provisional or record.kind != kind:
             raise NotFound(f"The requested {kind} does not exist")
         return record

@@ -91,13 +91,14 @@ class Reporting:
     server_token: Callable[[str], str]  # the webhook bearer token a managed server is started with
     upload_url: Callable[[str], str]  # where a managed server uploads its output files
     pools: CredentialPools | None = None  # credential pools shared by all processes; None: each adapter its own
+    runs_servers: bool = True  # False: a supervising process runs the managed servers (`gateway serve --workers`)
 
 
 class Provider:
     """One upstream. Subclasses implement the calls their `capabilities` allow.
 
-    Lifecycle: `start()` once the gateway's services exist (background work, managed servers), `aclose()`
-    when it stops."""
+    Lifecycle: `start()` once the gateway's services exist (background work, managed servers), `drain()` when
+    the process begins to shut down, `aclose()` when it stops."""
 
     capabilities = Capabilities()
 
@@ -160,6 +161,14 @@ class Provider:
 
     async def start(self) -> None:
         pass
+
+    async def start_servers(self) -> None:
+        """Start what this provider runs on this machine (managed model servers) and wait until it is ready;
+        `start()` does this too. A supervisor of several serving processes calls only this."""
+
+    def drain(self) -> None:
+        """Stop taking background work (the process is shutting down); what was taken goes back to Redis for
+        another process. Only signals: `aclose()` waits for it."""
 
     async def aclose(self) -> None:
         pass

@@ -38,7 +38,7 @@ from gateway.store.depths import DeliveryDepth, QueueDepths, ScheduleDepth, Slot
 from gateway.store.files import FileStore, StoredFile
 from gateway.store.idempotency import Claim, Held, IdempotencyStore
 from gateway.store.keys import KeyChange, KeyStore, StoredKey
-from gateway.store.limits import SPENT_TTL_SECONDS, LimitStore, Periods, Refusal, ScopeLimits, ScopeState
+from gateway.store.limits import SPENT_TTL_SECONDS, LimitStore, Periods, Read, Refusal, ScopeLimits, ScopeState
 from gateway.store.predictions import PREDICTION, TRAINING, PredictionStore, StoredPrediction
 from gateway.store.queue import QueueStore
 from gateway.store.redis import ErrorObserver, connect, mapped_errors
@@ -179,6 +179,7 @@ __all__ = [
     "PredictionStore",
     "QueueDepths",
     "QueueStore",
+    "Read",
     "Refusal",
     "Retention",
     "Schedule",

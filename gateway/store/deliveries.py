@@ -25,6 +25,7 @@ from gateway.store.redis import mapped_errors
 STREAM = "gw:{deliveries}:stream"
 GROUP = "senders"
 _PEL_SCAN = 10_000  # the most pending messages one consumer is expected to hold
+_RELEASED_IDLE_MS = 365 * 24 * 3600 * 1000  # longer than any lease: a given-up message is taken at the next look
 
 # KEYS[1] prediction; ARGV[1] lease ms. Claims the settling of a terminal prediction's webhook: 1 when this caller
 # should enqueue it; 0 when it is done, being done by another caller within its lease, or the record is gone.
@@ -44,12 +45,13 @@ _SETTLED = """
 if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'webhook_settled', 'done') end
 """
 
-# KEYS[1] stream; ARGV[1] group, ARGV[2] consumer, ARGV[3] how many pending entries to scan, ARGV[4..] the ids the
-# consumer holds. Resets the idle time of those still pending for this consumer and returns them; ids another
-# consumer took over (or that were finished) are left alone and left out.
+# KEYS[1] stream; ARGV[1] group, ARGV[2] consumer, ARGV[3] how many pending entries to scan, ARGV[4] idle ms,
+# ARGV[5..] the ids the consumer holds. Sets the idle time of those still pending for this consumer (0 renews the
+# claim, a long one gives it up to the next `reclaim`) and returns them; ids another consumer took over (or that
+# were finished) are left alone and left out.
 _HOLD = """
 local held = {}
-for i = 4, #ARGV do held[ARGV[i]] = true end
+for i = 5, #ARGV do held[ARGV[i]] = true end
 local mine = {}
 for _, entry in ipairs(redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', ARGV[3], ARGV[2])) do
   if held[entry[1]] then mine[#mine + 1] = entry[1] end
@@ -57,6 +59,8 @@ end
 if #mine > 0 then
   local args = {KEYS[1], ARGV[1], ARGV[2], 0}
   for _, id in ipairs(mine) do args[#args + 1] = id end
+  args[#args + 1] = 'IDLE'
+  args[#args + 1] = ARGV[4]
   args[#args + 1] = 'JUSTID'
   redis.call('XCLAIM', unpack(args))
 end
@@ -148,10 +152,18 @@ class DeliveryStore:
 
     async def hold(self, consumer: str, ids: Collection[str]) -> set[str]:
         """Renew `consumer`'s claim on `ids`; the ones it still owns."""
+        return await self._set_idle(consumer, ids, 0)
+
+    async def release(self, consumer: str, ids: Collection[str]) -> set[str]:
+        """Give up `consumer`'s claim on `ids` (it stops): each looks unrenewed for ever, so the next `reclaim`
+        of any consumer takes it. The ones it still owned."""
+        return await self._set_idle(consumer, ids, _RELEASED_IDLE_MS)
+
+    async def _set_idle(self, consumer: str, ids: Collection[str], idle_ms: int) -> set[str]:
         if not ids:
             return set()
         with mapped_errors(self._redis):
-            mine = await self._hold(keys=[STREAM], args=[GROUP, consumer, _PEL_SCAN, *ids])
+            mine = await self._hold(keys=[STREAM], args=[GROUP, consumer, _PEL_SCAN, idle_ms, *ids])
         return {str(i) for i in mine}
 
     async def finish(self, message_ids: Sequence[str]) -> None:

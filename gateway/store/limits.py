@@ -14,13 +14,14 @@ currency) as Redis integers; the scripts pass amounts through as strings and nev
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
+from gateway.store import scripts
 from gateway.store.audit import AuditFields, AuditStore
 from gateway.store.redis import mapped_errors, messages
 
@@ -143,6 +144,18 @@ class ScopeLimits:
 
 
 @dataclass(frozen=True)
+class Read:
+    """One read to count against the read rates per minute of its tenant and key (-1: none); `member` is the
+    read's own entry in their sliding logs."""
+
+    tenant: str
+    key_id: str
+    member: str
+    tenant_limit: int
+    key_limit: int
+
+
+@dataclass(frozen=True)
 class Refusal:
     kind: str  # rate, concurrency, balance, budget
     limit: int
@@ -210,11 +223,20 @@ class LimitStore:
             ]
         await self._admit(keys=keys, args=args, client=pipe)
 
-    async def admit_read(self, tenant: str, key_id: str, member: str, tenant_limit: int, key_limit: int) -> Refusal | None:
-        base = _base(tenant)
-        with mapped_errors(self._redis):
-            reply = await self._read(keys=[f"{base}:reads", f"{base}:reads:{key_id}"], args=[member, tenant_limit, key_limit])
-        return refusal(reply)
+    async def admit_read_on(self, pipe: Pipeline, read: Read) -> None:
+        """Queue on `pipe` the count of a read against its tenant's and key's read rates (its reply goes to
+        `refusal`)."""
+        base = _base(read.tenant)
+        keys = [f"{base}:reads", f"{base}:reads:{read.key_id}"]
+        await self._read(keys=keys, args=[read.member, read.tenant_limit, read.key_limit], client=pipe)
+
+    async def alone(self, queue: Callable[[Pipeline], Awaitable[None]]) -> Any:
+        """Run one queued script (`admit_read_on`) in a round trip of its own; its reply."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            await queue(pipe)
+            with mapped_errors(self._redis):
+                [reply] = await scripts.execute(pipe)
+        return reply
 
     async def settings(self, tenant: str) -> dict[str, dict[str, Any]]:
         """The tenant's limit settings by scope: `tenant` and `key:<key id>`."""

@@ -7,12 +7,13 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 from redis.typing import EncodableT, FieldT
 
 from gateway.status import Status, allowed_sources
-from gateway.store import events, timeline
+from gateway.store import events, scripts, timeline
 from gateway.store.redis import mapped_errors
 from gateway.store.schedule import Schedule
 from gateway.store.timeline import IndexEntry
@@ -100,10 +101,10 @@ class StoredPrediction:
             provider=fields["provider"],
             upstream_id=fields.get("upstream_id", ""),
             status=Status(fields["status"]),
-            doc=json.loads(fields["doc"]),
+            doc=_loads(fields["doc"]),
             created_ms=int(fields["created_ms"]),
             refreshed_at=float(fields["refreshed_at"]),
-            upstream_outputs=tuple(json.loads(fields.get("upstream_outputs", "[]"))),
+            upstream_outputs=tuple(_loads(fields.get("upstream_outputs", "[]"))),
             provisional=fields.get("provisional") == "1",
             streams=fields.get("streams") == "1",
             upstream_stream=fields.get("upstream_stream", ""),
@@ -154,7 +155,7 @@ class PredictionStore:
             if remember is not None:
                 remember(pipe)
             with mapped_errors(self._redis):
-                replies = await pipe.execute()
+                replies = await scripts.execute(pipe)
         return replies[0] if admit is not None else None
 
     async def reroute(self, prediction_id: str, provider: str, route: str) -> bool:
@@ -175,6 +176,18 @@ class PredictionStore:
         with mapped_errors(self._redis):
             fields = await self._redis.hgetall(_key(prediction_id))
         return StoredPrediction.from_fields(prediction_id, _strings(fields)) if fields else None
+
+    async def get_counted(
+        self, prediction_id: str, count: Callable[[Pipeline], Awaitable[None]]
+    ) -> tuple[Any, StoredPrediction | None]:
+        """`get` in the same round trip as a count queued before it (a read rate's): the count's reply and the
+        record."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            await count(pipe)
+            pipe.hgetall(_key(prediction_id))
+            with mapped_errors(self._redis):
+                reply, fields = await scripts.execute(pipe)
+        return reply, StoredPrediction.from_fields(prediction_id, _strings(fields)) if fields else None
 
     async def apply(
         self,
@@ -281,7 +294,17 @@ def _index_key(tenant: str, kind: str) -> str:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits, which an upstream's JSON may hold
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _loads(text: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:  # NaN or Infinity, which the standard library writes (older records)
+        return json.loads(text)
 
 
 def _strings(fields: Mapping[Any, Any]) -> dict[str, str]:

@@ -171,12 +171,28 @@ class QueueStore:
             for consumer in map(str, await self._redis.smembers(self._consumers)):
                 if consumer == self.consumer or await self._redis.exists(self._alive(consumer)):
                     continue
-                claimed = self._claimed(consumer)
-                for prediction_id in reversed(await self._redis.lrange(claimed, 0, -1)):
-                    tenant = str(await self._redis.hget(self._owners, prediction_id) or "")
-                    keys = [self._ring, claimed, self._list(tenant)]
-                    moved += int(await self._recover(keys=keys, args=[prediction_id, tenant]))
+                moved += await self._requeue(consumer)
                 await self._redis.srem(self._consumers, consumer)
+        return moved
+
+    async def release(self) -> int:
+        """Stop consuming: put what this consumer claimed back at the head of its tenants' lines at once, rather
+        than when its lease runs out. Returns how many went back."""
+        with mapped_errors(self._redis):
+            moved = await self._requeue(self.consumer)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.delete(self._alive(self.consumer))
+                pipe.srem(self._consumers, self.consumer)
+                await pipe.execute()
+        return moved
+
+    async def _requeue(self, consumer: str) -> int:
+        """Move `consumer`'s claimed ids back, last claimed first, so that they come out in the order claimed."""
+        moved, claimed = 0, self._claimed(consumer)
+        for prediction_id in reversed(await self._redis.lrange(claimed, 0, -1)):
+            tenant = str(await self._redis.hget(self._owners, prediction_id) or "")
+            keys = [self._ring, claimed, self._list(tenant)]
+            moved += int(await self._recover(keys=keys, args=[prediction_id, tenant]))
         return moved
 
     async def _give_back(self, prediction_id: str, end: str, max_attempts: int | None) -> bool:

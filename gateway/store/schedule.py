@@ -25,6 +25,20 @@ end
 return due
 """
 
+# KEYS[1] schedule; ARGV: now ms, then pairs of id and the lease (due time) the caller's claim gave it. Makes each id
+# due now that still carries that lease (not rescheduled, removed or claimed again since); returns how many.
+_RELEASE = """
+local released = 0
+for i = 2, #ARGV, 2 do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score and tonumber(score) == tonumber(ARGV[i + 1]) then
+    redis.call('ZADD', KEYS[1], ARGV[1], ARGV[i])
+    released = released + 1
+  end
+end
+return released
+"""
+
 
 class Schedule:
     """One named schedule."""
@@ -33,6 +47,7 @@ class Schedule:
         self._redis = redis
         self.key = f"gw:schedule:{{{name}}}"
         self._claim = redis.register_script(_CLAIM)
+        self._release = redis.register_script(_RELEASE)
 
     def add_to(self, pipe: aioredis.client.Pipeline, item_id: str, due_ms: int) -> None:
         """Queue, on `pipe`, scheduling `item_id` at `due_ms` (so that it is written with what it follows up on)."""
@@ -47,6 +62,15 @@ class Schedule:
         with mapped_errors(self._redis):
             taken = await self._claim(keys=[self.key], args=[now_ms, lease_ms, count])
         return [str(item) for item in taken]
+
+    async def release(self, leases: dict[str, int], now_ms: int) -> int:
+        """Give back ids this caller claimed (id -> the due time its claim gave it): each is due at `now_ms`, for
+        any process, unless its turn ended meanwhile. Returns how many were given back."""
+        if not leases:
+            return 0
+        args = [now_ms, *(value for pair in leases.items() for value in pair)]
+        with mapped_errors(self._redis):
+            return int(await self._release(keys=[self.key], args=args))
 
     async def reschedule(self, item_id: str, due_ms: int) -> None:
         """Due again at `due_ms`, unless it was removed meanwhile."""

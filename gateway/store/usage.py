@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
+from gateway.store import scripts
 from gateway.store.limits import Periods, balance_keys, holds_key, running_keys, spent_keys
 from gateway.store.redis import mapped_errors
 
@@ -152,7 +153,7 @@ class UsageStore:
             if usage.status:
                 pipe.sadd(TENANTS, usage.tenant)
             with mapped_errors(self._redis):
-                settled, *_ = await pipe.execute()
+                settled, *_ = await scripts.execute(pipe)
         return int(settled) == 1
 
     async def tenants(self) -> list[str]:

@@ -13,7 +13,7 @@ from typing import Any, cast
 from gateway.errors import GatewayError, NotFound, StoreError
 from gateway.metrics import Metrics
 from gateway.predictions import Predictions
-from gateway.providers import Provider
+from gateway.providers import Provider, UpstreamStream
 from gateway.store import PredictionStore, StoredPrediction
 from gateway.streams.events import EVENT_NAMES, KEEPALIVE, Event, EventName, Position, progress
 from gateway.streams.relay import UpstreamEvent, upstream_events
@@ -36,6 +36,13 @@ class Streams:
         self._metrics = metrics
         self._predictions = predictions
         self._providers = providers
+        self._relays: set[UpstreamStream] = set()  # open upstream streams, ended together at shutdown
+
+    def end_relays(self) -> None:
+        """Stop relaying upstream streams (the process is shutting down): each stream goes on from its record,
+        which ends it at once, cleanly, for the client to resume elsewhere with `Last-Event-ID`."""
+        for stream in list(self._relays):
+            stream.close()
 
     async def open(
         self, prediction_id: str, last_event_id: str | None, key_active: KeyActive, render: Render
@@ -63,14 +70,17 @@ class Streams:
                 yield chunk
 
     def _relayable(self, record: StoredPrediction, position: Position) -> bool:
-        """Relay the upstream's stream while the prediction runs, unless the client resumes a translated one."""
+        """Relay the upstream's stream while the prediction runs, unless the client resumes a translated one (or
+        the process shuts down: the record's events so far are sent, and the stream ends)."""
         resumes_translated = position != Position() and position.upstream_id is None
-        return bool(record.upstream_stream) and not record.status.terminal and not resumes_translated
+        running = not record.status.terminal and not self._predictions.shutting_down
+        return bool(record.upstream_stream) and running and not resumes_translated
 
     async def _relayed(self, record: StoredPrediction, position: Position) -> AsyncIterator[Event]:
         """The upstream's events as the gateway's, until one carries an upstream file URL (the translated
         stream shows that as a gateway link) or the upstream stream ends."""
         stream = await self._providers[record.provider].open_stream(record.upstream_stream, position.upstream_id)
+        self._relays.add(stream)
         try:
             async for upstream in upstream_events(stream.chunks()):
                 if upstream.name not in EVENT_NAMES:
@@ -80,6 +90,7 @@ class Streams:
                 position = _advanced(position, upstream)
                 yield Event(cast(EventName, upstream.name), upstream.data, position.event_id)
         finally:
+            self._relays.discard(stream)
             stream.close()
 
     async def _translated(self, record: StoredPrediction, position: Position, render: Render) -> AsyncIterator[bytes]:
@@ -87,7 +98,7 @@ class Streams:
         for event in events:
             yield event.encode()
         quiet_since = time.monotonic()
-        while not record.status.terminal:
+        while not record.status.terminal and not self._predictions.shutting_down:
             try:
                 async for latest in self._predictions.watch(record):
                     record = latest

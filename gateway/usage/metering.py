@@ -20,10 +20,17 @@ PriceOf = Callable[[str], Price]
 """The price of a model (by `owner/name`) as the catalog has it now."""
 
 
+# Finished predictions a process remembers having settled. The follow-ups visit each finished prediction again
+# within seconds: one settled by this process costs no second settlement round trip (another process's visit, after
+# this one died, still settles it through the store, which counts it once).
+_SETTLED_REMEMBERED = 100_000
+
+
 class Metering:
     def __init__(self, store: UsageStore, price_of: PriceOf) -> None:
         self._store = store
         self._price_of = price_of
+        self._settled: dict[str, None] = {}  # ids this process settled, oldest first
 
     async def observe(self, before: StoredPrediction, after: StoredPrediction) -> None:
         """A change this process applied: settle it when it is the one that finished the prediction."""
@@ -31,9 +38,12 @@ class Metering:
             await self.settle(after)
 
     async def settle(self, record: StoredPrediction) -> None:
-        """Record a finished prediction's usage (idempotent)."""
-        if record.status.terminal:
+        """Record a finished prediction's usage (idempotent; no round trip for one this process settled)."""
+        if record.status.terminal and record.id not in self._settled:
             await self._store.settle(self.usage(record), int(time.time() * 1000))
+            self._settled[record.id] = None
+            if len(self._settled) > _SETTLED_REMEMBERED:
+                del self._settled[next(iter(self._settled))]
 
     async def release(self, record: StoredPrediction) -> None:
         """Give back what a create pre-charged when it never reached the upstream (idempotent)."""

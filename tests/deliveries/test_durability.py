@@ -73,6 +73,28 @@ def test_a_delivery_whose_process_is_killed_mid_retry_is_finished_by_another_pro
     assert redis.Redis.from_url(webhook_redis).xlen(STREAM) == 0
 
 
+def test_a_delivery_held_by_a_process_stopped_with_sigterm_is_taken_over_at_once_not_a_lease_later(
+    webhook_redis: str, catalog_path: Path, tmp_path: Path, receiver: Receiver, replicate_upstream: Upstream
+) -> None:
+    hook = receiver.hook(failing=True)
+    lease = 30  # far longer than the takeover may take
+    settings = _process_settings(webhook_retry_seconds=60, webhook_lease_seconds=lease)
+    with gateway_process(webhook_redis, catalog_path, tmp_path / "stopping", **settings) as (url, _, stopping):
+        admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        token = httpx.post(f"{url}/admin/v1/keys", json={"tenant": "stopped"}, headers=admin).json()["token"]
+        body = {"version": INPAINTING_VERSION, "input": LOOPBACK_INPUT, "webhook": hook.url, "webhook_events_filter": ["completed"]}
+        assert httpx.post(f"{url}/v1/predictions", json=body, headers={"Authorization": f"Bearer {token}"}).status_code == 201
+        hook.until(lambda got: len(got) >= 2)  # failed twice, with retries to come
+        stopping.send_signal(signal.SIGTERM)
+        assert stopping.wait(10) == 0
+        stopped_at = time.time()
+    hook.failing = False
+    with gateway_process(webhook_redis, catalog_path, tmp_path / "heir", **settings):
+        received = hook.terminal(seconds=lease)
+    assert received[-1].answered == 204 and received[-1].at - stopped_at < lease / 3  # given back, taken at the first look
+    assert len({r.headers["webhook-id"] for r in received}) == 1
+
+
 @pytest.fixture
 def second(webhook_redis: str, catalog_path: Path, hooked: Gateway) -> Iterator[Gateway]:
     """Another gateway on the same Redis, ready to take over any delivery `hooked` stops renewing: sooner than

@@ -35,7 +35,11 @@ async def test_each_cooling_is_announced_with_the_end_stored(client: aioredis.Re
     assert await anext(changes) == ""  # subscribed
     await store.cool(provider, "aaaa", 9_000)
     await store.cool(provider, "aaaa", 1_000)
-    heard = [Cooled.parse(await asyncio.wait_for(anext(changes), 5)) for _ in range(2)]
+    heard: list[Cooled | None] = []
+    while len(heard) < 2:  # a cluster may still be broadcasting an earlier test's announcements to this node
+        cooled = Cooled.parse(await asyncio.wait_for(anext(changes), 5))
+        if cooled is None or cooled.provider == provider:
+            heard.append(cooled)
     await changes.aclose()  # type: ignore[attr-defined]
     assert heard == [Cooled(provider, "aaaa", 9_000)] * 2
     assert Cooled.parse("not json") is None and Cooled.parse('{"provider": "p"}') is None

@@ -114,3 +114,14 @@ async def test_accepted_runs_leave_the_queue_and_come_due_at_their_deadline(clie
     assert await queue.overdue(150.0) == ["http://s1|a"]
     await queue.finished("http://s1|a")
     assert await queue.overdue(250.0) == ["http://s2|b"]
+
+
+async def test_a_stopping_consumer_hands_its_claims_back_first_in_line_at_once(client: aioredis.Redis, name: str) -> None:
+    stopping, other = QueueStore(client, name, "stopping"), QueueStore(client, name, "other")
+    for prediction_id in ("a", "b", "c"):
+        await stopping.push("t1", prediction_id)
+    assert [await stopping.claim(), await stopping.claim()] == ["a", "b"]
+    assert await stopping.release() == 2
+    assert await other.recover() == 0  # nothing waits for a lease to run out
+    assert await _claim_all(other) == ["a", "b", "c", None]
+    assert await stopping.release() == 0

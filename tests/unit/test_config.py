@@ -1,4 +1,5 @@
 import ipaddress
+import re
 from pathlib import Path
 
 import pytest
@@ -123,6 +124,35 @@ def test_the_address_policy_comes_from_the_cidr_list_and_the_allow_all_flag(monk
     assert Settings(_env_file=None).address_policy().allow_all  # type: ignore[call-arg]
     monkeypatch.setenv("GATEWAY_ALLOWED_PRIVATE_CIDRS", "10.0.0.0/8,localhost")
     with pytest.raises(ValidationError, match="'localhost' is not a CIDR"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_file_storage_is_local_or_a_bucket_with_the_standard_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings(_env_file=None).object_store() is None  # type: ignore[call-arg]
+    monkeypatch.setenv("GATEWAY_FILE_STORAGE", "s3://gateway-files/prod/blobs/")
+    monkeypatch.setenv("GATEWAY_S3_ENDPOINT_URL", "http://minio:9000")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAOPERATOR")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "operator-secret-access-key")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.object_store() == ("gateway-files", "prod/blobs")
+    assert (settings.s3_endpoint_url, settings.aws_region) == ("http://minio:9000", "eu-west-1")
+    assert "operator-secret" not in repr(settings) and "AKIAOPERATOR" not in repr(settings)
+    monkeypatch.setenv("AWS_REGION", "us-west-2")  # the newer name wins, as in the AWS SDKs
+    assert Settings(_env_file=None).aws_region == "us-west-2"  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("/var/files", "'/var/files' is neither 'local' nor s3://<bucket>[/<prefix>]"),
+        ("s3://", "'' is not an S3 bucket name"),
+        ("s3://Gateway_Files/x", "'Gateway_Files' is not an S3 bucket name"),
+    ],
+)
+def test_a_bad_file_storage_stops_the_gateway_at_start(monkeypatch: pytest.MonkeyPatch, value: str, message: str) -> None:
+    monkeypatch.setenv("GATEWAY_FILE_STORAGE", value)
+    with pytest.raises(ValidationError, match=re.escape(message)):
         Settings(_env_file=None)  # type: ignore[call-arg]
 
 

@@ -51,6 +51,17 @@ def test_a_read_rate_counts_every_request_but_creates(gateway: Gateway) -> None:
         assert api.post("/predictions", json=create_body("creates are apart")).status_code == 201
 
 
+def test_a_read_of_one_prediction_is_counted_with_the_record_read_and_refused_before_it(gateway: Gateway) -> None:
+    token, key = gateway.new_key()
+    _limit_key(gateway, key["key_id"], reads_per_minute=2)
+    with gateway.client(token) as api:
+        created = api.post("/predictions", json=create_body("read me")).json()  # a create is not a read
+        assert [api.get(f"/predictions/{created['id']}").status_code, api.get("/predictions/nonexistent").status_code] == [200, 404]
+        refused = api.get(f"/predictions/{created['id']}")
+        assert refused.status_code == 429 and refused.json()["detail"].startswith("Request was throttled")
+        assert api.get("/predictions/nonexistent").status_code == 429  # the refusal, not the missing record
+
+
 def test_a_tenant_limit_binds_all_its_keys(gateway: Gateway) -> None:
     first_token, first = gateway.new_key()
     second_token, _ = gateway.new_key(tenant=first["tenant"])

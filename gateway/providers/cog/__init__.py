@@ -35,7 +35,8 @@ class CogProvider(Provider):
         )
         self._running: asyncio.Task[None] | None = None
         self.pool: CogServerPool | None = None
-        if config.managed is not None:
+        self._servers_stop_with_gateway = config.managed is not None  # run by this process or its supervisor
+        if config.managed is not None and reporting.runs_servers:
             self.pool = CogServerPool(
                 config.managed.model_dir,
                 managed,
@@ -64,23 +65,33 @@ class CogProvider(Provider):
         return await self.adapter.openapi(self.servers)
 
     async def start(self) -> None:
-        """Start the managed servers (waiting until they are ready), then dispatching."""
+        """Start the managed servers this process runs (waiting until they are ready), then dispatching."""
+        await self.start_servers()
+        self._running = asyncio.create_task(self.dispatcher.run())
+
+    async def start_servers(self) -> None:
         if self.pool is not None:
             await self.pool.start()
             replaced = {server.url for server in self.pool.servers if server.replaced_left_behind}
             if replaced:  # what ran there was lost with the killed gateway; without this it would fail at run_timeout
                 await self.dispatcher.fail_runs_on(replaced, _LOST_WITH_GATEWAY)
-        self._running = asyncio.create_task(self.dispatcher.run())
+
+    def drain(self) -> None:
+        """Stop dispatching: the dispatcher gives back what it claimed and has not handed to a server."""
+        if self._running is not None:
+            self._running.cancel()
 
     async def aclose(self) -> None:
-        """Stop dispatching; fail the runs of managed servers, which stop with the gateway; close the pool."""
+        """Stop dispatching; fail this process's runs on managed servers, which stop with the gateway; close the
+        pool."""
         if self._running is not None:
             self._running.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._running
             self._running = None
-        if self.pool is not None:
+        if self._servers_stop_with_gateway:
             await self.dispatcher.abandon(_STOPPED_WITH_GATEWAY)
+        if self.pool is not None:
             await self.pool.stop()
         await self.adapter.aclose()
 

@@ -39,6 +39,7 @@ IDLE_POLL_SECONDS = 0.5
 RECOVER_EVERY_TICKS = 5
 MAX_DISPATCH_ATTEMPTS = 3  # unforeseen failures before a prediction is failed rather than tried again
 MAX_REMEMBERED_REQUESTS = 4096  # request ids of the latest predictions submitted here
+HAND_OVER_SECONDS = 5.0  # at shutdown, how long a hand-over to a server under way may take to end
 
 
 @dataclass
@@ -105,8 +106,26 @@ class SlotDispatcher:
             logger.warning("%s: queue unavailable: %s", self.name, exc.detail)
 
     async def run(self) -> None:
-        """Dispatch and watch until cancelled."""
-        await asyncio.gather(self._dispatch_loop(), self._watch_loop())
+        """Dispatch and watch until cancelled; then let the hand-overs under way end (for a bounded time) and
+        give back what is still claimed, first in line, for another process to dispatch at once."""
+        try:
+            await asyncio.gather(self._dispatch_loop(), self._watch_loop())
+        finally:
+            await self._hand_back()
+
+    async def _hand_back(self) -> None:
+        if self._tasks:
+            _, stuck = await asyncio.wait(set(self._tasks), timeout=HAND_OVER_SECONDS)
+            for task in stuck:
+                task.cancel()
+            await asyncio.gather(*stuck, return_exceptions=True)
+        try:
+            released = await self._queue.release()
+        except GatewayError as exc:  # its lease runs out instead, and `recover` elsewhere takes the claims back
+            logger.warning("%s: queue unavailable: %s", self.name, exc.detail)
+            return
+        if released:
+            logger.info("%s: %d claimed predictions handed back to the queue", self.name, released)
 
     async def _dispatch_loop(self) -> None:
         while True:

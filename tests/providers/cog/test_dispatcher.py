@@ -100,3 +100,30 @@ def _failed(reported: list[UpstreamPrediction]) -> list[UpstreamPrediction]:
 def _started(reported: list[UpstreamPrediction]) -> bool:
     """Claimed, then accepted by the server: two reports (the run's own webhooks are not asked for here)."""
     return len(reported) >= 2 and reported[1].status is not Status.FAILED
+
+
+@in_module_loop
+async def test_a_stopping_dispatcher_gives_back_what_it_claimed_for_another_to_take_at_once(redis_url: str) -> None:
+    store = Store.connect(redis_url, prediction_retention_seconds=3600, audit_retention_seconds=3600)
+    queue_name = f"stopping-{uuid.uuid4().hex[:6]}"
+    handing_over = asyncio.Event()
+
+    async def report_forever(prediction_id: str, upstream: UpstreamPrediction) -> StoredPrediction:
+        handing_over.set()
+        await asyncio.Event().wait()  # a hand-over that never ends: cut after the dispatcher's grace
+        raise AssertionError("unreachable")
+
+    adapter = CogAdapter(UpstreamClient(5.0, 10), {})
+    dispatcher = SlotDispatcher("cog", adapter, ["http://127.0.0.1:9"], store.queue(queue_name), report_forever, _prepare, 60)
+    await dispatcher.submit("t1", "claimed")
+    await dispatcher.submit("t1", "waiting")
+    running = asyncio.create_task(dispatcher.run())
+    try:
+        await asyncio.wait_for(handing_over.wait(), 10)
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        other = store.queue(queue_name)
+        assert [await other.claim(), await other.claim(), await other.claim()] == ["claimed", "waiting", None]
+    finally:
+        await adapter.aclose()
+        await store.aclose()
