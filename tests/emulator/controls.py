@@ -46,7 +46,7 @@ class EmulatedModel:
 @dataclass(frozen=True)
 class Fault:
     """A misbehaviour for the next `times` requests to `route` (only those carrying `token`, when given: a
-    rate limit is per token)."""
+    rate limit is per token; only those whose path ends with `path`, when given: one prediction's reads)."""
 
     route: str
     status: int | None = None
@@ -56,6 +56,7 @@ class Fault:
     drop_connection: bool = False
     body: dict[str, Any] | None = None
     token: str | None = None
+    path: str | None = None
 
     def __post_init__(self) -> None:
         if self.route not in FAULT_ROUTES:
@@ -126,12 +127,14 @@ class EmulatorControls:
         with self._lock:
             self._faults.clear()
 
-    def take_fault(self, route: str, authorization: str | None = None) -> Fault | None:
+    def take_fault(self, route: str, authorization: str | None = None, path: str = "") -> Fault | None:
         """The fault that applies to this request to `route`, using up one of its `times`."""
         token = token_of(authorization)
         with self._lock:
             for index, (fault, remaining) in enumerate(self._faults):
                 if fault.route != route or fault.token not in (None, token):
+                    continue
+                if fault.path is not None and not path.endswith(fault.path):
                     continue
                 if remaining > 1:
                     self._faults[index] = (fault, remaining - 1)

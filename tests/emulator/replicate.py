@@ -134,7 +134,7 @@ def _api(route: str, handler: Handler) -> Endpoint:
         controls = _controls(request)
         payload = parse_json(await request.body())
         controls.record(RecordedRequest(request.method, request.url.path, dict(request.headers), payload))
-        fault = controls.take_fault(route, request.headers.get("authorization"))
+        fault = controls.take_fault(route, request.headers.get("authorization"), request.url.path)
         response = await _apply_fault(request, fault) if fault else None
         if response is None and not controls.authorized(request.headers.get("authorization")):
             response = problem(401, "You did not pass a valid authentication token", "Unauthenticated")
