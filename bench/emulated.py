@@ -33,6 +33,9 @@ class Running:
         """Drive the emulator: `configure`, `drop_webhooks`, `faults`, `reset` (see tests/emulator/controls.py)."""
         httpx.post(f"{self.upstream}/v1/_emulator/{action}", json=body).raise_for_status()
 
+    def upstream_requests(self) -> list[dict[str, object]]:
+        return list(httpx.get(f"{self.upstream}/v1/_emulator/requests", timeout=60).json())
+
 
 @contextlib.contextmanager
 def gateway_on_emulator(**settings: str) -> Iterator[Running]:

@@ -27,7 +27,10 @@ ADMIN_TOKEN = "bench-admin-token-0123456789"
 UPSTREAM_TOKEN = "r8_bench_upstream_token"
 INLINE_PNG = "data:image/png;base64,iVBORw0KGgo="
 # `steps` is an alias the catalog renames; the images are inline, so that no DNS is asked.
-CREATE_BODY = {"version": f"{MODEL}:{VERSION}", "input": {"image": INLINE_PNG, "mask": INLINE_PNG, "prompt": "a cat", "steps": 25}}
+CREATE_BODY = {
+    "version": f"{MODEL}:{VERSION}",
+    "input": {"image": INLINE_PNG, "mask": INLINE_PNG, "prompt": "a cat", "steps": 25},
+}
 # Limits every create and read is checked against, set high enough never to refuse one.
 KEY_LIMITS = {
     "creates_per_minute": 10_000_000,

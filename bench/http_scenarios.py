@@ -20,11 +20,12 @@ class Plan:
     warm_seconds: float  # an unmeasured run before it
     rate: float  # the open loop's requests per second
     soak_requests: int
+    idle_seconds: float = 1.0  # how long the background Redis traffic is measured before a run
 
 
-def measure(scenario: str, endpoint: Endpoint, drive: Callable[[], LoadResult], note: str = "") -> Row:
+def measure(scenario: str, endpoint: Endpoint, plan: Plan, drive: Callable[[], LoadResult], note: str = "") -> Row:
     """Run `drive` and read what it cost the target: CPU, memory and (for the gateway) Redis."""
-    meter = Meter(endpoint.redis_url) if endpoint.redis_url else None
+    meter = Meter(endpoint.redis_url, plan.idle_seconds) if endpoint.redis_url else None
     if meter:
         meter.start()
     rss, cpu = rss_bytes(endpoint.pid), cpu_seconds(endpoint.pid)
@@ -50,14 +51,15 @@ def measure(scenario: str, endpoint: Endpoint, drive: Callable[[], LoadResult], 
 
 
 def closed_loop(scenario: str, endpoint: Endpoint, request: Request, plan: Plan) -> Row:
-    wrk(request, plan.warm_seconds)
-    return measure(scenario, endpoint, lambda: wrk(request, plan.seconds))
+    _warm(request, plan)
+    return measure(scenario, endpoint, plan, lambda: wrk(request, plan.seconds))
 
 
 def fixed_rate(endpoint: Endpoint, plan: Plan) -> Row:
-    wrk(endpoint.create(), plan.warm_seconds)
+    _warm(endpoint.create(), plan)
     note = f"open loop at {plan.rate:g}/s, latency from each request's intended send time"
-    return measure(f"create at {plan.rate:g}/s", endpoint, lambda: open_loop(endpoint.create(), plan.rate, plan.seconds), note)
+    drive = lambda: open_loop(endpoint.create(), plan.rate, plan.seconds)  # noqa: E731
+    return measure(f"create at {plan.rate:g}/s", endpoint, plan, drive, note)
 
 
 def soak(endpoint: Endpoint, plan: Plan) -> Row:
@@ -74,4 +76,9 @@ def soak(endpoint: Endpoint, plan: Plan) -> Row:
         median = sorted(runs, key=lambda run: run.p50_ms)[len(runs) // 2]
         return LoadResult(requests, seconds, median.p50_ms, worst.p99_ms, sum(run.errors for run in runs))
 
-    return measure("soak", endpoint, drive, note="p50 the median run's, p99 the worst run's")
+    return measure("soak", endpoint, plan, drive, note="p50 the median run's, p99 the worst run's")
+
+
+def _warm(request: Request, plan: Plan) -> None:
+    if plan.warm_seconds:
+        wrk(request, plan.warm_seconds)

@@ -55,5 +55,6 @@ def litellm(scratch: Path, upstream: str) -> Iterator[tuple[str, int]]:
     # Its cost map ships in the package: nothing is fetched from outside.
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False"}
     command = [str(VENV / "bin" / "litellm"), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
-    with child(command + ["--num_workers", "1"], scratch / "litellm.log", port, env=env, timeout=180) as pid:
+    command += ["--num_workers", "1"]
+    with child(command, scratch / "litellm.log", port, env=env, timeout=180) as pid:
         yield f"http://127.0.0.1:{port}", pid

@@ -35,6 +35,7 @@ def child(
 
     Its output goes to `log` (a file, never a pipe a busy server could block on); it is stopped with SIGTERM,
     then SIGKILL, by its own pid and its process group's (it leads one, so its workers go with it)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as sink:
         process = subprocess.Popen(
             command, stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True

@@ -1,7 +1,7 @@
 """Redis cost per request, from the server's own counters.
 
-- commands: `INFO stats` `total_commands_processed`, which counts what clients sent (a script is one command;
-  the calls inside it show only in `INFO commandstats`, kept in the results file as the per-command breakdown).
+- commands: `INFO stats` `total_commands_processed`, which Valkey counts for every command executed, those
+  a script calls included (`INFO commandstats`, the per-command breakdown, is kept in the results file).
 - round trips: `INFO stats` `total_reads_processed`, the read events the server handled. A client's request,
   a pipeline or a MULTI/EXEC block written at once arrives in one read, so this counts round trips; a
   request too large for one read would count twice (none here comes close).

@@ -86,13 +86,14 @@ def markdown(results: Results, command: str) -> str:
 
     rows = [line(list(_COLUMNS)), line(["---"] * len(_COLUMNS))] + [line(cells(results, row)) for row in results.rows]
     targets = [f"- {entry.strip()}" for entry in footer(results)]
-    return "\n".join([f"`{command}`, {_when()} on {platform.node() or 'this machine'}", "", *rows, "", "Targets:", "", *targets, "", NOTE, ""])
+    heading = f"`{command}`, {_when()} on {platform.node() or 'this machine'}"
+    return "\n".join([heading, "", *rows, "", "Targets:", "", *targets, "", NOTE, ""])
 
 
-def write(results: Results, folder: Path, command: str) -> tuple[Path, Path]:
-    """`latest.md` and `latest.json` in `folder`."""
+def write(results: Results, folder: Path, command: str, stem: str) -> tuple[Path, Path]:
+    """`<stem>.md` and `<stem>.json` in `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
-    md, js = folder / "latest.md", folder / "latest.json"
+    md, js = folder / f"{stem}.md", folder / f"{stem}.json"
     md.write_text(markdown(results, command))
     document = {
         "command": command,

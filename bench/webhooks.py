@@ -18,10 +18,9 @@ from bench.emulated import Running, gateway_on_emulator
 from bench.gateway_target import CREATE_BODY
 from bench.load import percentile
 from bench.processes import cpu_seconds, rss_bytes
+from bench.table import Row
 from gateway.timestamps import parse_timestamp
 from tests.servers import serve_in_thread
-
-from bench.table import Row
 
 CONCURRENCY = 32  # creates in flight
 DEADLINE_SECONDS = 120  # for the last webhook after the last create
