@@ -32,10 +32,18 @@ class Sizes:
     wait_run_seconds: float  # how long the held waits' predictions run upstream
     streams: int
     webhooks: int
+    idle_seconds: float  # how long the gateway's background Redis traffic is measured before each run
+    settle_seconds: float  # how long open streams are left to settle before their memory is read
 
 
-FULL = Sizes(seconds=10, warm_seconds=2, soak_requests=200_000, waits=5000, wait_run_seconds=30, streams=2000, webhooks=10_000)
-QUICK = Sizes(seconds=1, warm_seconds=0, soak_requests=300, waits=40, wait_run_seconds=2, streams=40, webhooks=40)
+FULL = Sizes(
+    seconds=10, warm_seconds=2, soak_requests=200_000, waits=5000, wait_run_seconds=30, streams=2000, webhooks=10_000,
+    idle_seconds=1, settle_seconds=5,
+)
+QUICK = Sizes(
+    seconds=1, warm_seconds=0, soak_requests=300, waits=40, wait_run_seconds=2, streams=40, webhooks=40,
+    idle_seconds=0.3, settle_seconds=1,
+)
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
-import platform
 from pathlib import Path
 
 from bench.table import TARGETS, Results, Row
@@ -86,7 +85,7 @@ def markdown(results: Results, command: str) -> str:
 
     rows = [line(list(_COLUMNS)), line(["---"] * len(_COLUMNS))] + [line(cells(results, row)) for row in results.rows]
     targets = [f"- {entry.strip()}" for entry in footer(results)]
-    heading = f"`{command}`, {_when()} on {platform.node() or 'this machine'}"
+    heading = f"`{command}`, {_when()}"
     return "\n".join([heading, "", *rows, "", "Targets:", "", *targets, "", NOTE, ""])
 
 

@@ -36,7 +36,7 @@ class Run:
     ) -> None:
         self._scratch = scratch
         self._sizes = sizes
-        self._plan = Plan(sizes.seconds, sizes.warm_seconds, rate, sizes.soak_requests, idle_seconds=min(1.0, sizes.seconds))
+        self._plan = Plan(sizes.seconds, sizes.warm_seconds, rate, sizes.soak_requests, sizes.idle_seconds)
         self._only_scenarios = {name for name in only if name not in TARGETS}
         self._only_targets = {name for name in only if name in TARGETS}
         self._problems = {"e": litellm_problem, "f-workers2": workers_problem}
@@ -80,7 +80,7 @@ class Run:
         emulated: list[tuple[str, str, Callable[[], Row]]] = [
             ("wait", "create, Prefer: wait, 1 s model", lambda: waits.one_second_model(self._wait_plan())),
             ("waits", "concurrent waits", lambda: waits.concurrent(sizes.waits, sizes.wait_run_seconds)),
-            ("streams", "open streams", lambda: streams.open_streams(self._scratch / "streams", sizes.streams)),
+            ("streams", "open streams", self._streams),
             ("webhooks", "terminal webhooks", lambda: webhooks.deliveries(sizes.webhooks)),
         ]
         rows = []
@@ -89,6 +89,9 @@ class Run:
                 _say(name)
                 rows.append(measure())
         return rows
+
+    def _streams(self) -> Row:
+        return streams.open_streams(self._scratch / "streams", self._sizes.streams, self._sizes.settle_seconds)
 
     def _wait_plan(self) -> Plan:
         """Requests that take a second need runs of several seconds to finish any."""

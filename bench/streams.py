@@ -32,35 +32,34 @@ stream = true                      # the catalog's word: its schema does not say
 routes = [{{ provider = "nowhere" }}]
 """
 SCHEMA = '{"openapi": "3.0.2", "components": {"schemas": {"Input": {"type": "object"}, "Output": {"type": "string"}}}}'
-SETTLE_SECONDS = 3.0
 
 
-def open_streams(scratch: Path, count: int) -> Row:
+def open_streams(scratch: Path, count: int, settle_seconds: float) -> Row:
     schema = scratch / "schema.json"
     scratch.mkdir(parents=True, exist_ok=True)
     schema.write_text(SCHEMA)
     with gateway(scratch / "streams", CATALOG.replace("{schema}", str(schema))) as running:
-        return asyncio.run(_measure(running, count))
+        return asyncio.run(_measure(running, count, settle_seconds))
 
 
-async def _measure(running: RunningGateway, count: int) -> Row:
+async def _measure(running: RunningGateway, count: int, settle_seconds: float) -> Row:
     headers = {"Authorization": running.auth}
     async with httpx.AsyncClient(base_url=running.url, headers=headers, timeout=60) as client:
         urls = await _create(client, count)
-    await asyncio.sleep(SETTLE_SECONDS)
+    await asyncio.sleep(settle_seconds)
     before = rss_bytes(running.pid)
     done, events = asyncio.Event(), [asyncio.Event() for _ in urls]
     started = time.monotonic()
     tasks = [asyncio.create_task(_hold(url, opened, done)) for url, opened in zip(urls, events, strict=True)]
     await asyncio.gather(*(event.wait() for event in events))
     took, cpu = time.monotonic() - started, cpu_seconds(running.pid)
-    await asyncio.sleep(SETTLE_SECONDS)  # every stream has re-read its record
+    await asyncio.sleep(settle_seconds)  # every stream has re-read its record
     during, cpu = rss_bytes(running.pid), cpu_seconds(running.pid) - cpu
     done.set()
     await asyncio.gather(*tasks)
     note = (
         f"{(during - before) / count / 1024:.1f} KiB per stream; all open within {took:.2f} s; "
-        f"{100 * cpu / SETTLE_SECONDS:.0f}% of a core while they wait"
+        f"{100 * cpu / settle_seconds:.0f}% of a core while they wait"
     )
     return Row("open streams", "f", requests=count, rss_before=before, rss_after=during, note=note)
 
