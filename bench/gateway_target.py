@@ -16,9 +16,10 @@ from pathlib import Path
 
 import httpx
 
-from bench.processes import child, free_port
+from bench.processes import child
 from bench.upstream import UPSTREAM_VERSION
 from gateway.store.embedded import EmbeddedRedis
+from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "stability-ai/stable-diffusion-inpainting"

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bench.gateway_target import UPSTREAM_TOKEN
-from bench.processes import child, free_port
+from bench.processes import child
+from tests.servers import free_port
 
 VERSION = "1.108.7"  # the release the first measurement used
 MASTER_KEY = "sk-bench-master-key"

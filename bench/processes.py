@@ -16,12 +16,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]  # children run here, so that `python -m bench.…` and `gateway` resolve
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def find_program(name: str) -> str | None:
     """`name` on PATH, or in the sbin folders a non-root PATH lacks (Debian's nginx is /usr/sbin/nginx)."""
     return shutil.which(name) or shutil.which(name, path="/usr/local/sbin:/usr/sbin:/sbin")

@@ -12,8 +12,9 @@ from pathlib import Path
 from bench import gateway_target, litellm_target
 from bench.gateway_target import CREATE_BODY, UPSTREAM_TOKEN
 from bench.load import Request
-from bench.processes import child, free_port
+from bench.processes import child
 from bench.upstream import reverse_proxy
+from tests.servers import free_port
 
 _ANY_ID = "q2mhm8etrdrj20ckfg7rv3c5e0"  # the canned upstream answers every id
 

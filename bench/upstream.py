@@ -10,7 +10,8 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from bench.processes import child, find_program, free_port
+from bench.processes import child, find_program
+from tests.servers import free_port
 
 UPSTREAM_VERSION = "e1" * 32  # what the gateway's catalog rewrites the public version to
 _URLS = (
