@@ -3,6 +3,7 @@ through its scenarios, then the scenarios on the Replicate emulator; every row i
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -63,7 +64,9 @@ class Run:
                     continue
                 _say(f"{TARGETS[target]}: {', '.join(wanted)}")
                 with start(target, self._scratch / target, upstream) as endpoint:
-                    yield from (self._scenario(scenario, endpoint) for scenario in wanted)
+                    for scenario in wanted:
+                        measure = functools.partial(self._scenario, scenario, endpoint)
+                        yield _or_failed(_name(scenario, self._plan), measure, target)
 
     def _scenario(self, scenario: str, endpoint: Endpoint) -> Row:
         plan = self._plan
@@ -87,7 +90,7 @@ class Run:
         for scenario, name, measure in emulated:
             if self._wanted(scenario):
                 _say(name)
-                rows.append(measure())
+                rows.append(_or_failed(name, measure))
         return rows
 
     def _streams(self) -> Row:
@@ -101,6 +104,15 @@ class Run:
 
 def _name(scenario: str, plan: Plan) -> str:
     return {"fixed-rate": f"create at {plan.rate:g}/s", "workers": "create"}.get(scenario, scenario)
+
+
+def _or_failed(name: str, measure: Callable[[], Row], target: str = "f") -> Row:
+    """The scenario's row, or one that says how it failed: one scenario's failure does not lose the run."""
+    try:
+        return measure()
+    except Exception as exc:  # any failure of a target or driver is reported in its row
+        _say(f"{name} failed: {exc!r}")
+        return Row(name, target, skipped=f"failed: {type(exc).__name__}: {exc}"[:200])
 
 
 def _say(what: str) -> None:

@@ -84,9 +84,12 @@ async def _create(running: Running, webhook: str, count: int) -> int:
         async def worker() -> None:
             nonlocal failed
             for _ in queue:
-                async with session.post("/v1/predictions", data=body, headers=headers) as response:
-                    await response.read()
-                    failed += response.status != 201
+                try:
+                    async with session.post("/v1/predictions", data=body, headers=headers) as response:
+                        await response.read()
+                        failed += response.status != 201
+                except (aiohttp.ClientError, TimeoutError):
+                    failed += 1
 
         await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
     return failed
