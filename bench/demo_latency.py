@@ -5,7 +5,7 @@ Both run the same model directory on this machine in one run, interleaved, and t
 (the gateway queues it, dispatches it to its managed server, stores the output file and serves the record
 from Redis); directly, the client makes one synchronous call to the server and gets a data URI back.
 
-    python bench/demo_latency.py [--runs 30]
+    python -m bench.demo_latency [--runs 30]
 """
 
 from __future__ import annotations
@@ -23,13 +23,12 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from gateway.providers.cog import CogAdapter, CogServerPool
+from gateway.providers.http import UpstreamClient
+from tests.images import data_uri, mask_png, png_with_square
+from tests.servers import free_port
 
-from gateway.providers.cog import CogAdapter, CogServerPool  # noqa: E402
-from gateway.providers.http import UpstreamClient  # noqa: E402
-from tests.images import data_uri, mask_png, png_with_square  # noqa: E402
-from tests.servers import free_port  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 DEMO = "gateway-demo/opencv-inpainting:cafdb228d32cab35a6b4eb9fea9814ab09b3ef4959d9359bdfce4105d1d23198"
 POLL_SECONDS = 0.005

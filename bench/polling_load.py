@@ -6,7 +6,7 @@ nobody reading them. The gateway's follow-ups drive each to `succeeded` (read st
 would refresh it); the report gives the emulator's GETs per prediction and how late the gateway saw each end,
 with the default polling settings unless `GATEWAY_POLL_*` say otherwise.
 
-    python bench/polling_load.py [--count 20] [--durations 5,30,90]
+    python -m bench.polling_load [--count 20] [--durations 5,30,90]
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ import time
 import httpx
 import orjson
 import redis
-from emulated import CREATE_BODY, Running, gateway_on_emulator
 
+from bench.emulated import Running, gateway_on_emulator
+from bench.gateway_target import CREATE_BODY
 from gateway.timestamps import parse_timestamp
 
 
