@@ -228,19 +228,23 @@ class Predictions:
         """The record each time it may have changed (and at least every few seconds), until it is finished,
         `seconds` have passed, the client is `gone` or the process shuts down (the waiters are closed).
 
-        Woken by change events from any gateway process; between them, a record that falls stale is refreshed
-        upstream."""
+        Woken by change events from any gateway process. Between them, a record that falls stale is refreshed
+        upstream, unless the upstream was given a webhook: it reports itself, and the shared follow-ups poll it
+        in case a report is lost. Polling it from every waiter as well would multiply its reads by the waiters
+        (thousands of held waits made thousands of upstream reads a second)."""
         deadline = time.monotonic() + seconds
+        polls = self._requests.webhook(record) is None
         with self._waiters.watching(record.id) as changed:
             while not record.status.terminal and not self._waiters.closed and not await gone():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 changed.clear()
+                until_stale = self._until_stale(record) if polls else math.inf
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(changed.wait(), min(remaining, _WAIT_TICK_SECONDS, self._until_stale(record)))
+                    await asyncio.wait_for(changed.wait(), min(remaining, _WAIT_TICK_SECONDS, until_stale))
                 record = await self._store.get(record.id) or record
-                if self._stale(record) and not self._waiters.closed:
+                if polls and self._stale(record) and not self._waiters.closed:
                     record = await self.refresh(record, within=max(deadline - time.monotonic(), 0))
                 yield record
 

@@ -1,11 +1,14 @@
 """`Prefer: wait`: the create answers with the finished prediction, or says `starting` when time runs out."""
 
 import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
 
 import httpx
 import replicate
 
-from tests.conftest import INPAINTING, INPAINTING_VERSION, Gateway, Upstream, inpainting_input
+from tests.conftest import INPAINTING, INPAINTING_VERSION, Gateway, Upstream, gateway_on_own_redis, inpainting_input
 from tests.emulator import Fault
 
 
@@ -96,3 +99,25 @@ def test_a_read_of_a_stale_prediction_answers_the_stored_state_when_the_upstream
     read = api.get(f"/predictions/{created['id']}")
     assert time.monotonic() - start < 1.5
     assert read.status_code == 200 and read.json()["status"] == "starting"
+
+
+def test_waits_on_an_upstream_that_calls_back_do_not_poll_it(
+    replicate_upstream: Upstream, tmp_path: Path, catalog_path: Path
+) -> None:
+    """Thousands of held waits polled their upstreams once a second each (refresh_after_seconds), on top of
+    the shared follow-ups; an upstream given a webhook reports itself, so waiters only listen."""
+    replicate_upstream.controls.configure(run_seconds=2.5)
+    # The follow-ups' first poll after the waits end: any read of these predictions below is a waiter's.
+    with gateway_on_own_redis(tmp_path, catalog_path, poll_first_seconds=30) as (_, gateway):
+        token, _ = gateway.new_key()
+        body = {"version": INPAINTING_VERSION, "input": inpainting_input()}
+        headers = {"Authorization": f"Bearer {token}", "Prefer": "wait=10"}
+
+        def create(_: int) -> dict[str, Any]:
+            return httpx.post(f"{gateway.url}/v1/predictions", json=body, headers=headers, timeout=20).json()
+
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(create, range(4)))
+    assert [answer["status"] for answer in answers] == ["succeeded"] * 4  # the upstream's webhooks ended the waits
+    upstream_ids = [prediction["id"] for prediction in replicate_upstream.controls.predictions()[-4:]]
+    assert [len(replicate_upstream.requests("GET", f"/predictions/{upstream_id}")) for upstream_id in upstream_ids] == [0] * 4

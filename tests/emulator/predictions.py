@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
+import aiohttp
 
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "canceled"})
 WEBHOOK_EVENTS = ("start", "output", "logs", "completed")
@@ -338,29 +338,35 @@ async def _deliver_webhooks(run: PredictionRun, webhooks_dropped: Callable[[], b
         await _post_webhook(client, run.webhook, data, attempts)
 
 
-_webhook_clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+_webhook_clients: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
 
 
-def _webhook_client() -> httpx.AsyncClient:
+def _webhook_client() -> aiohttp.ClientSession:
     """One pooled client per event loop for every run's webhooks: a client each (its TLS context alone costs
-    milliseconds of CPU) made a thousand concurrent predictions starve the emulator. Closed with the app."""
+    milliseconds of CPU) made a thousand concurrent predictions starve the emulator. aiohttp, not httpx: httpx's
+    pool scans every connection for each request, which kept the emulator's core busy with two thousand runs
+    delivering at once. Closed with the app."""
     loop = asyncio.get_running_loop()
     client = _webhook_clients.get(loop)
     if client is None:  # once closed with the app, it stays closed: runs still going then send nothing
-        limits = httpx.Limits(max_connections=500, max_keepalive_connections=100)
-        client = _webhook_clients[loop] = httpx.AsyncClient(timeout=5.0, trust_env=False, limits=limits)
+        connector = aiohttp.TCPConnector(limit=500, limit_per_host=500)
+        client = _webhook_clients[loop] = aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=5.0), trust_env=False
+        )
     return client
 
 
-async def _post_webhook(client: httpx.AsyncClient, url: str, data: Prediction, attempts: int) -> None:
+async def _post_webhook(client: aiohttp.ClientSession, url: str, data: Prediction, attempts: int) -> None:
     body = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
     headers = signed_headers(f"msg_{new_prediction_id()}", int(time.time()), body)
+    headers["content-type"] = "application/json"
     for attempt in range(attempts):
         try:
-            response = await client.post(url, content=body, headers=headers)
-            if response.status_code < 400:
-                return
-        except httpx.HTTPError:
+            async with client.post(url, data=body, headers=headers) as response:
+                await response.read()
+                if response.status < 400:
+                    return
+        except (aiohttp.ClientError, TimeoutError):
             pass
         except RuntimeError:  # the client was closed with the app
             return
@@ -385,4 +391,4 @@ async def close_webhook_client() -> None:
     """Close the running loop's webhook client (its connections must not outlive the loop)."""
     client = _webhook_clients.get(asyncio.get_running_loop())
     if client is not None:
-        await client.aclose()
+        await client.close()
