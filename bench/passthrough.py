@@ -21,6 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.config import Settings
+from gateway.draining import Draining
 from gateway.serving import http_protocol
 
 Forward = Callable[[str, str, bytes, str], Awaitable[tuple[int, bytes]]]  # method, path, body, auth → status, body
@@ -89,7 +90,7 @@ def main() -> None:
         access_log=False,
         timeout_keep_alive=defaults.keep_alive_seconds,
         timeout_graceful_shutdown=30,
-        http=http_protocol(defaults.header_timeout_seconds),
+        http=http_protocol(defaults.header_timeout_seconds, Draining()),  # never drained: it has no waits
     )
 
 

@@ -118,16 +118,20 @@ def _server(url: str) -> ObservedRedis:
 
 def _cluster(target: Target) -> ObservedCluster:
     # One pool per node, at most MAX_CONNECTIONS each; the client follows MOVED/ASK and refreshes the slot map.
-    return ObservedCluster(
-        startup_nodes=[ClusterNode(host, port) for host, port in target.hosts],
-        username=target.username,
-        password=target.password,
-        ssl=target.tls,
-        max_connections=MAX_CONNECTIONS,
-        decode_responses=True,
-        health_check_interval=_HEALTH_CHECK_SECONDS,
-        socket_connect_timeout=_CONNECT_SECONDS,
-    )
+    return ObservedCluster(startup_nodes=[ClusterNode(host, port) for host, port in target.hosts], **_node_options(target))
+
+
+def _node_options(target: Target) -> dict[str, Any]:
+    """How every connection to a data node (a cluster's, or a Sentinel's primary) is made."""
+    return {
+        "username": target.username,
+        "password": target.password,
+        "ssl": target.tls,
+        "max_connections": MAX_CONNECTIONS,
+        "decode_responses": True,
+        "health_check_interval": _HEALTH_CHECK_SECONDS,
+        "socket_connect_timeout": _CONNECT_SECONDS,
+    }
 
 
 def _sentinel_primary(target: Target) -> ObservedRedis:
@@ -140,13 +144,7 @@ def _sentinel_primary(target: Target) -> ObservedRedis:
             "password": target.sentinel_password,
             "socket_connect_timeout": _CONNECT_SECONDS,
         },
-        username=target.username,
-        password=target.password,
-        ssl=target.tls,
-        max_connections=MAX_CONNECTIONS,
-        decode_responses=True,
-        health_check_interval=_HEALTH_CHECK_SECONDS,
-        socket_connect_timeout=_CONNECT_SECONDS,
+        **_node_options(target),
     )
     primary = sentinels.master_for(
         target.service, redis_class=ObservedRedis, connection_pool_class=_BlockingSentinelPool, timeout=POOL_WAIT_SECONDS

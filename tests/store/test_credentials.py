@@ -2,20 +2,10 @@
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
-import pytest
 import redis.asyncio as aioredis
 
 from gateway.store import Cooled, CredentialCounts, CredentialStore
-from gateway.store.redis import connect
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    redis = connect(redis_url)
-    yield redis
-    await redis.aclose()
 
 
 async def test_a_cooling_only_lengthens_and_every_429_is_counted(client: aioredis.Redis) -> None:

@@ -1,21 +1,12 @@
 """Tenant deployment records on a real Redis: one slot per tenant, no overwrite, compare-and-set releases."""
 
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import replace
 
-import pytest
 import redis.asyncio as aioredis
 from redis.crc import key_slot
 
-from gateway.store import DeploymentStore, IndexEntry, StoredDeployment, connect
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    redis = connect(redis_url)
-    yield redis
-    await redis.aclose()
+from gateway.store import DeploymentStore, IndexEntry, StoredDeployment
 
 
 def _deployment(tenant: str, name: str, created_ms: int = 1_000) -> StoredDeployment:

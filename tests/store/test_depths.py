@@ -1,29 +1,11 @@
 """Read-only depth reads of the background queues (what /metrics reports), on real Redis servers."""
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
-import pytest
 import redis.asyncio as aioredis
 
 from gateway.store import Delivery, DeliveryDepth, DeliveryStore, QueueStore, Schedule, ScheduleDepth, SlotQueueDepth
-from gateway.store.embedded import EmbeddedRedis
 from gateway.store.redis import connect
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    redis = connect(redis_url)
-    yield redis
-    await redis.aclose()
-
-
-@pytest.fixture(scope="module")
-def own_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A server no gateway's delivery worker reads from (the delivery stream's key is fixed)."""
-    with EmbeddedRedis(Path(tmp_path_factory.mktemp("depth-redis"))) as server:
-        yield server.url
 
 
 async def test_a_schedule_counts_every_id_and_those_due_but_unclaimed(client: aioredis.Redis) -> None:

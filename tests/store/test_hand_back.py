@@ -2,31 +2,13 @@
 schedule ids and pending webhook deliveries (the slot queue's claims: `test_queue.py`)."""
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
-import pytest
 import redis.asyncio as aioredis
 
 from gateway.store import Delivery, DeliveryStore, Schedule
-from gateway.store.embedded import EmbeddedRedis
 from gateway.store.redis import connect
 
 LEASE_MS = 60_000
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    redis = connect(redis_url)
-    yield redis
-    await redis.aclose()
-
-
-@pytest.fixture(scope="module")
-def own_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A server no gateway's delivery worker reads from (the delivery stream's key is fixed)."""
-    with EmbeddedRedis(Path(tmp_path_factory.mktemp("hand-back-redis"))) as server:
-        yield server.url
 
 
 async def test_leased_schedule_ids_given_back_are_due_at_once_unless_their_turn_ended(client: aioredis.Redis) -> None:

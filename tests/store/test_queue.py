@@ -1,20 +1,11 @@
 """The durable queue in front of one-slot model servers, on a real Redis."""
 
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
 
 from gateway.store import QueueStore
-from gateway.store.redis import connect
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    redis = connect(redis_url)
-    yield redis
-    await redis.aclose()
 
 
 @pytest.fixture

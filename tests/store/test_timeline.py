@@ -1,20 +1,11 @@
 """Tenant timelines on a real Redis: exact paging even when items share a millisecond."""
 
 import uuid
-from collections.abc import AsyncIterator
 
-import pytest
 import redis.asyncio as aioredis
 
 from gateway.cursors import window
-from gateway.store import IndexEntry, connect, timeline
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    redis = connect(redis_url)
-    yield redis
-    await redis.aclose()
+from gateway.store import IndexEntry, timeline
 
 
 async def _filled(client: aioredis.Redis, entries: list[IndexEntry]) -> str:
