@@ -157,8 +157,8 @@ def test_redis_paused_and_restarted_under_load_loses_nothing(
             late = outcomes[recovered_at:]
             assert any(o.status == 201 for o in late) and late[-3:] and all(o.status in (200, 201) for o in late[-3:]), late
             with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=10) as client:
-                listed = [p["id"] for p in client.get(f"{gateway.url}/v1/predictions").json()["results"]]
-                assert set(created) <= set(listed)  # every 201 is still there
+                listed = _every_listed(client, f"{gateway.url}/v1/predictions")
+                assert len(created) > 0 and set(created) <= set(listed)  # every 201 is still there
                 # Everything the tenant can see finishes: no ghost left `starting`, no refresh held up for long by
                 # a claim that leaked in the outage.
                 assert _unfinished_after(client, gateway.url, listed, seconds=8) == {}
@@ -168,6 +168,17 @@ def test_redis_paused_and_restarted_under_load_loses_nothing(
         if server.pid is not None:
             os.kill(server.pid, signal.SIGCONT)
         server.stop()
+
+
+def _every_listed(client: httpx.Client, url: str) -> list[str]:
+    """The ids on every page of the tenant's list (a quick machine creates more than one page's worth here)."""
+    listed: list[str] = []
+    page_url: str | None = url
+    while page_url:
+        page = client.get(page_url).json()
+        listed += [prediction["id"] for prediction in page["results"]]
+        page_url = page.get("next")
+    return listed
 
 
 def _unfinished_after(client: httpx.Client, url: str, prediction_ids: list[str], seconds: float) -> dict[str, str]:
